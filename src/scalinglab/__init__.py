@@ -1,0 +1,42 @@
+"""scalinglab: neural scaling laws as a working instrument.
+
+Design a sweep, train real models, store every run, fit laws with honest uncertainty,
+plan a training run for a budget, and report.
+"""
+
+from scalinglab.counting import (
+    FlopsPerToken,
+    ParamCount,
+    TransformerShape,
+    count_params,
+    flops_per_token,
+)
+from scalinglab.units import (
+    HARDWARE,
+    ComputeCost,
+    Hardware,
+    compute_cost,
+    flops_from_budget,
+    flops_to_pf_days,
+    get_hardware,
+    pf_days_to_flops,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HARDWARE",
+    "ComputeCost",
+    "FlopsPerToken",
+    "Hardware",
+    "ParamCount",
+    "TransformerShape",
+    "__version__",
+    "compute_cost",
+    "count_params",
+    "flops_from_budget",
+    "flops_per_token",
+    "flops_to_pf_days",
+    "get_hardware",
+    "pf_days_to_flops",
+]

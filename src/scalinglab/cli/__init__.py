@@ -1,0 +1,71 @@
+"""The ``scalinglab`` command: thin wrappers that parse options, call the API and print.
+
+Each command lives in its own module and registers itself here, so the CLI mirrors the
+package layout one-to-one.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from scalinglab import __version__
+from scalinglab.cli import compute
+from scalinglab.cli._common import err_console
+
+try:  # recent typer vendors click; older releases use click itself
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as _click_errors  # type: ignore[no-redef]
+
+app = typer.Typer(
+    name="scalinglab",
+    help="Neural scaling laws as a working instrument: sweep, train, fit, plan, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"scalinglab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Neural scaling laws as a working instrument: sweep, train, fit, plan, report."""
+
+
+app.command("compute")(compute.compute)
+
+
+def main() -> None:
+    """Entry point of the console script.
+
+    Click's usage errors are reduced to one line (option and reason) with exit code 2, the
+    way every other bad input is reported.
+    """
+    try:
+        code = app(standalone_mode=False)
+    except _click_errors.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        code = 0
+    except _click_errors.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "scalinglab"
+        err_console.print(
+            f"[bold red]error:[/] {command}: {exc.format_message()}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        code = 2
+    except _click_errors.Abort:
+        err_console.print("aborted")
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
