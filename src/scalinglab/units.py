@@ -65,11 +65,11 @@ class Hardware:
 
 
 HARDWARE: dict[str, Hardware] = {
-    # NVIDIA A100 Tensor Core GPU data sheet (2021): BF16 312 TFLOPS dense, 80 GB SXM, 400 W max TDP.
+    # NVIDIA A100 Tensor Core GPU data sheet (2021): BF16 312 TFLOPS dense, 80 GB SXM, 400 W TDP.
     "a100-80gb": Hardware("a100-80gb", 312e12, 400.0, 80.0, "NVIDIA A100 data sheet (SXM)"),
-    # NVIDIA H100 data sheet: BF16 1 979 TFLOPS *with sparsity* on SXM, i.e. 989.4 dense; up to 700 W.
+    # NVIDIA H100 data sheet: BF16 1 979 TFLOPS *with sparsity* on SXM = 989.4 dense; ≤ 700 W.
     "h100-sxm": Hardware("h100-sxm", 989.4e12, 700.0, 80.0, "NVIDIA H100 data sheet (SXM)"),
-    # NVIDIA H200 data sheet: same BF16 Tensor Core peak as H100 SXM (1 979 sparse), 141 GB, up to 700 W.
+    # NVIDIA H200 data sheet: BF16 peak as H100 SXM (1 979 sparse), 141 GB, ≤ 700 W.
     "h200": Hardware("h200", 989.4e12, 700.0, 141.0, "NVIDIA H200 data sheet (SXM)"),
 }
 _ALIASES = {"a100": "a100-80gb", "a100-sxm": "a100-80gb", "h100": "h100-sxm", "h200-sxm": "h200"}
