@@ -12,6 +12,7 @@ import typer
 
 from scalinglab import __version__
 from scalinglab.cli import compute
+from scalinglab.cli import report as report_cli
 from scalinglab.cli._common import err_console
 
 try:  # recent typer vendors click; older releases use click itself
@@ -44,6 +45,7 @@ def _root(
 
 
 app.command("compute")(compute.compute)
+app.command("report")(report_cli.report)
 
 
 def main() -> None:

@@ -1,0 +1,164 @@
+"""From runs (and optionally a saved fit) to a written report: fit, check, plan, draw, write.
+
+This is what ``scalinglab report`` and ``scalinglab demo`` call. It fits the law with a bootstrap
+when no fit is given, makes a second fit that holds the largest-compute runs out and predicts
+them (the honest test of a scaling law is extrapolation), plans the given budgets, draws every
+figure and writes one self-contained HTML page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scalinglab.fit import Fit, FitError, load_fit, refit
+from scalinglab.fit import fit as fit_law
+from scalinglab.report.content import ReportContent, build_content
+from scalinglab.report.figures import ReportFigure, figure_bytes, make_figures, save_figures
+from scalinglab.report.html import write_report
+from scalinglab.runs import Runs, load_runs
+
+__all__ = ["CHINCHILLA_FLOPS", "ReportResult", "build_report"]
+
+# Chinchilla's training compute: 70B parameters on 1.4T tokens, 6·N·D = 5.88·10^23; Hoffmann et
+# al. (2022, Table 3) quote the Gopher budget Chinchilla matched as 5.76·10^23 FLOP.
+CHINCHILLA_FLOPS = 5.76e23
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What :func:`build_report` made.
+
+    Attributes
+    ----------
+    path
+        The HTML file written.
+    content
+        Everything the page shows, as values.
+    fit
+        The fit drawn (the one given, or the one made here on every run).
+    holdout_fit
+        The fit made without the largest-compute runs, whose errors the page reports
+        (``None`` when no hold-out was possible or asked for).
+    figure_paths
+        PNG and SVG files written when a figure folder was given.
+    """
+
+    path: Path
+    content: ReportContent
+    fit: Fit | None
+    holdout_fit: Fit | None
+    figure_paths: tuple[Path, ...] = ()
+
+    @property
+    def holdout(self) -> Mapping[str, Any] | None:
+        """The hold-out report (per-run relative errors and their mean) of the check fit."""
+        checked = self.fit if self.fit is not None and self.fit.holdout else self.holdout_fit
+        return None if checked is None else checked.holdout
+
+
+def build_report(
+    runs: Runs | str | Path,
+    out: str | Path,
+    *,
+    fit: Fit | str | Path | None = None,
+    law: str = "chinchilla",
+    law_options: Mapping[str, Any] | None = None,
+    bootstrap: int = 200,
+    seed: int = 0,
+    holdout_top: float | None = 0.05,
+    holdout_above: float | None = None,
+    budgets: Sequence[float] = (CHINCHILLA_FLOPS,),
+    plan_options: Mapping[str, Any] | None = None,
+    level: float = 0.9,
+    figures_dir: str | Path | None = None,
+    title: str | None = None,
+    commands: Sequence[str] = (),
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ReportResult:
+    """Fit (unless given a fit), check on held-out runs, plan, draw and write the report.
+
+    Parameters
+    ----------
+    runs
+        Validated runs, or a path :func:`scalinglab.runs.load_runs` reads (a table or a store).
+    out
+        Where to write the HTML page.
+    fit
+        A fit (or the path of a fit.json) to draw instead of fitting here.
+    law, law_options, bootstrap, seed
+        What to fit when no fit is given: the law, its options, bootstrap resamples, seed.
+    holdout_top, holdout_above
+        Which runs the check fit leaves out: the top fraction by compute, or every run above a
+        FLOP count. Both ``None``: no check.
+    budgets
+        Budgets in FLOP to plan (default: Chinchilla's 5.76·10^23).
+    plan_options
+        Options of :func:`scalinglab.plan.allocate` (``gpu``, ``mfu``, ``count``,
+        ``price_per_gpu_hour``, ``pue``, ...).
+    level
+        Level of the bands and plan intervals.
+    figures_dir
+        Also write every figure there as PNG and SVG.
+    title, commands
+        Page title; shell commands that reproduce the page.
+    progress
+        Called as ``progress(stage, done, total)`` while the bootstrap runs.
+
+    Raises
+    ------
+    scalinglab.runs.RunsError, scalinglab.fit.FitError
+        Unusable runs; a fit that cannot be made.
+    """
+    table = runs if isinstance(runs, Runs) else load_runs(runs)
+    given = load_fit(fit) if isinstance(fit, str | Path) else fit
+    holdout_asked = holdout_top is not None or holdout_above is not None
+
+    if given is None:
+        main = fit_law(
+            law,
+            table,
+            law_options=law_options,
+            bootstrap=bootstrap,
+            seed=seed,
+            progress=progress,
+        )
+    else:
+        main = given
+
+    check = None
+    if holdout_asked and not main.holdout:
+        try:
+            check = refit(
+                main,
+                table,
+                bootstrap=min(bootstrap, 100) if bootstrap else 0,
+                seed=seed,
+                holdout_top=holdout_top,
+                holdout_above=holdout_above,
+            )
+        except FitError as exc:  # too few runs left, nothing above the threshold...
+            check = None
+            notes = (f"no held-out check: {exc}",)
+            table = Runs(table.frame, table.param_basis, table.source, (*table.notes, *notes))
+
+    content = build_content(
+        table,
+        main,
+        holdout_fit=check,
+        budgets=tuple(budgets),
+        plan_options=plan_options,
+        level=level,
+        title=title or f"Scaling-law report: {Path(str(table.source)).name}",
+        commands=commands,
+    )
+    figures: list[ReportFigure] = make_figures(content)
+    svgs = {f.name: figure_bytes(f, "svg") for f in figures}
+    written: tuple[Path, ...] = ()
+    if figures_dir is not None:
+        rendered = {(name, "svg"): data for name, data in svgs.items()}
+        written = tuple(save_figures(figures, figures_dir, rendered=rendered))
+    path = write_report(content, out, figures, svgs={k: v.decode("utf-8") for k, v in svgs.items()})
+    return ReportResult(path, content, main, check, written)
