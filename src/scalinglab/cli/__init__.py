@@ -13,6 +13,7 @@ import typer
 from scalinglab import __version__
 from scalinglab.cli import compute
 from scalinglab.cli import report as report_cli
+from scalinglab.cli import sweep as sweep_cli
 from scalinglab.cli._common import err_console
 
 try:  # recent typer vendors click; older releases use click itself
@@ -45,6 +46,7 @@ def _root(
 
 
 app.command("compute")(compute.compute)
+app.add_typer(sweep_cli.app, name="sweep")
 app.command("report")(report_cli.report)
 
 

@@ -1,0 +1,582 @@
+"""The sweep spec: a TOML file that says what to train, how, on what budget, with which design.
+
+A spec is read with :mod:`tomllib` and validated key by key before anything is planned or run;
+every error names the dotted key (``design.sizes_per_level``) and what is allowed, so a typo
+costs one line of output instead of an hour of training.
+
+Layout (every table but ``[design]`` is optional; omitted keys take the defaults shown)::
+
+    [sweep]
+    name = "isoflop-stdlib"    # names the sweep in the store; default: the file's stem
+    seed = 0                   # every run of the sweep trains with this seed
+    store = "scalinglab.db"    # relative to the working directory
+
+    [data]
+    corpus = "stdlib"          # "stdlib" | "synthetic" | a path to a text file or folder
+    tokenizer = "byte"
+    vocab_size = 256           # for trained tokenizers; byte-level corpora have 256
+
+    [model]
+    context_length = 64
+    param_basis = "non_embedding"   # which count is N: "non_embedding" (Kaplan) or "total"
+    flops_method = "6nd"            # "6nd": 6·N·D with N as declared; "per_operation":
+                                    # Hoffmann et al. (2022), App. F
+    # shape options passed to the trainer's shape rule: tied_embeddings, positional, mlp, bias
+
+    [train]                    # anything TrainConfig takes; unset keys keep the trainer's defaults
+    batch_size = 16
+    lr = 3e-3
+    schedule = "cosine"
+
+    [budget]
+    flops = 1e14               # total training FLOPs, or:
+    wall_clock_s = 600         # estimated from the device's measured throughput
+    on_over = "refuse"         # or "trim": drop the most expensive part until the design fits
+
+    [execution]
+    workers = 2                # parallel runs (threads split evenly over the cores)
+    max_retries = 2
+
+    [design]
+    kind = "isoflop"           # "isoflop" | "grid" | "wsd"; see scalinglab.sweep.design
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BudgetSpec",
+    "DataSpec",
+    "DesignSpec",
+    "ExecutionSpec",
+    "ModelSpec",
+    "SpecError",
+    "SweepSpec",
+    "TrainSpec",
+    "load_spec",
+    "parse_spec",
+]
+
+PARAM_BASES = ("non_embedding", "total")
+FLOPS_METHODS = ("6nd", "per_operation")
+DESIGN_KINDS = ("isoflop", "grid", "wsd")
+SCHEDULES = ("cosine", "wsd")
+ON_OVER = ("refuse", "trim")
+POSITIONALS = ("learned", "rotary")
+MLPS = ("gelu", "gated")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+class SpecError(ValueError):
+    """A sweep spec that cannot be read or validated; the message names the key."""
+
+
+# --- value checks: each returns the clean value or raises SpecError naming the key ----------
+
+
+def _fail(key: str, message: str) -> SpecError:
+    return SpecError(f"{key}: {message}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number(key: str, value: Any, *, minimum: float | None = 0.0, strict: bool = True) -> float:
+    if not _is_number(value) or not math.isfinite(value):
+        raise _fail(key, f"must be a finite number, got {value!r}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        relation = ">" if strict else "≥"
+        raise _fail(key, f"must be {relation} {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def _integer(key: str, value: Any, *, minimum: int = 1) -> int:
+    # TOML writes large counts as floats (1e7); accept them when they are whole numbers.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _fail(key, f"must be a whole number ≥ {minimum}, got {value!r}")
+    if value < minimum:
+        raise _fail(key, f"must be a whole number ≥ {minimum}, got {value!r}")
+    return value
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise _fail(key, f"must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
+
+
+def _string(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(key, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(key, f"must be true or false, got {value!r}")
+    return value
+
+
+def _number_list(key: str, value: Any, *, integer: bool = False) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise _fail(key, f"must be a non-empty list of positive numbers, got {value!r}")
+    out = []
+    for i, item in enumerate(value):
+        item_key = f"{key}[{i}]"
+        out.append(_integer(item_key, item) if integer else _number(item_key, item))
+    if len(set(out)) != len(out):
+        raise _fail(key, f"has repeated values: {value!r}")
+    return tuple(sorted(out))
+
+
+def _table(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(key, f"must be a table ([{key}]), got {type(value).__name__}")
+    return value
+
+
+def _check_keys(table: str, given: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    for name in given:
+        if name not in allowed:
+            near = difflib.get_close_matches(name, allowed, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            where = f"{table}.{name}" if table else name
+            raise _fail(where, f"unknown key{hint}; allowed: {', '.join(allowed)}")
+
+
+# --- the spec -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Corpus and tokenisation (see :func:`scalinglab.train.corpus.load_corpus`)."""
+
+    corpus: str = "stdlib"
+    tokenizer: str = "byte"
+    vocab_size: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model family: context, how N is counted, how FLOPs are counted, shape options.
+
+    Attributes
+    ----------
+    context_length
+        Tokens per training sequence.
+    param_basis
+        The count the sweep declares as N: ``"non_embedding"`` (Kaplan et al. 2020) or
+        ``"total"`` (Hoffmann et al. 2022). Both are stored; this picks the one fits use.
+    flops_method
+        ``"6nd"``: C = 6·N·D with N as declared; ``"per_operation"``: Hoffmann et al. (2022),
+        Appendix F, which adds attention and vocabulary FLOPs.
+    tied_embeddings, positional, mlp, bias
+        Shape options, passed to the trainer's shape rule (``None``: its default).
+    """
+
+    context_length: int = 64
+    param_basis: str = "non_embedding"
+    flops_method: str = "6nd"
+    tied_embeddings: bool | None = None
+    positional: str | None = None
+    mlp: str | None = None
+    bias: bool | None = None
+
+    def shape_options(self) -> dict[str, Any]:
+        """The shape options that were set, as keyword arguments for the shape rule."""
+        names = ("tied_embeddings", "positional", "mlp", "bias")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Training options common to every run; ``None`` keeps the trainer's default."""
+
+    batch_size: int | None = None
+    lr: float | None = None
+    min_lr_ratio: float | None = None
+    warmup_tokens: int | None = None
+    schedule: str | None = None
+    cooldown_fraction: float | None = None
+    weight_decay: float | None = None
+    grad_clip: float | None = None
+    eval_interval_tokens: int | None = None
+    eval_tokens: int | None = None
+    device: str | None = None
+    precision: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The options that were set, as TrainConfig keyword arguments."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    """The budget: total FLOPs, or an estimated wall-clock limit on the chosen device."""
+
+    flops: float | None = None
+    wall_clock_s: float | None = None
+    on_over: str = "refuse"
+
+
+@dataclass(frozen=True)
+class ExecutionSpec:
+    """Defaults for ``sweep run`` (the command line overrides them)."""
+
+    workers: int = 1
+    max_retries: int = 2
+    executor: str = "local"
+
+
+@dataclass(frozen=True)
+class DesignSpec:
+    """Which runs to train. Fields that a kind does not use stay ``None``.
+
+    ``isoflop``: compute levels (``flops`` list, or ``flops_min``/``flops_max``/``levels``
+    log-spaced), ``sizes_per_level`` model sizes spaced evenly in log N over
+    ``width_decades`` decades centred on the expected optimum N = sqrt(C / (6·r)), with
+    r = ``tokens_per_param`` (about 20 at the Chinchilla optimum, Hoffmann et al. 2022).
+
+    ``grid``: every pair of ``params`` × ``tokens``.
+
+    ``wsd``: one warmup-stable-decay run per size in ``params`` for ``tokens`` tokens, with
+    extra cooldowns branched from its stable phase at ``branch_tokens`` (or at
+    ``branch_fractions`` of ``tokens``); every cooldown is a point.
+    """
+
+    kind: str
+    flops: tuple[float, ...] | None = None
+    flops_min: float | None = None
+    flops_max: float | None = None
+    levels: int | None = None
+    sizes_per_level: int | None = None
+    width_decades: float | None = None
+    tokens_per_param: float | None = None
+    params: tuple[float, ...] | None = None
+    tokens: tuple[float, ...] | None = None
+    branch_tokens: tuple[int, ...] | None = None
+    branch_fractions: tuple[float, ...] | None = None
+    min_steps: int = 20
+
+    def compute_levels(self) -> tuple[float, ...]:
+        """The IsoFLOP compute levels, in FLOP (explicit, or log-spaced min..max)."""
+        if self.flops is not None:
+            return self.flops
+        assert self.flops_min is not None and self.flops_max is not None and self.levels
+        if self.levels == 1:
+            return (self.flops_min,)
+        ratio = (self.flops_max / self.flops_min) ** (1.0 / (self.levels - 1))
+        return tuple(self.flops_min * ratio**i for i in range(self.levels))
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep spec. Build it with :func:`load_spec` or :func:`parse_spec`."""
+
+    name: str
+    design: DesignSpec
+    seed: int = 0
+    store: str = "scalinglab.db"
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    budget: BudgetSpec = field(default_factory=BudgetSpec)
+    execution: ExecutionSpec = field(default_factory=ExecutionSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready mapping (tuples become lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+_TOP = ("sweep", "data", "model", "train", "budget", "execution", "design")
+_SWEEP = ("name", "seed", "store")
+_DATA = ("corpus", "tokenizer", "vocab_size")
+_MODEL = (
+    "context_length",
+    "param_basis",
+    "flops_method",
+    "tied_embeddings",
+    "positional",
+    "mlp",
+    "bias",
+)
+_TRAIN = tuple(f.name for f in TrainSpec.__dataclass_fields__.values())
+_BUDGET = ("flops", "wall_clock_s", "on_over")
+_EXECUTION = ("workers", "max_retries", "executor")
+_DESIGN_COMMON = ("kind", "min_steps")
+_DESIGN_KEYS = {
+    "isoflop": (
+        "flops",
+        "flops_min",
+        "flops_max",
+        "levels",
+        "sizes_per_level",
+        "width_decades",
+        "tokens_per_param",
+    ),
+    "grid": ("params", "tokens"),
+    "wsd": ("params", "tokens", "branch_tokens", "branch_fractions"),
+}
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep spec from a TOML file.
+
+    Parameters
+    ----------
+    path
+        The ``.toml`` file. The sweep's name defaults to the file's stem.
+
+    Raises
+    ------
+    SpecError
+        The file is missing or not TOML, or a key is unknown or has a bad value; the
+        message names the key and what is allowed.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec ({exc.strerror or exc})") from None
+    return parse_spec(text, default_name=path.stem)
+
+
+def parse_spec(text: str | Mapping[str, Any], *, default_name: str = "sweep") -> SweepSpec:
+    """Validate a spec given as TOML text or as an already parsed mapping.
+
+    Raises
+    ------
+    SpecError
+        Naming the first bad key and what is allowed.
+    """
+    if isinstance(text, str):
+        try:
+            raw: Mapping[str, Any] = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"not valid TOML: {exc}") from None
+    else:
+        raw = text
+    _check_keys("", raw, _TOP)
+    if "design" not in raw:
+        raise _fail("design", "missing: a spec needs a [design] table with a kind")
+
+    sweep = _table("sweep", raw.get("sweep", {}))
+    _check_keys("sweep", sweep, _SWEEP)
+    name = _string("sweep.name", sweep.get("name", default_name))
+    seed = _integer("sweep.seed", sweep.get("seed", 0), minimum=0)
+    store = _string("sweep.store", sweep.get("store", "scalinglab.db"))
+
+    return SweepSpec(
+        name=name,
+        seed=seed,
+        store=store,
+        data=_data(_table("data", raw.get("data", {}))),
+        model=_model(_table("model", raw.get("model", {}))),
+        train=_train(_table("train", raw.get("train", {}))),
+        budget=_budget(_table("budget", raw.get("budget", {}))),
+        execution=_execution(_table("execution", raw.get("execution", {}))),
+        design=_design(_table("design", raw["design"])),
+    )
+
+
+def _data(t: dict[str, Any]) -> DataSpec:
+    _check_keys("data", t, _DATA)
+    vocab = t.get("vocab_size")
+    return DataSpec(
+        corpus=_string("data.corpus", t.get("corpus", "stdlib")),
+        tokenizer=_string("data.tokenizer", t.get("tokenizer", "byte")),
+        vocab_size=None if vocab is None else _integer("data.vocab_size", vocab, minimum=2),
+    )
+
+
+def _model(t: dict[str, Any]) -> ModelSpec:
+    _check_keys("model", t, _MODEL)
+    optional: dict[str, Any] = {}
+    for key in ("tied_embeddings", "bias"):
+        if key in t:
+            optional[key] = _boolean(f"model.{key}", t[key])
+    if "positional" in t:
+        optional["positional"] = _choice("model.positional", t["positional"], POSITIONALS)
+    if "mlp" in t:
+        optional["mlp"] = _choice("model.mlp", t["mlp"], MLPS)
+    return ModelSpec(
+        context_length=_integer("model.context_length", t.get("context_length", 64), minimum=2),
+        param_basis=_choice(
+            "model.param_basis", t.get("param_basis", "non_embedding"), PARAM_BASES
+        ),
+        flops_method=_choice("model.flops_method", t.get("flops_method", "6nd"), FLOPS_METHODS),
+        **optional,
+    )
+
+
+def _train(t: dict[str, Any]) -> TrainSpec:
+    _check_keys("train", t, _TRAIN)
+    out: dict[str, Any] = {}
+    for key in ("batch_size", "eval_tokens"):
+        if key in t:
+            out[key] = _integer(f"train.{key}", t[key])
+    for key in ("warmup_tokens", "eval_interval_tokens"):
+        if key in t:
+            out[key] = _integer(f"train.{key}", t[key], minimum=0)
+    for key in ("lr", "grad_clip"):
+        if key in t:
+            out[key] = _number(f"train.{key}", t[key])
+    if "weight_decay" in t:
+        out["weight_decay"] = _number("train.weight_decay", t["weight_decay"], strict=False)
+    if "min_lr_ratio" in t:
+        value = _number("train.min_lr_ratio", t["min_lr_ratio"], strict=False)
+        if value > 1:
+            raise _fail("train.min_lr_ratio", f"must be in [0, 1], got {t['min_lr_ratio']!r}")
+        out["min_lr_ratio"] = value
+    if "cooldown_fraction" in t:
+        value = _number("train.cooldown_fraction", t["cooldown_fraction"])
+        if value >= 1:
+            raise _fail("train.cooldown_fraction", f"must be in (0, 1), got {value!r}")
+        out["cooldown_fraction"] = value
+    if "schedule" in t:
+        out["schedule"] = _choice("train.schedule", t["schedule"], SCHEDULES)
+    if "device" in t:
+        out["device"] = _string("train.device", t["device"])
+    if "precision" in t:
+        out["precision"] = _choice("train.precision", t["precision"], PRECISIONS)
+    return TrainSpec(**out)
+
+
+def _budget(t: dict[str, Any]) -> BudgetSpec:
+    _check_keys("budget", t, _BUDGET)
+    if "flops" in t and "wall_clock_s" in t:
+        raise _fail("budget", "give flops or wall_clock_s, not both")
+    return BudgetSpec(
+        flops=None if "flops" not in t else _number("budget.flops", t["flops"]),
+        wall_clock_s=None
+        if "wall_clock_s" not in t
+        else _number("budget.wall_clock_s", t["wall_clock_s"]),
+        on_over=_choice("budget.on_over", t.get("on_over", "refuse"), ON_OVER),
+    )
+
+
+def _execution(t: dict[str, Any]) -> ExecutionSpec:
+    _check_keys("execution", t, _EXECUTION)
+    return ExecutionSpec(
+        workers=_integer("execution.workers", t.get("workers", 1)),
+        max_retries=_integer("execution.max_retries", t.get("max_retries", 2), minimum=0),
+        executor=_choice("execution.executor", t.get("executor", "local"), ("local", "ray")),
+    )
+
+
+def _design(t: dict[str, Any]) -> DesignSpec:
+    kind = _choice("design.kind", t.get("kind"), DESIGN_KINDS)
+    _check_keys("design", t, _DESIGN_COMMON + _DESIGN_KEYS[kind])
+    min_steps = _integer("design.min_steps", t.get("min_steps", 20))
+    if kind == "isoflop":
+        return _isoflop(t, min_steps)
+    if kind == "grid":
+        for key in ("params", "tokens"):
+            if key not in t:
+                raise _fail(f"design.{key}", "missing: a grid needs params and tokens lists")
+        return DesignSpec(
+            kind="grid",
+            params=_number_list("design.params", t["params"]),
+            tokens=_number_list("design.tokens", t["tokens"]),
+            min_steps=min_steps,
+        )
+    return _wsd(t, min_steps)
+
+
+def _isoflop(t: dict[str, Any], min_steps: int) -> DesignSpec:
+    explicit = "flops" in t
+    ranged = [k for k in ("flops_min", "flops_max", "levels") if k in t]
+    if explicit and ranged:
+        raise _fail(
+            "design.flops", f"give flops or flops_min/flops_max/levels, not both ({ranged})"
+        )
+    if not explicit and len(ranged) != 3:
+        lacking = [k for k in ("flops_min", "flops_max", "levels") if k not in t]
+        raise _fail(
+            f"design.{lacking[0]}",
+            "missing: an isoflop design needs flops = [levels] or flops_min, flops_max, levels",
+        )
+    flops = _number_list("design.flops", t["flops"]) if explicit else None
+    flops_min = flops_max = None
+    levels = None
+    if not explicit:
+        flops_min = _number("design.flops_min", t["flops_min"])
+        flops_max = _number("design.flops_max", t["flops_max"])
+        levels = _integer("design.levels", t["levels"])
+        if flops_max < flops_min:
+            raise _fail(
+                "design.flops_max", f"must be ≥ flops_min ({flops_min:g}), got {flops_max:g}"
+            )
+        if levels > 1 and flops_max == flops_min:
+            raise _fail("design.levels", "must be 1 when flops_min == flops_max")
+    sizes = _integer("design.sizes_per_level", t.get("sizes_per_level", 5))
+    width = _number("design.width_decades", t.get("width_decades", 1.0))
+    if sizes > 1 and width <= 0:
+        raise _fail("design.width_decades", "must be > 0")
+    return DesignSpec(
+        kind="isoflop",
+        flops=flops,
+        flops_min=flops_min,
+        flops_max=flops_max,
+        levels=levels,
+        sizes_per_level=sizes,
+        width_decades=width,
+        tokens_per_param=_number("design.tokens_per_param", t.get("tokens_per_param", 20.0)),
+        min_steps=min_steps,
+    )
+
+
+def _wsd(t: dict[str, Any], min_steps: int) -> DesignSpec:
+    for key in ("params", "tokens"):
+        if key not in t:
+            raise _fail(f"design.{key}", "missing: a wsd design needs params and tokens")
+    tokens = t["tokens"]
+    if isinstance(tokens, list):
+        if len(tokens) != 1:
+            raise _fail(
+                "design.tokens", f"a wsd design trains one length: give one number, got {tokens!r}"
+            )
+        tokens = tokens[0]
+    total = _integer("design.tokens", tokens)
+    if "branch_tokens" in t and "branch_fractions" in t:
+        raise _fail("design.branch_tokens", "give branch_tokens or branch_fractions, not both")
+    branch_tokens = branch_fractions = None
+    if "branch_tokens" in t:
+        branch_tokens = tuple(
+            int(v) for v in _number_list("design.branch_tokens", t["branch_tokens"], integer=True)
+        )
+        if branch_tokens[-1] >= total:
+            raise _fail(
+                "design.branch_tokens",
+                f"every branch point must be < design.tokens ({total}), got {branch_tokens[-1]}",
+            )
+    elif "branch_fractions" in t:
+        branch_fractions = _number_list("design.branch_fractions", t["branch_fractions"])
+        if branch_fractions[-1] >= 1:
+            raise _fail(
+                "design.branch_fractions",
+                f"every fraction must be in (0, 1), got {branch_fractions[-1]!r}",
+            )
+    else:
+        raise _fail(
+            "design.branch_tokens", "missing: a wsd design needs branch_tokens or branch_fractions"
+        )
+    return DesignSpec(
+        kind="wsd",
+        params=_number_list("design.params", t["params"]),
+        tokens=(float(total),),
+        branch_tokens=branch_tokens,
+        branch_fractions=branch_fractions,
+        min_steps=min_steps,
+    )
