@@ -11,6 +11,15 @@ from scalinglab.counting import (
     count_params,
     flops_per_token,
 )
+from scalinglab.plan import (
+    Allocation,
+    Comparison,
+    PlanError,
+    allocate,
+    compare,
+    frontier,
+    least_compute,
+)
 from scalinglab.units import (
     HARDWARE,
     ComputeCost,
@@ -26,17 +35,24 @@ __version__ = "0.1.0"
 
 __all__ = [
     "HARDWARE",
+    "Allocation",
+    "Comparison",
     "ComputeCost",
     "FlopsPerToken",
     "Hardware",
     "ParamCount",
+    "PlanError",
     "TransformerShape",
     "__version__",
+    "allocate",
+    "compare",
     "compute_cost",
     "count_params",
     "flops_from_budget",
     "flops_per_token",
     "flops_to_pf_days",
+    "frontier",
     "get_hardware",
+    "least_compute",
     "pf_days_to_flops",
 ]

@@ -12,6 +12,7 @@ import typer
 
 from scalinglab import __version__
 from scalinglab.cli import compute
+from scalinglab.cli import plan as plan_cli
 from scalinglab.cli import report as report_cli
 from scalinglab.cli import sweep as sweep_cli
 from scalinglab.cli._common import err_console
@@ -47,6 +48,8 @@ def _root(
 
 app.command("compute")(compute.compute)
 app.add_typer(sweep_cli.app, name="sweep")
+app.command("plan")(plan_cli.plan)
+app.command("compare")(plan_cli.compare)
 app.command("report")(report_cli.report)
 
 
