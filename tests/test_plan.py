@@ -206,6 +206,8 @@ def test_unique_tokens_with_data_constrained_law(data_constrained):
         )
     )
     assert plan.loss == pytest.approx(repeated, rel=1e-12)
+    scarce = allocate(data_constrained, CHINCHILLA_FLOPS, max_unique_tokens=free.tokens / 50)
+    assert scarce.epochs > 4 and any("4 epochs" in w for w in scarce.warnings)
 
 
 def test_both_caps_leave_budget_unspent(besiroglu):

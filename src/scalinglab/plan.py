@@ -1049,8 +1049,19 @@ def _limits(
 
 
 def _repetition_note(surf: _Surface, opts: _Options, tokens: float) -> list[str]:
-    if opts.max_unique_tokens is None or surf.repeats:
+    if opts.max_unique_tokens is None:
         return []
+    if surf.repeats:
+        epochs = tokens / min(tokens, opts.max_unique_tokens)
+        if epochs <= 4:
+            return []
+        # Muennighoff et al. (2023) measured repeated data as nearly as good as fresh up to
+        # about 4 epochs, and its value decaying beyond; their law extrapolates that decay.
+        return [
+            f"the plan repeats the unique tokens {epochs:.1f} times: beyond about 4 epochs "
+            "Muennighoff et al. (2023) saw the value of repeated data fall fast, and the "
+            "data-constrained law extrapolates that decay"
+        ]
     if tokens < opts.max_unique_tokens * (1 - 1e-9):
         return []
     return [
