@@ -441,7 +441,9 @@ def _batches(law: Any, rows: np.ndarray) -> bool:
     """Whether :func:`_batched_predict` agrees with ``law.predict`` row by row."""
     if not all(hasattr(law, name) for name in ("design", "log_predict", "raw_array")):
         return False
-    probe = rows[[0, -1, 0]]
+    # Three distinct parameter rows (scaled copies of the point estimate stay valid), each
+    # with its own inputs, so that a mispairing of rows and inputs would show.
+    probe = rows[0][None, :] * np.array([[1.0], [1.05], [0.95]])
     scales = np.array([[1e7, 3e9, 2e11], [5e8, 1e10, 4e12], [2e6, 8e8, 6e13]])
     inputs = {name: scales * (1.0 + 0.5 * i) for i, name in enumerate(law.inputs)}
     if "unique_tokens" in inputs:
@@ -483,7 +485,9 @@ def _grid_argmin(
     x = ln N: for Chinchilla's form along C = 6·N·D, A·e^{-αx} + B'·e^{βx} is a sum of convex
     exponentials; Kaplan's form is an increasing function of such a sum (quasi-convex); so the
     kept bracket always holds the minimum and the result is exact to the final bracket width.
-    Non-finite values (infeasible points) count as +inf. Returns the minimiser per row.
+    The data-constrained form has no such proof; there the first grid (1/128 of the range in
+    ln N) is what finds the best basin. Non-finite values (infeasible points) count as +inf.
+    Returns the minimiser per row.
     """
     lo = np.asarray(lo, dtype=float).copy()
     hi = np.asarray(hi, dtype=float).copy()
@@ -508,7 +512,7 @@ def _solve_decreasing(
 ) -> np.ndarray:
     """Solve ``fun(x) = target`` elementwise for ``fun`` decreasing in ``x`` on ``[lo, hi]``.
 
-    Vectorised Illinois (modified regula falsi) with a bisection step every fourth iteration,
+    Vectorised Illinois (modified regula falsi) with a bisection step every eighth iteration,
     all elements at once: scipy's bracketing root finders (``brentq``) are scalar, and a plan
     solves thousands of these per bootstrap. The bracket always holds the root, so it cannot
     fail; it typically converges in about ten evaluations. Elements with ``fun(hi) > target``
