@@ -11,6 +11,8 @@ from scalinglab.counting import (
     count_params,
     flops_per_token,
 )
+from scalinglab.fit import Fit, FitError, fit, load_fit
+from scalinglab.laws import get_law
 from scalinglab.plan import (
     Allocation,
     Comparison,
@@ -20,6 +22,7 @@ from scalinglab.plan import (
     frontier,
     least_compute,
 )
+from scalinglab.runs import Runs, RunsError, load_runs
 from scalinglab.units import (
     HARDWARE,
     ComputeCost,
@@ -38,21 +41,29 @@ __all__ = [
     "Allocation",
     "Comparison",
     "ComputeCost",
+    "Fit",
+    "FitError",
     "FlopsPerToken",
     "Hardware",
     "ParamCount",
     "PlanError",
+    "Runs",
+    "RunsError",
     "TransformerShape",
     "__version__",
     "allocate",
     "compare",
     "compute_cost",
     "count_params",
+    "fit",
     "flops_from_budget",
     "flops_per_token",
     "flops_to_pf_days",
     "frontier",
     "get_hardware",
+    "get_law",
     "least_compute",
+    "load_fit",
+    "load_runs",
     "pf_days_to_flops",
 ]
