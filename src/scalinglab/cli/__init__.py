@@ -12,6 +12,7 @@ import typer
 
 from scalinglab import __version__
 from scalinglab.cli import compute
+from scalinglab.cli import fit as fit_cli
 from scalinglab.cli import plan as plan_cli
 from scalinglab.cli import report as report_cli
 from scalinglab.cli import sweep as sweep_cli
@@ -47,10 +48,12 @@ def _root(
 
 
 app.command("compute")(compute.compute)
+app.command("fit")(fit_cli.fit)
 app.add_typer(sweep_cli.app, name="sweep")
 app.command("plan")(plan_cli.plan)
 app.command("compare")(plan_cli.compare)
 app.command("report")(report_cli.report)
+app.command("demo")(report_cli.demo)
 
 
 def main() -> None:

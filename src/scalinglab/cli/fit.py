@@ -1,0 +1,304 @@
+"""``scalinglab fit``: fit a scaling law to a table of runs, with bootstrap CIs and a holdout."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scalinglab.cli._common import console, fail, positive, print_json
+
+_LAWS = ("chinchilla", "kaplan-nd", "power", "data-constrained")
+_XS = ("params", "tokens", "flops")
+_LOSSES = ("huber", "mse", "asymmetric")
+
+
+def _parse_pairs(text: str, option: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            fail(f"{option} takes NAME=VALUE pairs separated by commas, got {part.strip()!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _parse_target(text: str | None) -> dict[str, float] | None:
+    if text is None:
+        return None
+    out: dict[str, float] = {}
+    for key, value in _parse_pairs(text, "--predict").items():
+        if key not in ("params", "tokens", "flops", "unique_tokens"):
+            fail(f"--predict: unknown input {key!r}; use params, tokens, flops, unique_tokens")
+        try:
+            number = float(value)
+        except ValueError:
+            fail(f"--predict: {key}={value!r} is not a number")
+        if not (math.isfinite(number) and number > 0):
+            fail(f"--predict: {key} must be a finite number > 0, got {value!r}")
+        out[key] = number
+    if not out:
+        fail("--predict needs at least one NAME=VALUE pair, e.g. params=7e10,tokens=1.4e12")
+    return out
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+def fit(
+    runs: Annotated[
+        str,
+        typer.Argument(
+            help="Runs table: .csv, .tsv, .parquet, .jsonl, .json, or a scalinglab store (.db)."
+        ),
+    ],
+    law: str = typer.Option("chinchilla", "--law", "-l", help=f"Law form: {', '.join(_LAWS)}."),
+    x: str | None = typer.Option(
+        None, "--x", help="With --law power: the variable, params, tokens or flops (default)."
+    ),
+    fix_e: bool = typer.Option(
+        False, "--fix-e", help="With --law power: fix E = 0 (Kaplan's pure power law)."
+    ),
+    loss: str = typer.Option("huber", "--loss", help=f"Objective: {', '.join(_LOSSES)}."),
+    huber_delta: float = typer.Option(
+        1e-3, "--huber-delta", help="Huber's delta on log residuals (Hoffmann et al.: 1e-3)."
+    ),
+    asymmetry: float = typer.Option(
+        0.9,
+        "--asymmetry",
+        help="With --loss asymmetric: weight in (0, 1) of residuals above the data.",
+    ),
+    bootstrap: int = typer.Option(
+        0, "--bootstrap", "-B", help="Bootstrap resamples for confidence intervals (0: none)."
+    ),
+    bootstrap_by: str = typer.Option(
+        "run", "--bootstrap-by", help="Resample whole runs (run) or whole groups (group)."
+    ),
+    level: float = typer.Option(0.95, "--level", help="Confidence level of the intervals."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    holdout_above: float | None = typer.Option(
+        None, "--holdout-above", help="Fit on runs with FLOPs <= this; report errors above it."
+    ),
+    holdout_top: float | None = typer.Option(
+        None, "--holdout-top", help="Hold out this fraction (0, 1) of the runs, largest FLOPs."
+    ),
+    drop_top_loss: int = typer.Option(
+        0, "--drop-top-loss", help="Drop the K highest-loss runs first (Besiroglu et al.: 5)."
+    ),
+    column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--column",
+            "-c",
+            help="Map a canonical column to yours, e.g. -c params='Model Size' (repeatable).",
+        ),
+    ] = None,
+    param_basis: str = typer.Option(
+        "unknown", "--param-basis", help="What N counts: total, non_embedding or unknown."
+    ),
+    predict: str | None = typer.Option(
+        None,
+        "--predict",
+        help="Predict the loss here, e.g. params=7e10,tokens=1.4e12; near-equal optima that "
+        "disagree here are reported.",
+    ),
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the fit (JSON) here.")
+    ] = None,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Fit a scaling law to runs: parameters with bootstrap CIs, warnings, held-out errors.
+
+    Example: scalinglab fit runs.csv --law chinchilla --bootstrap 4000 --out fit.json
+    """
+    from scalinglab.fit import FitError, FitWarning
+    from scalinglab.fit import fit as fit_law
+    from scalinglab.laws import LawError
+    from scalinglab.runs import RunsError, RunsWarning, load_runs
+
+    if law not in _LAWS:
+        fail(f"--law must be one of {', '.join(_LAWS)}, got {law!r}")
+    if loss not in _LOSSES:
+        fail(f"--loss must be one of {', '.join(_LOSSES)}, got {loss!r}")
+    options: dict[str, Any] = {}
+    if law == "power":
+        if x is not None and x not in _XS:
+            fail(f"--x must be one of {', '.join(_XS)}, got {x!r}")
+        options = {"x": x or "flops", "fix_E": fix_e}
+    elif x is not None or fix_e:
+        fail("--x and --fix-e apply only to --law power")
+    positive(huber_delta, "--huber-delta")
+    if not 0 < asymmetry < 1:
+        fail(f"--asymmetry must be in (0, 1), got {asymmetry!r}")
+    if bootstrap < 0:
+        fail(f"--bootstrap must be an integer >= 0, got {bootstrap!r}")
+    if bootstrap_by not in ("run", "group"):
+        fail(f"--bootstrap-by must be run or group, got {bootstrap_by!r}")
+    if not 0 < level < 1:
+        fail(f"--level must be in (0, 1), got {level!r}")
+    positive(holdout_above, "--holdout-above")
+    if holdout_top is not None and not 0 < holdout_top < 1:
+        fail(f"--holdout-top must be a fraction in (0, 1), got {holdout_top!r}")
+    if holdout_above is not None and holdout_top is not None:
+        fail("give --holdout-above or --holdout-top, not both")
+    if drop_top_loss < 0:
+        fail(f"--drop-top-loss must be an integer >= 0, got {drop_top_loss!r}")
+    mapping: dict[str, str] = {}
+    for item in column or []:
+        mapping.update(_parse_pairs(item, "--column"))
+    target = _parse_target(predict)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunsWarning)
+        warnings.simplefilter("always", FitWarning)
+        try:
+            table = load_runs(
+                runs, columns=mapping or None, param_basis=param_basis, drop_top_loss=drop_top_loss
+            )
+            with _progress(not as_json and bootstrap > 0) as progress:
+                result = fit_law(
+                    law,
+                    table,
+                    law_options=options,
+                    loss=loss,
+                    huber_delta=huber_delta,
+                    asymmetry=asymmetry,
+                    bootstrap=bootstrap,
+                    bootstrap_by=bootstrap_by,
+                    seed=seed,
+                    holdout_above=holdout_above,
+                    holdout_top=holdout_top,
+                    ci_level=level,
+                    target=target,
+                    progress=progress,
+                )
+            prediction = _prediction(result, target, level) if target else None
+        except (RunsError, FitError, LawError) as exc:
+            fail(str(exc))
+    runs_warnings = [str(w.message) for w in caught if issubclass(w.category, RunsWarning)]
+
+    if out is not None:
+        try:
+            result.save(out)
+        except OSError as exc:
+            fail(f"--out: cannot write {str(out)!r}: {exc.strerror or exc}")
+
+    if as_json:
+        payload = result.to_dict(include_bootstrap=False)
+        payload["runs_source"] = table.source
+        payload["runs_notes"] = list(table.notes)
+        payload["runs_warnings"] = runs_warnings
+        if prediction is not None:
+            payload["prediction"] = prediction
+        if out is not None:
+            payload["out"] = str(out)
+        print_json(payload)
+        return
+    _print(result, table, runs_warnings, prediction, out)
+
+
+def _prediction(result: Any, target: dict[str, float], level: float) -> dict[str, Any]:
+    from scalinglab.laws import LawError
+
+    try:
+        value = result.predict(**target)
+    except LawError as exc:
+        fail(f"--predict: {exc}")
+    row: dict[str, Any] = {"inputs": target, "loss": value}
+    if result.bootstrap_params is not None:
+        lo, hi = result.prediction_interval(level, **target)
+        row["interval"] = [float(lo), float(hi)]
+        row["level"] = level
+    return row
+
+
+def _fmt(value: float) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.4g}"
+
+
+def _print(result: Any, runs: Any, runs_warnings: list[str], prediction: Any, out: Any) -> None:
+    law = result.law_object
+    # Headings as lines of their own: rich would wrap a title to the narrow table's width.
+    console.print(f"[bold]{law.formula}[/]", highlight=False)
+    console.print(f"{result.law}: {result.n_runs} runs from {runs.source}", highlight=False)
+    table = Table()
+    table.add_column("parameter", style="bold")
+    table.add_column("value", justify="right")
+    if result.ci is not None:
+        table.add_column(f"{result.ci_level:.0%} CI", justify="right")
+    rows = [(name, result.params[name]) for name in law.param_names]
+    rows += [(f"{k} (derived)", v) for k, v in result.derived.items()]
+    for name, value in rows:
+        cells = [name, _fmt(value)]
+        if result.ci is not None:
+            key = name.removesuffix(" (derived)")
+            lo, hi = result.ci.get(key, (float("nan"), float("nan")))
+            cells.append(f"{_fmt(lo)} – {_fmt(hi)}")
+        table.add_row(*cells)
+    console.print(table)
+    objective = f"{result.loss}" + (
+        f" δ={result.huber_delta:g}" if result.loss in ("huber", "asymmetric") else ""
+    )
+    console.print(
+        f"objective ({objective}, summed over log residuals): {result.objective:.10g}; "
+        f"N counts {result.param_basis} parameters",
+        highlight=False,
+    )
+    if result.holdout is not None:
+        h = result.holdout
+        console.print(
+            f"held out {h['n_holdout']} runs with C > {h['threshold_flops']:.3g} FLOP (fitted on "
+            f"{h['n_train']}): mean |relative error| {h['mean_abs_rel_error']:.2%}, mean "
+            f"relative error {h['mean_rel_error']:+.2%}, worst {h['max_abs_rel_error']:.2%}"
+            + (
+                f", {h['coverage']:.0%} inside their {result.ci_level:.0%} intervals"
+                if "coverage" in h
+                else ""
+            ),
+            highlight=False,
+        )
+    if prediction is not None:
+        inputs = ", ".join(f"{k}={v:.4g}" for k, v in prediction["inputs"].items())
+        text = f"predicted loss at {inputs}: {prediction['loss']:.4f}"
+        if "interval" in prediction:
+            lo, hi = prediction["interval"]
+            text += f"  ({prediction['level']:.0%} interval {lo:.4f} – {hi:.4f})"
+        console.print(text, highlight=False)
+    for note in runs.notes:
+        console.print(f"[dim]note: {note}[/]", highlight=False)
+    for message in [*runs_warnings, *result.warnings]:
+        console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    if out is not None:
+        console.print(f"fit written to {out}", highlight=False)
