@@ -381,7 +381,10 @@ def _positive_numeric(frame: pd.DataFrame, column: str, canonical: str) -> pd.Se
     label = f"column {str(column)!r}" + (f" ({canonical})" if str(column) != canonical else "")
     if pd.api.types.is_bool_dtype(raw):
         raise RunsError(f"{label} holds true/false values, not numbers")
-    values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    try:
+        values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    except (TypeError, ValueError):  # object cells pandas cannot vectorise (arrays, lists)
+        values = pd.Series([_to_float(v) for v in raw], index=raw.index, dtype="float64")
     bad_text = values.isna() & raw.notna()
     if bad_text.any():
         rows = np.flatnonzero(bad_text.to_numpy())
@@ -400,6 +403,13 @@ def _positive_numeric(frame: pd.DataFrame, column: str, canonical: str) -> pd.Se
             shown = "" if what.startswith("is missing") else f" (got {arr[rows[0]]!r})"
             raise RunsError(f"{_row_label(rows[0])}, {label}: value {what}{shown}" + _more(rows))
     return pd.Series(arr, dtype="float64")
+
+
+def _to_float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _integer(frame: pd.DataFrame, column: str) -> pd.Series:
