@@ -1,0 +1,617 @@
+"""The training loop: AdamW, cosine or WSD schedules, evaluation, FLOP accounting, checkpoints.
+
+``train(config)`` trains one model and returns a :class:`TrainResult` holding the loss curve
+with tokens and FLOPs (6·N·D with N the total count, and the per-operation count of Hoffmann
+et al. 2022, App. F) at each point, the final validation loss, throughput and MFU.
+
+Determinism: the initial weights come from ``seed``; the batch of step ``s`` is a pure function
+of ``(seed, s)``; validation always uses the same evenly spaced windows of the validation split.
+So a run killed and resumed from its last checkpoint retraces the uninterrupted run (bit for bit
+on CPU with the same thread count), and a WSD cooldown branched at step s is exactly the shorter
+WSD run it stands for.
+
+``train`` never prints: progress goes to ``on_progress``. It sets torch's thread count for the
+run and restores it afterwards, so a sweep can run one single-threaded worker per core.
+
+Speed on CPU (measured by benchmarks/train_speed.py against a faithful nanoGPT in the same
+process): fused AdamW, one numpy gather per batch instead of a stack of slices, no host sync per
+step (the training loss is summed on the device and read at log points only), validation on the
+validation split only, and bf16 autocast where the CPU has bf16 units (see :mod:`.device`).
+``torch.compile`` is off by default: on nanoGPT's CPU recipe it did not help (33.4 against
+33.9 ms per step after a 34 s compile, ../shared/data/cpu_baselines/baselines.json).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from scalinglab.counting import TransformerShape, count_params, flops_per_token
+from scalinglab.train.corpus import Corpus, load_corpus
+from scalinglab.train.device import PRECISIONS, Runtime, resolve_runtime
+from scalinglab.train.model import GPT, GPTConfig
+from scalinglab.train.schedule import SCHEDULES, Schedule
+
+__all__ = ["BranchResult", "CurvePoint", "TrainConfig", "TrainResult", "train"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+_CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (and nothing about where it runs but ``device``).
+
+    Parameters
+    ----------
+    shape
+        The model. Its ``vocab_size`` must cover the corpus vocabulary.
+    tokens
+        Training tokens D; the run takes ``round(tokens / tokens_per_step)`` steps.
+    corpus, tokenizer, corpus_vocab_size, corpus_seed
+        Passed to :func:`scalinglab.train.corpus.load_corpus` (``vocab_size`` and ``seed``).
+    batch_size
+        Sequences per step; a step holds ``batch_size · context_length`` tokens. 32 sequences
+        of 256 tokens = 8 192 tokens, small enough for many steps on a CPU budget.
+    lr
+        Peak learning rate. 1e-3: nanoGPT's value for its small char model, and in the range
+        Kaplan et al. (2020, Fig. 22) found best for models of 1e5–1e7 parameters.
+    min_lr_ratio
+        Final learning rate over peak: 0.1 as in Chinchilla and nanoGPT.
+    warmup_tokens
+        Linear warmup; ``None`` = 5 % of the run (nanoGPT's 100 of 2 000 steps).
+    schedule
+        ``"cosine"`` or ``"wsd"``.
+    cooldown_fraction
+        WSD cooldown as a fraction of the run: 0.2, Hägele et al. (2024).
+    branch_tokens
+        WSD: the token counts at which extra cooldowns branch off the stable phase; each yields
+        a :class:`BranchResult` for a run of ``≈ branch / (1 − cooldown_fraction)`` tokens.
+    weight_decay
+        AdamW decoupled decay on matrices (not gains or biases): 0.1 as GPT-3 and nanoGPT.
+    grad_clip
+        Clip the global gradient norm at this value (0 disables): 1.0 as GPT-3 and nanoGPT.
+    beta1, beta2
+        AdamW betas; 0.95 is GPT-3's β2 (nanoGPT's char recipe uses 0.99 for its tiny batches).
+    dropout
+        Off: single-epoch scaling runs do not overfit.
+    eval_interval_tokens
+        Validate every this many tokens; ``None`` = a tenth of the run. Always at the end.
+    eval_tokens
+        Validation tokens per evaluation: 2^17, a standard error of ≈ 0.3 % of the loss.
+    log_interval_tokens
+        Record a training-loss point this often; ``None`` = 1 % of the run.
+    seed
+        Initial weights and batch order.
+    device, threads, precision
+        ``"cpu"``/``"cuda"``; torch threads (``None`` = physical cores); ``"auto"``, ``"fp32"``
+        or ``"bf16"`` (autocast), see :mod:`scalinglab.train.device`.
+    compile
+        Wrap the model in ``torch.compile`` (off: it did not pay on CPU, see the module notes).
+    """
+
+    shape: TransformerShape
+    tokens: int
+    corpus: str = "stdlib"
+    tokenizer: str = "byte"
+    corpus_vocab_size: int | None = None
+    corpus_seed: int = 0
+    batch_size: int = 32
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_tokens: int | None = None
+    schedule: str = "cosine"
+    cooldown_fraction: float = 0.2
+    branch_tokens: tuple[int, ...] = ()
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    dropout: float = 0.0
+    eval_interval_tokens: int | None = None
+    eval_tokens: int = 1 << 17
+    log_interval_tokens: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    precision: str = "auto"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "branch_tokens", tuple(int(b) for b in self.branch_tokens))
+        object.__setattr__(self, "tokens", int(self.tokens))
+        positive_ints = ("tokens", "batch_size", "eval_tokens")
+        for name in positive_ints:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)!r}")
+        for name in ("warmup_tokens",):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {value!r}")
+        for name in ("eval_interval_tokens", "log_interval_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {value!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.branch_tokens and self.schedule != "wsd":
+            raise ValueError("branch_tokens needs schedule='wsd'")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("weight_decay and grad_clip must be ≥ 0")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"betas must be in [0, 1), got {self.beta1}, {self.beta2}")
+        # Builds the schedule once so bad warmup/cooldown/branches fail here, not mid-run.
+        self.schedule_for_run()
+        self.branch_steps()
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens in one optimizer step."""
+        return self.batch_size * self.shape.context_length
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the main run."""
+        return max(1, round(self.tokens / self.tokens_per_step))
+
+    def schedule_for_run(self) -> Schedule:
+        """The learning-rate schedule of the main run, in steps."""
+        total = self.total_steps
+        if self.warmup_tokens is None:
+            warmup = round(0.05 * total)
+        else:
+            warmup = round(self.warmup_tokens / self.tokens_per_step)
+        return Schedule(
+            self.schedule,
+            self.lr,
+            total,
+            min(warmup, total - 1),
+            self.min_lr_ratio,
+            self.cooldown_fraction,
+        )
+
+    def branch_steps(self) -> tuple[int, ...]:
+        """Steps at which the WSD branches start, sorted and deduplicated."""
+        if not self.branch_tokens:
+            return ()
+        sched = self.schedule_for_run()
+        steps = sorted({round(b / self.tokens_per_step) for b in self.branch_tokens})
+        for s in steps:
+            if not sched.warmup_steps <= s <= sched.cooldown_start:
+                lo = sched.warmup_steps * self.tokens_per_step
+                hi = sched.cooldown_start * self.tokens_per_step
+                raise ValueError(
+                    f"branch at {s * self.tokens_per_step} tokens is outside the stable phase "
+                    f"[{lo}, {hi}] tokens"
+                )
+        return tuple(steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict; :meth:`from_dict` rebuilds an equal config."""
+        d = dataclasses.asdict(self)
+        d["branch_tokens"] = list(self.branch_tokens)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict` (unknown keys raise)."""
+        d = dict(d)
+        shape = d.pop("shape")
+        if not isinstance(shape, TransformerShape):
+            shape = TransformerShape(**shape)
+        d["branch_tokens"] = tuple(d.get("branch_tokens", ()))
+        return cls(shape=shape, **d)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One point of the loss curve.
+
+    ``train_loss`` is the mean training loss over the steps since the previous point;
+    ``val_loss`` is set at evaluation points only (``None`` elsewhere). FLOPs count training
+    only, from the start of the run. ``wall_s`` is the time since the run (first) started.
+    """
+
+    tokens: int
+    flops_6nd: float
+    flops_counted: float
+    train_loss: float
+    val_loss: float | None
+    lr: float
+    wall_s: float
+
+
+@dataclass(frozen=True)
+class BranchResult:
+    """A WSD cooldown branched at ``branch_tokens``, ending after ``tokens`` tokens in total."""
+
+    branch_tokens: int
+    tokens: int
+    val_loss: float
+    flops_6nd: float
+    flops_counted: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :func:`train`.
+
+    ``tokens_per_s`` and ``mfu`` use the time spent in training steps of the main run
+    (evaluation, checkpoints and branches excluded); ``wall_s`` is the whole call, summed over
+    resumptions. ``mfu`` = per-operation FLOP/s over the device's measured peak.
+    """
+
+    config: TrainConfig
+    params_total: int
+    params_non_embedding: int
+    tokens: int
+    flops_6nd: float
+    flops_counted: float
+    val_loss: float
+    curve: tuple[CurvePoint, ...]
+    branches: tuple[BranchResult, ...]
+    tokens_per_s: float
+    mfu: float
+    device: str
+    precision: str
+    wall_s: float
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (config included)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["config"] = self.config.to_dict()
+        d["curve"] = [dataclasses.asdict(p) for p in self.curve]
+        d["branches"] = [dataclasses.asdict(b) for b in self.branches]
+        d["versions"] = dict(self.versions)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainResult:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(d)
+        d["config"] = TrainConfig.from_dict(d["config"])
+        d["curve"] = tuple(CurvePoint(**p) for p in d["curve"])
+        d["branches"] = tuple(BranchResult(**b) for b in d["branches"])
+        return cls(**d)
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+class _Batches:
+    """Training batches as a pure function of the step; fixed validation windows."""
+
+    def __init__(self, corpus: Corpus, config: TrainConfig, device: str) -> None:
+        self.train = corpus.train_tokens
+        self.t = config.shape.context_length
+        self.b = config.batch_size
+        self.seed = config.seed
+        self.device = torch.device(device)
+        self.offsets = np.arange(self.t + 1)
+        if len(self.train) < self.t + 2:
+            raise ValueError(f"training split has {len(self.train)} tokens, fewer than a window")
+        val = corpus.val_tokens
+        if len(val) < self.t + 1:
+            raise ValueError(
+                f"validation split has {len(val)} tokens, fewer than one window of {self.t + 1}"
+            )
+        most = (len(val) - 1) // self.t  # non-overlapping windows that fit
+        n = min(most, max(1, config.eval_tokens // self.t))
+        if n == most:
+            starts = np.arange(n) * self.t
+        else:  # evenly spread over the whole split, so every part of it is represented
+            starts = np.linspace(0, len(val) - self.t - 1, n).astype(np.int64)
+        self.val_windows = torch.from_numpy(
+            np.asarray(val)[starts[:, None] + self.offsets].astype(np.int64)
+        )
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step])
+        starts = rng.integers(0, len(self.train) - self.t, size=self.b)
+        window = torch.from_numpy(self.train[starts[:, None] + self.offsets].astype(np.int64))
+        if self.device.type == "cuda":
+            window = window.pin_memory().to(self.device, non_blocking=True)
+        return window[:, :-1], window[:, 1:]
+
+
+@torch.no_grad()
+def _evaluate(model: torch.nn.Module, batches: _Batches, runtime: Runtime) -> float:
+    """Mean next-token loss (nats) over the fixed validation windows."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=runtime.device)
+    windows = batches.val_windows
+    for i in range(0, len(windows), batches.b):
+        w = windows[i : i + batches.b].to(runtime.device)
+        with runtime.autocast():
+            _, loss = model(w[:, :-1], w[:, 1:])
+        total += loss.double() * len(w)
+    model.train(was_training)
+    return float(total.item() / len(windows))
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+
+def _optimizer(model: GPT, config: TrainConfig, runtime: Runtime) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    # Fused AdamW: one kernel for all tensors instead of a dozen small ops per tensor.
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), fused=True)
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically: a temporary file in the same folder, fsync, rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # make the rename itself durable
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def _versions() -> dict[str, str]:
+    import scalinglab
+
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scalinglab": scalinglab.__version__,
+    }
+
+
+def train(
+    config: TrainConfig,
+    *,
+    checkpoint_dir: Path | str | None = None,
+    on_progress: Callable[[CurvePoint], None] | None = None,
+) -> TrainResult:
+    """Train the model ``config`` describes and return its curve and final validation loss.
+
+    Parameters
+    ----------
+    config
+        The run.
+    checkpoint_dir
+        Where to keep ``checkpoint.pt``, written atomically at every evaluation. If it holds a
+        checkpoint of this config, training resumes from it; if that run had finished, its
+        result is returned without training.
+    on_progress
+        Called with every new curve point (about 100 per run, plus evaluations).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    ValueError
+        If the corpus vocabulary exceeds the model's, the device is unavailable, or the
+        checkpoint belongs to another config.
+    """
+    previous_threads = torch.get_num_threads()
+    try:
+        return _train(config, checkpoint_dir, on_progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(
+    config: TrainConfig,
+    checkpoint_dir: Path | str | None,
+    on_progress: Callable[[CurvePoint], None] | None,
+) -> TrainResult:
+    t_start = time.perf_counter()
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    state: dict[str, Any] | None = None
+    if ckpt_path is not None and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        mine = {k: v for k, v in config.to_dict().items() if k != "threads"}
+        theirs = {k: v for k, v in state["config"].items() if k != "threads"}
+        if mine != theirs:
+            raise ValueError(f"{ckpt_path} holds a checkpoint of a different config")
+        if state.get("done"):
+            return TrainResult.from_dict(state["result"])
+
+    runtime = resolve_runtime(config.device, config.precision, config.threads)
+    corpus = load_corpus(
+        config.corpus,
+        tokenizer=config.tokenizer,
+        vocab_size=config.corpus_vocab_size,
+        seed=config.corpus_seed,
+    )
+    shape = config.shape
+    if corpus.vocab_size > shape.vocab_size:
+        raise ValueError(
+            f"corpus {corpus.name!r} has {corpus.vocab_size} token ids but the model's "
+            f"vocab_size is {shape.vocab_size}"
+        )
+    counts = count_params(shape)
+    per_token = flops_per_token(shape)
+    tps = config.tokens_per_step
+    schedule = config.schedule_for_run()
+    total = schedule.total_steps
+    eval_every = max(1, round((config.eval_interval_tokens or total * tps / 10) / tps))
+    log_every = max(1, round((config.log_interval_tokens or total * tps / 100) / tps))
+    branch_steps = config.branch_steps()
+
+    torch.manual_seed(config.seed)
+    model = GPT(GPTConfig(shape, dropout=config.dropout)).to(runtime.device)
+    optimizer = _optimizer(model, config, runtime)
+    forward = torch.compile(model) if config.compile else model
+    batches = _Batches(corpus, config, runtime.device)
+    params = list(model.parameters())
+
+    step, train_time, wall_before = 0, 0.0, 0.0
+    curve: list[CurvePoint] = []
+    branches: list[BranchResult] = []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if runtime.device_type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        step = int(state["step"])
+        train_time, wall_before = float(state["train_time"]), float(state["wall_time"])
+        curve = [CurvePoint(**p) for p in state["curve"]]
+        branches = [BranchResult(**b) for b in state["branches"]]
+
+    def one_step(k: int, lr: float) -> torch.Tensor:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = batches(k)
+        with runtime.autocast():
+            _, loss = forward(x, y)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip, foreach=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def sync() -> None:
+        if runtime.device_type == "cuda":
+            torch.cuda.synchronize(runtime.device)
+
+    def wall() -> float:
+        return wall_before + time.perf_counter() - t_start
+
+    def checkpoint(done: bool = False, result: TrainResult | None = None) -> None:
+        if ckpt_path is None:
+            return
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        _save(
+            ckpt_path,
+            {
+                "format": _CHECKPOINT_FORMAT,
+                "config": config.to_dict(),
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(runtime.device)
+                if runtime.device_type == "cuda"
+                else None,
+                "train_time": train_time,
+                "wall_time": wall(),
+                "curve": [dataclasses.asdict(p) for p in curve],
+                "branches": [dataclasses.asdict(b) for b in branches],
+                "done": done,
+                "result": result.to_dict() if result is not None else None,
+            },
+        )
+
+    def run_branch(start: int) -> BranchResult:
+        """Cool down from ``start`` as the shorter WSD run would, then put the main run back."""
+        saved = (
+            copy.deepcopy(model.state_dict()),
+            copy.deepcopy(optimizer.state_dict()),
+            torch.get_rng_state(),
+        )
+        sched = schedule.branched(start)
+        for k in range(start, sched.total_steps):
+            one_step(k, sched.lr(k))
+        val = _evaluate(model, batches, runtime)
+        model.load_state_dict(saved[0])
+        optimizer.load_state_dict(saved[1])
+        torch.set_rng_state(saved[2])
+        end_tokens = sched.total_steps * tps
+        return BranchResult(
+            branch_tokens=start * tps,
+            tokens=end_tokens,
+            val_loss=val,
+            flops_6nd=float(per_token.six_n_total) * end_tokens,
+            flops_counted=float(per_token.per_operation) * end_tokens,
+        )
+
+    model.train()
+    loss_sum = torch.zeros((), device=runtime.device)
+    n_summed = 0
+    segment = time.perf_counter()
+    while step < total:
+        if step in branch_steps and all(b.branch_tokens != step * tps for b in branches):
+            sync()
+            train_time += time.perf_counter() - segment
+            branches.append(run_branch(step))
+            checkpoint()
+            segment = time.perf_counter()
+        lr = schedule.lr(step)
+        loss_sum += one_step(step, lr)
+        n_summed += 1
+        step += 1
+        is_eval = step % eval_every == 0 or step == total
+        if not (is_eval or step % log_every == 0):
+            continue
+        sync()
+        train_time += time.perf_counter() - segment
+        val = _evaluate(model, batches, runtime) if is_eval else None
+        tokens = step * tps
+        point = CurvePoint(
+            tokens=tokens,
+            flops_6nd=float(per_token.six_n_total) * tokens,
+            flops_counted=float(per_token.per_operation) * tokens,
+            train_loss=float(loss_sum.item()) / n_summed,
+            val_loss=val,
+            lr=lr,
+            wall_s=wall(),
+        )
+        curve.append(point)
+        loss_sum.zero_()
+        n_summed = 0
+        if is_eval and step < total:
+            checkpoint()
+        if on_progress is not None:
+            on_progress(point)
+        segment = time.perf_counter()
+
+    tokens = total * tps
+    flops_counted = float(per_token.per_operation) * tokens
+    tokens_per_s = tokens / train_time if train_time > 0 else float("nan")
+    result = TrainResult(
+        config=config,
+        params_total=counts.total,
+        params_non_embedding=counts.non_embedding,
+        tokens=tokens,
+        flops_6nd=float(per_token.six_n_total) * tokens,
+        flops_counted=flops_counted,
+        val_loss=curve[-1].val_loss if curve and curve[-1].val_loss is not None else math.nan,
+        curve=tuple(curve),
+        branches=tuple(sorted(branches, key=lambda b: b.branch_tokens)),
+        tokens_per_s=tokens_per_s,
+        mfu=flops_counted / train_time / runtime.peak_flops if train_time > 0 else float("nan"),
+        device=runtime.device_name,
+        precision=runtime.precision,
+        wall_s=wall(),
+        versions=_versions(),
+    )
+    checkpoint(done=True, result=result)
+    return result
