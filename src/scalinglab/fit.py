@@ -75,7 +75,7 @@ _PREDICTION_RTOL = 0.005
 _WEAK_FACTOR = 10.0
 # Above this many points the multi-start stage runs on a subsample; the winners are then refined on
 # every point. Thousands of starts times a million points would not fit in memory.
-_SCREEN_POINTS = 8192
+_SCREEN_POINTS = 4096
 # Memory per batched Jacobian chunk: starts × points × params float64 values.
 _CHUNK_VALUES = 2_000_000
 
@@ -221,15 +221,15 @@ class Objective:
             psi, curv = self.robust.psi_curvature(r)
             f = np.sum(w * self.robust.value(r), axis=1)
             wpsi = w * psi
-            grad = np.einsum("kn,knp->kp", wpsi, jac)
+            grad = np.einsum("kn,kpn->kp", wpsi, jac)
             jt = jac.transpose(0, 2, 1)
-            hess = np.matmul(jt, jac * (w * curv)[:, :, None])
+            hess = np.matmul(jac * (w * curv)[:, None, :], jt)
             exact = None
             if newton:
                 second = self.law.weighted_log_hessian(raw, self.design, wpsi, jac)
                 if second is not None:
                     rho2 = w * self.robust.second(r)
-                    exact = np.matmul(jt, jac * rho2[:, :, None]) + second
+                    exact = np.matmul(jac * rho2[:, None, :], jt) + second
         return f, grad, hess, exact
 
     def raw_value_and_grad(self, z: np.ndarray) -> tuple[float, np.ndarray]:
@@ -241,7 +241,7 @@ class Objective:
             r = logpred[0] - self.log_loss
             psi, _ = self.robust.psi_curvature(r)
             f = float(np.sum(self.weights * self.robust.value(r)))
-            g = (self.weights * psi) @ jac[0]
+            g = jac[0] @ (self.weights * psi)
         if not np.isfinite(f):
             return float("inf"), np.zeros_like(g)
         return f, g
@@ -880,8 +880,10 @@ def _solve(
     )
     cand_raw, cand_f = batch.raw, batch.objective
     if screen_obj is not objective:
-        # The subsample picked the basins; the best few distinct ones are finished on every point.
-        top = _distinct(cand_raw, cand_f, 4)
+        # The subsample picked the basins; the distinct ones within 1% of the best are finished
+        # on every point (each full-data iteration costs what the whole subsample stage did).
+        near = np.flatnonzero(cand_f <= cand_f.min() * 1.01 + 1e-300)
+        top = near[_distinct(cand_raw[near], cand_f[near], 3, tol=1e-2)]
         batch = minimize_batch(
             objective, cand_raw[top], bounds=bounds, max_iter=max_iter, n_jobs=n_jobs
         )

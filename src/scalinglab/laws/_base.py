@@ -5,7 +5,7 @@ logarithm, exponents as they are. Positivity then holds by construction and the 
 the additive forms is a log-sum-exp (Hoffmann et al. 2022, App. D.2), which never overflows.
 
 Every law computes, for K parameter vectors at once, the log prediction ``[K, n]`` and its
-Jacobian ``[K, n, P]`` with respect to the raw parameters, analytically. The fitter needs nothing
+Jacobian ``[K, P, n]`` with respect to the raw parameters, analytically. The fitter needs nothing
 else; the vectorised multi-start and bootstrap optimisers batch over K.
 """
 
@@ -217,7 +217,8 @@ class BaseLaw(ABC):
         self, raw: np.ndarray, design: Mapping[str, np.ndarray], jac: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Log prediction ``[K, n]`` for raw parameters ``[K, P]`` and, if ``jac``, its
-        Jacobian ``[K, n, P]`` with respect to the raw parameters."""
+        Jacobian ``[K, P, n]`` (parameter-major, so each parameter's row is contiguous) with
+        respect to the raw parameters."""
 
     def weighted_log_hessian(
         self,
@@ -239,14 +240,14 @@ class BaseLaw(ABC):
             jac = self.log_predict_jac(raw, design)[1]
         assert jac is not None
         k, p = raw.shape
-        base = np.einsum("kn,knp->kp", weights, jac)
+        base = np.einsum("kn,kpn->kp", weights, jac)
         out = np.empty((k, p, p))
         for q in range(p):
             h = 1e-6 * (1.0 + np.abs(raw[:, q]))
             shifted = raw.copy()
             shifted[:, q] += h
             jq = self.log_predict_jac(shifted, design)[1]
-            out[:, :, q] = (np.einsum("kn,knp->kp", weights, jq) - base) / h[:, None]
+            out[:, :, q] = (np.einsum("kn,kpn->kp", weights, jq) - base) / h[:, None]
         return 0.5 * (out + out.transpose(0, 2, 1))
 
     def log_predict(self, raw: np.ndarray, design: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -280,7 +281,7 @@ class BaseLaw(ABC):
         logpred, jac = self.log_predict_jac(raw[None, :], design, jac=True)
         assert jac is not None
         scale = np.where(self._log_mask(), np.exp(-raw), 1.0)
-        grad = np.exp(logpred[0])[:, None] * jac[0] * scale[None, :]
+        grad = np.exp(logpred[0])[:, None] * jac[0].T * scale[None, :]
         return grad.reshape((*shape, self.n_params))
 
     def derived(self, theta: Mapping[str, float]) -> dict[str, float]:

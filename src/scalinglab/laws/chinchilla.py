@@ -86,12 +86,12 @@ class ChinchillaLaw(BaseLaw):
         if not jac:
             return out, None
         p_n, p_d, p_e = probs
-        j = np.empty((*out.shape, 5))
-        j[..., 0] = p_e
-        j[..., 1] = p_n
-        j[..., 2] = p_d
-        j[..., 3] = -p_n * log_n
-        j[..., 4] = -p_d * log_d
+        j = np.empty((out.shape[0], 5, out.shape[1]))
+        j[:, 0] = p_e
+        j[:, 1] = p_n
+        j[:, 2] = p_d
+        j[:, 3] = -p_n * log_n
+        j[:, 4] = -p_d * log_d
         return out, j
 
     def weighted_log_hessian(self, raw, design, weights, jac=None):
@@ -99,7 +99,7 @@ class ChinchillaLaw(BaseLaw):
         # ∇² log L = Σ_j p_j v_j v_jᵀ − J Jᵀ with v_j the slopes of term j and J = Σ_j p_j v_j.
         if jac is None:
             jac = self.log_predict_jac(raw, design)[1]
-        p_e, p_n, p_d = jac[..., 0], jac[..., 1], jac[..., 2]
+        p_e, p_n, p_d = jac[:, 0], jac[:, 1], jac[:, 2]
         w_e, w_n, w_d = weights * p_e, weights * p_n, weights * p_d
         out = np.zeros((jac.shape[0], 5, 5))
         out[:, 0, 0] = w_e.sum(axis=1)
@@ -109,7 +109,7 @@ class ChinchillaLaw(BaseLaw):
         out[:, 2, 2] = w_d.sum(axis=1)
         out[:, 2, 4] = out[:, 4, 2] = -(w_d @ design["log_d"])
         out[:, 4, 4] = w_d @ design["log_d2"]
-        return out - np.matmul(jac.transpose(0, 2, 1), jac * weights[:, :, None])
+        return out - np.matmul(jac * weights[:, None, :], jac.transpose(0, 2, 1))
 
     def default_starts(self, design, log_loss):
         return chinchilla_starts(design["log_n"], design["log_d"], log_loss)

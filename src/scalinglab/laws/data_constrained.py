@@ -106,15 +106,15 @@ class DataConstrainedLaw(BaseLaw):
         if not jac:
             return out, None
         p_n, p_d, p_e = probs
-        j = np.empty((*out.shape, self.n_params))
-        j[..., 0] = p_e
-        j[..., 1] = p_n
-        j[..., 2] = p_d
-        j[..., 3] = -p_n * log_np
-        j[..., 4] = -p_d * log_dp
-        j[..., 5] = -p_d * beta * d_rd
+        j = np.empty((out.shape[0], self.n_params, out.shape[1]))
+        j[:, 0] = p_e
+        j[:, 1] = p_n
+        j[:, 2] = p_d
+        j[:, 3] = -p_n * log_np
+        j[:, 4] = -p_d * log_dp
+        j[:, 5] = -p_d * beta * d_rd
         if self.excess_params:
-            j[..., 6] = -p_n * alpha * d_rn
+            j[:, 6] = -p_n * alpha * d_rn
         return out, j
 
     def default_starts(self, design, log_loss):

@@ -52,11 +52,11 @@ class KaplanNDLaw(BaseLaw):
         if not jac:
             return out, None
         p_n, p_d = probs
-        j = np.empty((*out.shape, 4))
-        j[..., 0] = a_n * p_n
-        j[..., 1] = a_d * p_d
-        j[..., 2] = p_n * gap_n
-        j[..., 3] = s - p_n * u_n
+        j = np.empty((out.shape[0], 4, out.shape[1]))
+        j[:, 0] = a_n * p_n
+        j[:, 1] = a_d * p_d
+        j[:, 2] = p_n * gap_n
+        j[:, 3] = s - p_n * u_n
         return out, j
 
     def default_starts(self, design, log_loss):

@@ -53,19 +53,19 @@ class PowerLaw(BaseLaw):
             out = a - alpha * log_x
             if not jac:
                 return out, None
-            j = np.empty((*out.shape, 2))
-            j[..., 0] = 1.0
-            j[..., 1] = -log_x
+            j = np.empty((out.shape[0], 2, out.shape[1]))
+            j[:, 0] = 1.0
+            j[:, 1] = -log_x
             return out, j
         e, a, alpha = raw[:, 0:1], raw[:, 1:2], raw[:, 2:3]
         out, probs = logsumexp_rows(a - alpha * log_x, e, probs=jac)
         if not jac:
             return out, None
         p_x, p_e = probs
-        j = np.empty((*out.shape, 3))
-        j[..., 0] = p_e
-        j[..., 1] = p_x
-        j[..., 2] = -p_x * log_x
+        j = np.empty((out.shape[0], 3, out.shape[1]))
+        j[:, 0] = p_e
+        j[:, 1] = p_x
+        j[:, 2] = -p_x * log_x
         return out, j
 
     def weighted_log_hessian(self, raw, design, weights, jac=None):
@@ -75,13 +75,13 @@ class PowerLaw(BaseLaw):
         if jac is None:
             jac = self.log_predict_jac(raw, design)[1]
         # LSE of terms linear in the raw parameters: Σ_j p_j v_j v_jᵀ − J Jᵀ.
-        w_e, w_x = weights * jac[..., 0], weights * jac[..., 1]
+        w_e, w_x = weights * jac[:, 0], weights * jac[:, 1]
         out = np.zeros((jac.shape[0], 3, 3))
         out[:, 0, 0] = w_e.sum(axis=1)
         out[:, 1, 1] = w_x.sum(axis=1)
         out[:, 1, 2] = out[:, 2, 1] = -(w_x @ design["log_x"])
         out[:, 2, 2] = w_x @ design["log_x2"]
-        return out - np.matmul(jac.transpose(0, 2, 1), jac * weights[:, :, None])
+        return out - np.matmul(jac * weights[:, None, :], jac.transpose(0, 2, 1))
 
     def default_starts(self, design, log_loss):
         loss = np.exp(log_loss)
