@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scalinglab.cli import app
-from scalinglab.sweep.store import SCHEMA_VERSION
+from scalinglab.sweep.store import APPLICATION_ID, SCHEMA_VERSION
 
 pytest.importorskip("scalinglab.train.trainer")
 
@@ -110,11 +110,21 @@ def test_plan_estimates_wall_time_with_the_probe(spec_file):
 def test_bad_specs_fail_in_one_line_naming_the_key(tmp_path, patch, message):
     path = tmp_path / "bad.toml"
     path.write_text(SPEC.replace(*patch, 1))
-    result = run_cli("sweep", "plan", str(path), "--no-probe")
-    assert result.returncode == 2
+    result = runner.invoke(app, ["sweep", "plan", str(path), "--no-probe"])
+    assert result.exit_code == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "Traceback" not in result.stderr
+
+
+def test_the_console_script_reports_a_bad_spec_without_traceback(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(SPEC.replace("[sweep]", "[sweep]\nseeed = 1", 1))
+    result = run_cli("sweep", "run", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {path}: sweep.seeed: unknown key (did you mean 'seed'?); allowed: name, seed, "
+        "store"
+    )
 
 
 def test_run_status_export(tmp_path, spec_file, fake_env):
@@ -159,17 +169,20 @@ def test_failed_runs_exit_1_and_show_in_status(tmp_path, spec_file, fake_env, mo
     result = runner.invoke(app, [*args, "--train-fn", "test_executors:fake_train", "--json"])
     assert result.exit_code == 1
     assert len(json.loads(result.stdout)["failed"]) == 3
-    status = runner.invoke(app, ["sweep", "status", "--store", str(store)])
-    assert "fake failure of d_model" in status.stdout
+    status = runner.invoke(app, ["sweep", "status", "--store", str(store), "--json"])
+    failed = json.loads(status.stdout)["failed"]
+    assert len(failed) == 3 and all("fake failure of d_model" in f["error"] for f in failed)
+    table = runner.invoke(app, ["sweep", "status", "--store", str(store)])
+    assert "Failed runs" in table.stdout
 
 
 def test_store_errors_are_one_line(tmp_path):
-    missing = run_cli("sweep", "status", "--store", str(tmp_path / "nope.db"))
-    assert missing.returncode == 2 and "no such store" in missing.stderr
+    missing = runner.invoke(app, ["sweep", "status", "--store", str(tmp_path / "nope.db")])
+    assert missing.exit_code == 2 and "no such store" in missing.stderr
     future = tmp_path / "future.db"
     conn = sqlite3.connect(future)
     conn.execute("CREATE TABLE runs (x)")
-    conn.execute("PRAGMA application_id = 1396458818")  # 0x534C4142, scalinglab's
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.commit()
     conn.close()
@@ -177,8 +190,8 @@ def test_store_errors_are_one_line(tmp_path):
     result = run_cli("sweep", "export", "--store", str(future))
     assert result.returncode == 2 and "newer than this scalinglab reads" in result.stderr
     assert future.read_bytes() == before
-    bad = run_cli("sweep", "export", "--format", "xlsx")
-    assert bad.returncode == 2 and "--format must be csv, parquet or jsonl" in bad.stderr
+    bad = runner.invoke(app, ["sweep", "export", "--format", "xlsx"])
+    assert bad.exit_code == 2 and "--format must be csv, parquet or jsonl" in bad.stderr
 
 
 def _finished(store: Path) -> dict[str, float]:
@@ -226,7 +239,7 @@ def test_sigkill_of_the_driver_loses_and_duplicates_nothing(tmp_path, spec_file,
         for key, finished_at in kept.items():
             assert now[key] == finished_at, "a finished run was lost or recorded again"
         kept = now
-        # Workers die with their driver (PR_SET_PDEATHSIG): no orphan keeps training.
+        # Workers die with their driver: no orphan keeps training.
         _wait_for(lambda: not _live_workers(fake_env), timeout_s=20)
     final = run_cli(*args, env=env, timeout=300)
     assert final.returncode == 0, final.stderr

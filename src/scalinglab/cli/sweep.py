@@ -6,6 +6,7 @@ Thin by design: parse, call :mod:`scalinglab.sweep`, print.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import sys
 from collections.abc import Iterator
@@ -349,7 +350,12 @@ def run_command(
 
     Example: scalinglab sweep run examples/isoflop_stdlib.toml --workers 2
     """
-    from scalinglab.sweep.executors import EXECUTORS, iter_pending, run_sweep
+    from scalinglab.sweep.executors import (
+        EXECUTORS,
+        default_ray_temp_dir,
+        iter_pending,
+        run_sweep,
+    )
     from scalinglab.sweep.store import Store, StoreError
 
     spec = _load(spec_path)
@@ -371,7 +377,9 @@ def run_command(
     except StoreError as exc:
         fail(f"--store: {exc}")
     ckpt_root = path.with_name(path.name + ".ckpt") if checkpoints and executor == "local" else None
-    with store:
+    # A private local Ray keeps its sockets and logs in a short temporary folder, removed after.
+    ray_tmp = default_ray_temp_dir() if executor == "ray" and address is None else None
+    with store, _removed_after(ray_tmp):
         pending = list(iter_pending(plan, store))
         bar = _Bar(plan, pending, quiet=False, to_stderr=as_json)
         try:
@@ -387,6 +395,7 @@ def run_command(
                     checkpoint_root=ckpt_root,
                     on_event=bar,
                     train_fn=function,
+                    ray_temp_dir=ray_tmp,
                 )
         except KeyboardInterrupt:
             err_console.print(
@@ -422,6 +431,15 @@ def run_command(
             console.print(f"sweep complete: fit it with `scalinglab fit {path}`", highlight=False)
     if summary.failed:
         raise typer.Exit(code=1)
+
+
+@contextlib.contextmanager
+def _removed_after(folder: str | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _import_function(target: str) -> Any:

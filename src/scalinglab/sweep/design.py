@@ -98,6 +98,10 @@ class RunSpec:
         The IsoFLOP level the run belongs to (``None`` for other designs).
     branches
         WSD cooldowns branched from this run.
+    schedule, warmup_tokens, decay_tokens
+        The learning-rate schedule as the trainer resolves it: warmup length, and the decay
+        horizon (the whole run for cosine, whose cycle should match the run (Hoffmann et al.
+        2022); the final cooldown for WSD).
     """
 
     key: str
@@ -115,6 +119,8 @@ class RunSpec:
     compute_level: float | None = None
     branches: tuple[BranchSpec, ...] = ()
     schedule: str | None = None
+    warmup_tokens: int | None = None
+    decay_tokens: int | None = None
 
     @property
     def config_dict(self) -> dict[str, Any]:
@@ -170,6 +176,17 @@ def _canonical_config(config: dict[str, Any]) -> dict[str, Any]:
     return TrainConfig.from_dict(config).to_dict()
 
 
+def _schedule_tokens(config: dict[str, Any]) -> tuple[int, int]:
+    """Warmup and decay horizon in tokens, as the trainer resolves them for ``config``."""
+    from scalinglab.train.trainer import TrainConfig
+
+    cfg = TrainConfig.from_dict(config)
+    sched = cfg.schedule_for_run()
+    step = cfg.tokens_per_step
+    decay = sched.cooldown_steps if sched.kind == "wsd" else sched.total_steps
+    return sched.warmup_steps * step, decay * step
+
+
 def _trainer_defaults() -> dict[str, Any]:
     import dataclasses
 
@@ -195,12 +212,14 @@ def _cooldown_end(branch_tokens: int, cooldown_fraction: float, step_tokens: int
 
 
 def resolve_vocab_size(spec: SweepSpec) -> int:
-    """The vocabulary size the sweep's shapes use (given, or the corpus's own)."""
+    """The vocabulary size the sweep's shapes use (given, 256 for bytes, or the corpus's own)."""
     if spec.data.vocab_size is not None:
         return spec.data.vocab_size
+    if spec.data.tokenizer == "byte" and spec.data.corpus != "synthetic":
+        return 256
     from scalinglab.train.corpus import load_corpus
 
-    corpus = load_corpus(spec.data.corpus, tokenizer=spec.data.tokenizer, seed=spec.seed)
+    corpus = load_corpus(spec.data.corpus, tokenizer=spec.data.tokenizer, seed=spec.data.seed or 0)
     return int(corpus.vocab_size)
 
 
@@ -321,15 +340,24 @@ def _make_run(
         config["schedule"] = ctx.schedule
     if branch_points:
         config["branch_tokens"] = list(branch_points)
-    if spec.data.vocab_size is not None:
-        config["vocab_size"] = spec.data.vocab_size
-    canonical = _canonical_config(config)
+    byte_text = spec.data.tokenizer == "byte" and spec.data.corpus != "synthetic"
+    if spec.data.vocab_size is not None and not byte_text:
+        config["corpus_vocab_size"] = spec.data.vocab_size
+    if spec.data.seed is not None:
+        config["corpus_seed"] = spec.data.seed
+    try:
+        canonical = _canonical_config(config)
+    except (TypeError, ValueError) as exc:
+        # The trainer's own checks (warmup vs branches, option ranges) apply to the design.
+        where = "design.branch_tokens" if branch_points else "train"
+        raise SpecError(f"{where}: {exc}") from None
     key = run_key(canonical)
     branches = []
     for b in branch_points:
         end = _cooldown_end(b, ctx.cooldown_fraction, ctx.step_tokens)
         branches.append(BranchSpec(_branch_key(key, b), int(b), int(end), per_token * end))
     cost_tokens = tokens + sum(br.tokens - br.branch_tokens for br in branches)
+    warmup, decay = _schedule_tokens(canonical)
     return RunSpec(
         key=key,
         config=json.dumps(canonical, sort_keys=True, separators=(",", ":")),
@@ -346,6 +374,8 @@ def _make_run(
         compute_level=compute_level,
         branches=tuple(branches),
         schedule=canonical.get("schedule"),
+        warmup_tokens=warmup,
+        decay_tokens=decay,
     )
 
 
@@ -497,8 +527,23 @@ class ThroughputModel:
         return float(math.exp(np.interp(x, xs, ys)))
 
     def seconds(self, run: RunSpec) -> float:
-        """Estimated wall time of ``run`` (all its tokens, cooldowns included)."""
-        return run.cost_tokens / self.tokens_per_second(run.shape)
+        """Estimated wall time of ``run``: training (cooldowns included) plus evaluation.
+
+        Evaluation is a forward pass only, a third of a training step's FLOPs (the backward
+        pass costs twice the forward, Kaplan et al. 2020, §2.1), so ``eval_tokens`` cost as
+        much as a third as many training tokens. The trainer evaluates every
+        ``eval_interval_tokens`` (default: a tenth of the run), at the end, and after each
+        branched cooldown.
+        """
+        speed = self.tokens_per_second(run.shape)
+        config = run.config_dict
+        step = int(config.get("batch_size") or 1) * run.shape.context_length
+        steps = max(1, round(run.tokens / step))
+        interval = config.get("eval_interval_tokens") or steps * step / 10
+        every = max(1, round(interval / step))
+        evals = math.ceil(steps / every) + len(run.branches)
+        eval_tokens = int(config.get("eval_tokens") or 0)
+        return (run.cost_tokens + evals * eval_tokens / 3.0) / speed
 
 
 def makespan_s(durations_s: Sequence[float], workers: int) -> float:
@@ -732,13 +777,17 @@ def plan_sweep(
     """
     workers = workers or spec.execution.workers
     runs, notes = design_runs(spec, vocab_size=vocab_size)
-    tp = throughput(runs) if callable(throughput) else throughput
     budget = spec.budget
-    if budget.wall_clock_s is not None and tp is None:
-        raise BudgetError(
-            "budget.wall_clock_s: a wall-clock budget needs a measured throughput; plan it "
-            "with the probe on (the default of `scalinglab sweep plan`)"
-        )
+    measure = throughput if callable(throughput) else None
+    tp = None if callable(throughput) else throughput
+    if budget.wall_clock_s is not None:
+        if measure is not None:
+            tp = measure(runs)  # needed to apply the budget at all
+        if tp is None:
+            raise BudgetError(
+                "budget.wall_clock_s: a wall-clock budget needs a measured throughput; plan "
+                "it with the probe on (the default of `scalinglab sweep plan`)"
+            )
     trimmed: list[str] = []
 
     def over(rs: Sequence[RunSpec]) -> str | None:
@@ -768,6 +817,8 @@ def plan_sweep(
             reason = over(runs)
         if not runs:
             raise BudgetError(f"budget: even the cheapest part of the design {trimmed[-1]}")
+    if tp is None and measure is not None:  # measured only once the design is known to fit
+        tp = measure(runs)
     # Longest first: the executors submit in this order, which keeps the makespan short.
     order = sorted(runs, key=lambda r: (-(tp.seconds(r) if tp else r.cost_flops), r.key))
     return Plan(

@@ -10,7 +10,7 @@ what is missing.
 Executors
 ---------
 ``local``
-    Worker processes on this machine (``spawn``ed, so no torch state is forked), with the
+    Worker processes on this machine (forked from a clean forkserver), with the
     cores split evenly between them: K workers get ``cores // K`` threads each. On a 2-core
     machine two 1-thread workers trained small models ≈ 1.3–1.96× faster in total than one
     2-thread worker (the issue's and ``../shared/data/cpu_baselines/baselines.json``'s
@@ -29,10 +29,12 @@ import json
 import math
 import os
 import platform
+import select
 import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 import traceback
 from collections import deque
@@ -79,14 +81,53 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
 _PROGRESS: Any = None  # the progress queue of this worker process, set by its initializer
 
 
-def _init_local_worker(threads: int, progress: Any) -> None:
+def _exit_with(pid: int) -> None:
+    """Exit this process as soon as process ``pid`` (the driver) has ended.
+
+    A forkserver's workers are not the driver's children, and they hold the pipes that would
+    tell them it died, so without this a SIGKILLed driver leaves them waiting (or training)
+    forever. A pidfd becomes readable when its process ends and cannot be fooled by pid reuse;
+    where there is none, poll.
+    """
+    try:
+        fd: int | None = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(70)
+    except (AttributeError, OSError):  # pragma: no cover - Linux < 5.3, other systems
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:  # pragma: no cover - see above
+            while True:
+                time.sleep(1.0)
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    continue
+        os._exit(70)  # EX_SOFTWARE: nobody is left to receive this worker's result
+
+    threading.Thread(target=watch, name="scalinglab-driver-watch", daemon=True).start()
+
+
+def _init_local_worker(
+    threads: int, progress: Any, environ: Mapping[str, str], driver_pid: int
+) -> None:
     """Initializer of a local worker process."""
     global _PROGRESS
     _PROGRESS = progress
+    _exit_with(driver_pid)
+    # A forkserver keeps the environment it started with; the driver's may have changed
+    # since (a cache folder, a token), and a run must see what the driver sees.
+    os.environ.clear()
+    os.environ.update(environ)
     # The driver handles Ctrl-C (it goes to the whole process group) and stops the workers
     # itself, so that a run is never half-recorded.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Die with the driver: a SIGKILLed driver must not leave orphans training for nobody.
+    # Die with the parent too (the driver itself when workers are spawned).
     with contextlib.suppress(Exception):
         import ctypes
 
@@ -162,6 +203,9 @@ class _Outcome:
     error: str | None
 
 
+_WORKER_PRELOAD = ("scalinglab.sweep.executors", "scalinglab.train.trainer")
+
+
 class _LocalBackend:
     """Worker processes on this machine; a crashed worker breaks the pool, which is rebuilt."""
 
@@ -169,9 +213,15 @@ class _LocalBackend:
         import multiprocessing
 
         self.workers, self.threads, self.train_fn = workers, threads, train_fn
-        # spawn, not fork: the driver may hold threads (rich's refresh, SQLite), and forking
-        # a threaded process can deadlock; spawn also gives each worker a clean torch.
-        self._ctx = multiprocessing.get_context("spawn")
+        # Not fork: the driver holds threads (rich's refresh, the pool's manager), and forking
+        # a threaded process can deadlock. A forkserver imports torch and the trainer once, then
+        # forks clean single-threaded copies, so a worker (or a pool rebuilt after a crash)
+        # starts in milliseconds instead of paying torch's import (seconds) each time.
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            self._ctx = multiprocessing.get_context("forkserver")
+            self._ctx.set_forkserver_preload(list(_WORKER_PRELOAD))
+        else:  # pragma: no cover - platforms without fork
+            self._ctx = multiprocessing.get_context("spawn")
         self._pool: ProcessPoolExecutor | None = None
         self._queue: Any = None
 
@@ -182,7 +232,7 @@ class _LocalBackend:
                 max_workers=self.workers,
                 mp_context=self._ctx,
                 initializer=_init_local_worker,
-                initargs=(self.threads, self._queue),
+                initargs=(self.threads, self._queue, dict(os.environ), os.getpid()),
             )
         return self._pool
 
@@ -565,6 +615,9 @@ def run_sweep(
             store.reset_running()
         raise
     backend.close()
+    if checkpoint_root is not None:
+        with contextlib.suppress(OSError):  # only when empty: nothing else's is removed
+            Path(checkpoint_root).rmdir()
     return SweepSummary(
         already_finished=already,
         finished=finished,
@@ -649,12 +702,16 @@ def measure_throughput(
     for run in probes:
         config = run.config_dict
         step_tokens = int(config["batch_size"]) * run.shape.context_length
+        # Evaluate once, at the end, on one batch, and log every step: the curve's wall times
+        # then time the training steps alone, and the first (warm-up) step can be dropped.
         config.update(
             tokens=steps * step_tokens,
             threads=threads,
             branch_tokens=[],
-            eval_interval_tokens=None,
-            warmup_tokens=step_tokens,
+            eval_interval_tokens=steps * step_tokens,
+            eval_tokens=step_tokens,
+            log_interval_tokens=step_tokens,
+            warmup_tokens=0,
         )
         ident = _machine_ident(device, threads) + "|" + json.dumps(config, sort_keys=True)
         key = hashlib.sha1(ident.encode()).hexdigest()[:20]

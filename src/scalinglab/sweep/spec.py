@@ -13,8 +13,10 @@ Layout (every table but ``[design]`` is optional; omitted keys take the defaults
 
     [data]
     corpus = "stdlib"          # "stdlib" | "synthetic" | a path to a text file or folder
-    tokenizer = "byte"
-    vocab_size = 256           # for trained tokenizers; byte-level corpora have 256
+    tokenizer = "byte"         # "byte" | "char" | "bpe" | "symbol" (synthetic)
+    vocab_size = 256           # the models' vocabulary (bpe: the one to learn; synthetic:
+                               # the alphabet); byte-level text has 256
+    seed = 0                   # the synthetic corpus's seed
 
     [model]
     context_length = 64
@@ -73,6 +75,7 @@ ON_OVER = ("refuse", "trim")
 POSITIONALS = ("learned", "rotary")
 MLPS = ("gelu", "gated")
 PRECISIONS = ("auto", "fp32", "bf16")
+TOKENIZERS = ("byte", "char", "bpe", "symbol")
 
 
 class SpecError(ValueError):
@@ -165,6 +168,7 @@ class DataSpec:
     corpus: str = "stdlib"
     tokenizer: str = "byte"
     vocab_size: int | None = None
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -213,8 +217,13 @@ class TrainSpec:
     grad_clip: float | None = None
     eval_interval_tokens: int | None = None
     eval_tokens: int | None = None
+    log_interval_tokens: int | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    dropout: float | None = None
     device: str | None = None
     precision: str | None = None
+    compile: bool | None = None
 
     def options(self) -> dict[str, Any]:
         """The options that were set, as TrainConfig keyword arguments."""
@@ -301,7 +310,7 @@ class SweepSpec:
 
 _TOP = ("sweep", "data", "model", "train", "budget", "execution", "design")
 _SWEEP = ("name", "seed", "store")
-_DATA = ("corpus", "tokenizer", "vocab_size")
+_DATA = ("corpus", "tokenizer", "vocab_size", "seed")
 _MODEL = (
     "context_length",
     "param_basis",
@@ -393,10 +402,19 @@ def parse_spec(text: str | Mapping[str, Any], *, default_name: str = "sweep") ->
 def _data(t: dict[str, Any]) -> DataSpec:
     _check_keys("data", t, _DATA)
     vocab = t.get("vocab_size")
+    corpus = _string("data.corpus", t.get("corpus", "stdlib"))
+    tokenizer = _choice("data.tokenizer", t.get("tokenizer", "byte"), TOKENIZERS)
+    if vocab is not None:
+        vocab = _integer("data.vocab_size", vocab, minimum=2)
+        # The synthetic source's alphabet is its vocabulary, whatever the tokenizer says.
+        if tokenizer == "byte" and corpus != "synthetic" and vocab != 256:
+            raise _fail("data.vocab_size", f"the byte tokenizer has 256 tokens, got {vocab}")
+    seed = t.get("seed")
     return DataSpec(
-        corpus=_string("data.corpus", t.get("corpus", "stdlib")),
-        tokenizer=_string("data.tokenizer", t.get("tokenizer", "byte")),
-        vocab_size=None if vocab is None else _integer("data.vocab_size", vocab, minimum=2),
+        corpus=corpus,
+        tokenizer=tokenizer,
+        vocab_size=vocab,
+        seed=None if seed is None else _integer("data.seed", seed, minimum=0),
     )
 
 
@@ -426,9 +444,19 @@ def _train(t: dict[str, Any]) -> TrainSpec:
     for key in ("batch_size", "eval_tokens"):
         if key in t:
             out[key] = _integer(f"train.{key}", t[key])
-    for key in ("warmup_tokens", "eval_interval_tokens"):
+    if "warmup_tokens" in t:
+        out["warmup_tokens"] = _integer("train.warmup_tokens", t["warmup_tokens"], minimum=0)
+    for key in ("eval_interval_tokens", "log_interval_tokens"):
         if key in t:
-            out[key] = _integer(f"train.{key}", t[key], minimum=0)
+            out[key] = _integer(f"train.{key}", t[key])
+    for key in ("beta1", "beta2", "dropout"):
+        if key in t:
+            value = _number(f"train.{key}", t[key], strict=False)
+            if value >= 1:
+                raise _fail(f"train.{key}", f"must be in [0, 1), got {value!r}")
+            out[key] = value
+    if "compile" in t:
+        out["compile"] = _boolean("train.compile", t["compile"])
     for key in ("lr", "grad_clip"):
         if key in t:
             out[key] = _number(f"train.{key}", t[key])

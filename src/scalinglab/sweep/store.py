@@ -282,8 +282,10 @@ class Store:
         return {
             "config_json": run.config,
             "seed": run.seed,
-            "schedule": config.get("schedule"),
-            "warmup_tokens": config.get("warmup_tokens"),
+            "schedule": run.schedule or config.get("schedule"),
+            "warmup_tokens": run.warmup_tokens
+            if run.warmup_tokens is not None
+            else config.get("warmup_tokens"),
             "n_layer": s.n_layer,
             "d_model": s.d_model,
             "n_head": s.n_head,
@@ -298,7 +300,9 @@ class Store:
 
     def _insert_run(self, cur: sqlite3.Cursor, run: RunSpec, now: float) -> int:
         c = self._row_common(run)
-        decay = _decay_tokens(run.config_dict, run.tokens)
+        decay = run.decay_tokens
+        if decay is None:
+            decay = _decay_tokens(run.config_dict, run.tokens)
         cur.execute(
             "INSERT INTO runs (key, kind, status, config_json, seed, schedule, warmup_tokens, "
             "decay_tokens, n_layer, d_model, n_head, vocab_size, context_length, params_total, "
