@@ -287,7 +287,8 @@ def isoflop(
     boot_cols: list[np.ndarray] = []
     for lab in np.unique(labels):
         sel = np.flatnonzero(labels == lab)
-        level_flops = float(np.exp(np.mean(np.log(flops[sel]))))
+        same = np.ptp(flops[sel]) == 0  # a designed sweep: report its budget exactly
+        level_flops = float(flops[sel][0] if same else np.exp(np.mean(np.log(flops[sel]))))
         sizes_all = fr["params"].to_numpy()[sel]
         loss_all = fr["loss"].to_numpy()[sel]
         order = np.argsort(sizes_all, kind="stable")

@@ -43,13 +43,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy.optimize import minimize
 
 from scalinglab.laws import BaseLaw, LawError, get_law
 from scalinglab.runs import Runs, load_runs
 
 __all__ = [
     "LOSSES",
+    "PLAUSIBLE_EXPONENTS",
     "BatchResult",
     "Domain",
     "Fit",
@@ -58,6 +58,7 @@ __all__ = [
     "Objective",
     "RobustLoss",
     "fit",
+    "implausible_exponents",
     "load_fit",
     "make_objective",
     "minimize_batch",
@@ -485,6 +486,9 @@ def minimize_batch(
 
 def _polish(objective: Objective, z0: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
     """L-BFGS-B with the analytic gradient and tolerances that do not stop on a flat objective."""
+    # Imported here: scipy.optimize takes a second to import and most fits never polish.
+    from scipy.optimize import minimize
+
     finite = [(a if np.isfinite(a) else None, b if np.isfinite(b) else None) for a, b in bounds]
     res = minimize(
         objective.raw_value_and_grad,
@@ -556,6 +560,10 @@ class Fit:
     warnings: tuple[str, ...] = ()
     holdout: Mapping[str, Any] | None = None
     diagnostics: Mapping[str, Any] = field(default_factory=dict)
+    # The verdict: False with reasons when an exponent is implausible or pinned on a bound, or
+    # near-optimal solutions disagree (scalinglab.backtest adds extrapolation checks).
+    reliable: bool = True
+    reasons: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -572,6 +580,8 @@ class Fit:
         set_(self, "warnings", tuple(self.warnings))
         set_(self, "holdout", _frozen(self.holdout))
         set_(self, "diagnostics", MappingProxyType(dict(self.diagnostics)))
+        set_(self, "reliable", bool(self.reliable))
+        set_(self, "reasons", tuple(str(r) for r in self.reasons))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Fit) and self.to_json() == other.to_json()
@@ -644,6 +654,8 @@ class Fit:
             "warnings": list(self.warnings),
             "holdout": None if self.holdout is None else _plain(self.holdout),
             "diagnostics": _plain(self.diagnostics),
+            "reliable": self.reliable,
+            "reasons": list(self.reasons),
         }
         if include_bootstrap:
             d["bootstrap_params"] = (
@@ -689,6 +701,8 @@ class Fit:
             warnings=tuple(d.get("warnings", [])),
             holdout=d.get("holdout"),
             diagnostics=d.get("diagnostics") or {},
+            reliable=bool(d.get("reliable", True)),
+            reasons=tuple(d.get("reasons", [])),
         )
 
     @classmethod
@@ -1231,6 +1245,7 @@ def fit(
     if loss == "asymmetric":
         diagnostics["asymmetry"] = asymmetry
     n_runs = int(train.cluster_ids("run").max()) + 1
+    verdict = _verdict(law_obj, params, at_lo | at_hi, ident)
     return Fit(
         law=law_obj.name,
         law_options=law_obj.options,
@@ -1248,7 +1263,45 @@ def fit(
         warnings=tuple(notes),
         holdout=holdout,
         diagnostics=diagnostics,
+        reliable=not verdict,
+        reasons=tuple(verdict),
     )
+
+
+# Exponents of language-model scaling laws on record lie well inside these ranges: Chinchilla's
+# alpha = 0.34, beta = 0.28 (Hoffmann et al. 2022), Besiroglu et al.'s 0.35 and 0.37, Kaplan et
+# al.'s alpha_N = 0.076, alpha_D = 0.095 (2020). Outside them, the fit describes the optimiser.
+PLAUSIBLE_EXPONENTS: Mapping[str, Mapping[str, tuple[float, float]]] = MappingProxyType(
+    {
+        "chinchilla": {"alpha": (0.05, 1.0), "beta": (0.05, 1.0)},
+        "kaplan-nd": {"alpha_N": (0.01, 1.0), "alpha_D": (0.01, 1.0)},
+        "power": {"alpha": (0.01, 1.0)},
+        "data-constrained": {"alpha": (0.05, 1.0), "beta": (0.05, 1.0)},
+    }
+)
+
+
+def implausible_exponents(law: str, params: Mapping[str, float]) -> list[str]:
+    """One reason per exponent of ``params`` outside :data:`PLAUSIBLE_EXPONENTS`."""
+    out = []
+    for name, (lo, hi) in PLAUSIBLE_EXPONENTS.get(law, {}).items():
+        v = params.get(name)
+        if v is not None and math.isfinite(v) and not lo <= v <= hi:
+            out.append(
+                f"implausible exponent {name} = {v:.3g} (language-model fits on record lie in "
+                f"[{lo:g}, {hi:g}])"
+            )
+    return out
+
+
+def _verdict(
+    law: BaseLaw, params: Mapping[str, float], on_bound: np.ndarray, ident: Sequence[str]
+) -> list[str]:
+    reasons = implausible_exponents(law.name, params)
+    for i, name in enumerate(law.param_names):
+        if on_bound[i] and name not in law.log_params:
+            reasons.append(f"exponent {name} = {params[name]:.4g} sits on a bound of the fit")
+    return reasons + list(ident)
 
 
 def _weights_for(all_runs: Runs, train: Runs, weights: ArrayLike | str | None) -> Any:

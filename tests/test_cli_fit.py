@@ -1,0 +1,146 @@
+"""``scalinglab fit``: JSON fields, fit files read back, one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from scalinglab import load_fit
+from scalinglab.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def epoch_csv(shared_data):
+    return str(shared_data / "chinchilla_epoch" / "chinchilla_epoch_nd.csv")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """The real console entry point, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-c", "from scalinglab.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_json_fields(epoch_csv):
+    result = runner.invoke(app, ["fit", epoch_csv, "--drop-top-loss", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["law"] == "chinchilla"
+    assert set(data["params"]) == {"E", "A", "B", "alpha", "beta"}
+    assert data["n_runs"] == 240
+    assert data["objective"] > 0 and data["ci"] is None and data["holdout"] is None
+    assert "bootstrap_params" not in data  # the resamples go to --out, not to the screen
+
+
+def test_bootstrap_holdout_and_out(epoch_csv, tmp_path):
+    out = tmp_path / "fit.json"
+    args = ["fit", epoch_csv, "--drop-top-loss", "5", "--bootstrap", "40", "--holdout-top", "0.1"]
+    result = runner.invoke(app, [*args, "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data["ci"]) == {"E", "A", "B", "alpha", "beta", "a"}
+    assert data["holdout"]["n_holdout"] == 24
+    fit = load_fit(out)
+    assert fit.bootstrap_params.shape == (40, 5)
+    assert fit.params["E"] == pytest.approx(data["params"]["E"])
+    lo, hi = fit.prediction_interval(0.9, params=7e10, tokens=1.4e12)
+    assert lo < hi
+
+
+def test_table_output_and_prediction(epoch_csv):
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            epoch_csv,
+            "--drop-top-loss",
+            "5",
+            "--bootstrap",
+            "30",
+            "--predict",
+            "params=7e10,tokens=1.4e12",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "L(N, D) = E + A/N^alpha + B/D^beta" in result.output
+    assert "a (derived)" in result.output and "95% CI" in result.output
+    assert "predicted loss at params=7e+10, tokens=1.4e+12" in result.output
+
+
+def test_power_law_and_columns(tmp_path):
+    rng = np.random.default_rng(0)
+    flops = np.geomspace(1e17, 1e21, 30)
+    frame = pd.DataFrame(
+        {
+            "compute_budget": flops,
+            "nats": (1.7 + 2e3 / flops**0.15) * np.exp(rng.normal(0, 0.003, 30)),
+        }
+    )
+    frame["size"] = 1e8
+    path = tmp_path / "runs.csv"
+    frame.to_csv(path, index=False)
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(path),
+            "--law",
+            "power",
+            "--x",
+            "flops",
+            "-c",
+            "flops=compute_budget",
+            "-c",
+            "loss=nats",
+            "-c",
+            "params=size",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["law_options"] == {"x": "flops", "fix_E": False}
+    assert data["params"]["alpha"] == pytest.approx(0.15, abs=0.03)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--law", "gompertz"], "--law must be one of"),
+        (["--loss", "l1"], "--loss must be one of"),
+        (["--x", "flops"], "--x and --fix-e apply only to --law power"),
+        (["--holdout-top", "1.5"], "--holdout-top must be a fraction in (0, 1)"),
+        (["--holdout-above", "1e30"], "no run above 1e+30 FLOP"),
+        (["--bootstrap", "-1"], "--bootstrap must be an integer >= 0"),
+        (["--law", "data-constrained"], "needs the column(s) unique_tokens"),
+        (["--predict", "params=7e10,steps=3"], "--predict: unknown input 'steps'"),
+        (["-c", "params"], "--column takes NAME=VALUE pairs"),
+    ],
+)
+def test_bad_options_one_line(epoch_csv, args, needle):
+    result = runner.invoke(app, ["fit", epoch_csv, *args])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert needle in lines[0]
+
+
+def test_bad_cell_names_row_and_column(tmp_path):
+    frame = pd.DataFrame({"N": [1e8, 2e8, 4e8], "D": [1e9, 2e9, 4e9], "loss": [3.0, "oops", 2.8]})
+    path = tmp_path / "runs.csv"
+    frame.to_csv(path, index=False)
+    result = run_cli("fit", str(path))
+    assert result.returncode == 2
+    assert "row 2, column 'loss': 'oops' is not a number" in result.stderr
+    missing = run_cli("fit", str(tmp_path / "absent.csv"))
+    assert missing.returncode == 2 and "no such file" in missing.stderr
