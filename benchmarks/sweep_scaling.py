@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -98,8 +99,14 @@ def main() -> None:
         for label, kwargs in configs:
             if kwargs["executor"] == "ray":
                 kwargs["ray_temp_dir"] = folder / "ray"
+            load_before = os.getloadavg()[0]
             walls[label], stores[label] = timed(plan, folder, label.replace(" ", "_"), **kwargs)
-            print(f"{label:>12}: {walls[label]:7.1f} s", flush=True)
+            # The load average says whether other jobs shared the cores during the timing.
+            print(
+                f"{label:>12}: {walls[label]:7.1f} s   (load average {load_before:.1f} before, "
+                f"{os.getloadavg()[0]:.1f} after)",
+                flush=True,
+            )
         losses = {k: load_store_runs(p).set_index("point_id")["loss"] for k, p in stores.items()}
 
     print()

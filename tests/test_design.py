@@ -112,6 +112,19 @@ def test_wsd_branches_follow_the_trainer_schedule():
         )
 
 
+def test_schedule_warmup_and_decay_as_the_trainer_resolves_them():
+    cosine, _ = design_runs(spec('kind = "grid"\nparams = [2e4]\ntokens = [1e6]\n'))
+    steps = cosine[0].tokens // STEP_TOKENS
+    # The trainer's defaults: warmup 5 % of the steps; a cosine decays over the whole run.
+    assert cosine[0].warmup_tokens == round(0.05 * steps) * STEP_TOKENS
+    assert cosine[0].decay_tokens == cosine[0].tokens
+    wsd, _ = design_runs(
+        spec('kind = "wsd"\nparams = [2e4]\ntokens = 1e6\nbranch_fractions = [0.5]\n')
+    )
+    # WSD decays over its final cooldown only: 20 % of the steps (Hägele et al. 2024).
+    assert wsd[0].decay_tokens == round(0.2 * steps) * STEP_TOKENS
+
+
 def test_per_operation_flops_and_total_basis():
     s = parse_spec(
         HEAD.replace("[model]", '[model]\nparam_basis = "total"\nflops_method = "per_operation"')

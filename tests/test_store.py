@@ -102,6 +102,7 @@ def fake_result(run: RunSpec, loss: float = 2.5) -> dict:
         "versions": {"torch": "x", "python": "3"},
         "threads": 1,
         "worker": "test:1",
+        "cpu_s": 0.5,
     }
 
 
@@ -142,6 +143,7 @@ def test_result_is_recorded_once_with_its_curve(store):
     row = rows.iloc[0]
     assert row["status"] == "finished" and row["loss"] == 2.5
     assert row["attempts"] == 1 and row["warmup_tokens"] == 512 and row["decay_tokens"] == 4096
+    assert row["cpu_s"] == 0.5
     assert row["params_total"] == run.params_total
     assert json.loads(row["versions_json"])["torch"] == "x"
     curve = store.curve(row["run_id"])

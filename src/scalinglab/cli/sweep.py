@@ -413,6 +413,8 @@ def run_command(
         "failed": [k[:12] for k in summary.failed],
         "retries": summary.retries,
         "wall_s": summary.wall_s,
+        "cpu_s": summary.cpu_s,
+        "dedicated_wall_s": summary.dedicated_wall_s,
         "executor": summary.executor,
         "workers": summary.workers,
         "threads": summary.threads,
@@ -427,6 +429,12 @@ def run_command(
             f"{summary.executor} worker(s) × {summary.threads} thread(s)",
             highlight=False,
         )
+        if summary.dedicated_wall_s is not None:
+            console.print(
+                f"the runs used {summary.cpu_s:,.0f} CPU-seconds: "
+                f"{_fmt_s(summary.dedicated_wall_s)} on cores of their own",
+                highlight=False,
+            )
         if summary.complete:
             console.print(f"sweep complete: fit it with `scalinglab fit {path}`", highlight=False)
     if summary.failed:

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scalinglab.sweep.design import Plan, RunSpec, ThroughputModel
+from scalinglab.sweep.design import Plan, RunSpec, ThroughputModel, makespan_s
 from scalinglab.sweep.store import Store
 
 __all__ = [
@@ -180,7 +180,11 @@ def _execute(
                     progress.put_nowait((key, _point_dict(point)))
 
         ckpt = Path(checkpoint_dir) if checkpoint_dir else None
+        cpu_start = time.process_time()
         out = _result_dict(train_fn(cfg, checkpoint_dir=ckpt, on_progress=on_progress))
+        # CPU seconds of this attempt, all threads: on a shared machine, what the run would
+        # take on cores of its own (wall ≈ cpu_s / threads when nothing else competes).
+        out["cpu_s"] = time.process_time() - cpu_start
         out["threads"] = threads
         out["worker"] = f"{socket.gethostname()}:{os.getpid()}"
         return out
@@ -433,6 +437,13 @@ class SweepSummary:
         Failed attempts that were retried.
     wall_s
         Wall time of the call.
+    cpu_s
+        CPU seconds the runs trained by this call took (all their threads, retries
+        excluded).
+    dedicated_wall_s
+        The wall time those runs would take on ``workers`` × ``threads`` cores of their own:
+        the longest-first makespan of cpu_s / threads. On a shared machine this, not
+        ``wall_s``, is the figure that transfers.
     """
 
     planned: int
@@ -444,6 +455,8 @@ class SweepSummary:
     executor: str
     workers: int
     threads: int
+    cpu_s: float = 0.0
+    dedicated_wall_s: float | None = None
 
     @property
     def complete(self) -> bool:
@@ -532,6 +545,7 @@ def run_sweep(
     attempts: dict[str, int] = {}
     finished, retries = 0, 0
     failed: list[str] = []
+    cpu_times: list[float] = []
     summary = dict(planned=len(plan.runs), executor=executor, workers=workers, threads=threads)
     if not todo:
         return SweepSummary(
@@ -583,6 +597,8 @@ def run_sweep(
                         outcome = _Outcome(None, f"recording failed: {type(exc).__name__}: {exc}")
                     else:
                         finished += 1
+                        if outcome.result.get("cpu_s") is not None:
+                            cpu_times.append(float(outcome.result["cpu_s"]))
                         ckpt = checkpoint_dir(run)
                         if ckpt:
                             shutil.rmtree(ckpt, ignore_errors=True)
@@ -624,6 +640,10 @@ def run_sweep(
         failed=tuple(failed),
         retries=retries,
         wall_s=time.monotonic() - t0,
+        cpu_s=sum(cpu_times),
+        dedicated_wall_s=makespan_s([c / threads for c in cpu_times], workers)
+        if cpu_times
+        else None,
         **summary,
     )
 

@@ -15,7 +15,7 @@ Tables (schema version in ``PRAGMA user_version``; a newer version is refused, n
     ``parent_key`` and ``branch_tokens``): key, status, attempts, config, seed, schedule,
     warmup and decay horizon, shape, both parameter counts, tokens, FLOPs (6·N·D, per operation,
     and the trainer's count) and counting method, final losses, speed, device, library
-    versions, timings and the error of a failed run.
+    versions, timings (wall and CPU seconds) and the error of a failed run.
 ``sweep_runs``
     which sweeps planned which runs (runs are shared by key between sweeps).
 ``curves``
@@ -103,6 +103,7 @@ CREATE TABLE runs (
     started_at           REAL,
     finished_at          REAL,
     wall_s               REAL,
+    cpu_s                REAL,
     error                TEXT
 );
 CREATE INDEX runs_status ON runs(status);
@@ -428,7 +429,7 @@ class Store:
                 "flops_counted = ?, tokens_per_s = ?, mfu = ?, device = ?, precision = ?, "
                 "threads = coalesce(?, threads), worker = coalesce(?, worker), versions_json = ?, "
                 "warmup_tokens = coalesce(?, warmup_tokens), finished_at = ?, wall_s = ?, "
-                "error = NULL WHERE key = ? AND status != 'finished'",
+                "cpu_s = ?, error = NULL WHERE key = ? AND status != 'finished'",
                 (
                     _float(result.get("val_loss")),
                     _float(train_loss),
@@ -444,6 +445,7 @@ class Store:
                     warmup,
                     now,
                     _float(result.get("wall_s")),
+                    _float(result.get("cpu_s")),
                     run.key,
                 ),
             )
