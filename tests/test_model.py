@@ -44,6 +44,7 @@ def test_parameter_count_matches_counting_for_every_option(positional, tied, mlp
     assert len({id(p) for p in model.parameters()}) == len(list(model.parameters()))
 
 
+@pytest.mark.slow  # the meta device pulls in torch's reference ops: seconds on first use
 def test_gpt2_small_has_the_released_checkpoint_count():
     # 124 439 808: the parameter count of OpenAI's released GPT-2 small (Radford et al. 2019),
     # built on the meta device so no memory is allocated.

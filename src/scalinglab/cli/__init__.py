@@ -16,6 +16,7 @@ from scalinglab.cli import fit as fit_cli
 from scalinglab.cli import plan as plan_cli
 from scalinglab.cli import report as report_cli
 from scalinglab.cli import sweep as sweep_cli
+from scalinglab.cli import train as train_cli
 from scalinglab.cli._common import err_console
 
 try:  # recent typer vendors click; older releases use click itself
@@ -49,6 +50,7 @@ def _root(
 
 app.command("compute")(compute.compute)
 app.command("fit")(fit_cli.fit)
+app.command("train")(train_cli.train)
 app.add_typer(sweep_cli.app, name="sweep")
 app.command("plan")(plan_cli.plan)
 app.command("compare")(plan_cli.compare)

@@ -179,6 +179,8 @@ class GPT(nn.Module):
 
     def reset_parameters(self) -> None:
         """GPT-2 initialisation: N(0, 0.02) everywhere, residual outputs scaled by 1/√(2L)."""
+        if self.wte.weight.is_meta:
+            return  # a shape-only model (device "meta") has no values to draw
         std = self.config.init_std
         residual_std = std / math.sqrt(2 * self.config.shape.n_layer)
         for module in self.modules():

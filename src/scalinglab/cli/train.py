@@ -1,0 +1,271 @@
+"""``scalinglab train``: train one GPT of about N parameters on D tokens and report its loss."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from scalinglab.cli._common import console, err_console, fail, positive, print_json
+
+_SCHEDULES = ("cosine", "wsd")
+_DEVICES = ("cpu", "cuda")
+_PRECISIONS = ("auto", "fp32", "bf16")
+_TOKENIZERS = ("byte", "char", "bpe")
+_BASES = ("non_embedding", "total")
+
+
+def _whole(value: float | None, option: str) -> int | None:
+    positive(value, option)
+    return None if value is None else round(value)
+
+
+def train(
+    params: float | None = typer.Option(
+        None, "--params", "-N", help="Target parameter count, e.g. 2e6 (shape by the shape rule)."
+    ),
+    tokens: float = typer.Option(..., "--tokens", "-D", help="Training tokens, e.g. 5e7."),
+    corpus: str = typer.Option(
+        "stdlib",
+        "--corpus",
+        help="stdlib, synthetic (or synthetic:order=1,alphabet=64), or a text file or folder.",
+    ),
+    tokenizer: str = typer.Option("byte", "--tokenizer", help="byte, char or bpe."),
+    vocab_size: int | None = typer.Option(
+        None, "--vocab-size", help="BPE vocabulary to learn, or the synthetic alphabet."
+    ),
+    context: int = typer.Option(256, "--context", help="Sequence length in tokens."),
+    basis: str = typer.Option(
+        "non_embedding", "--basis", help="What --params counts: non_embedding or total."
+    ),
+    layers: int | None = typer.Option(None, "--layers", help="Explicit shape: layers."),
+    d_model: int | None = typer.Option(None, "--d-model", help="Explicit shape: width."),
+    heads: int | None = typer.Option(None, "--heads", help="Explicit shape: attention heads."),
+    rotary: bool = typer.Option(False, "--rotary", help="Rotary instead of learned positions."),
+    gated: bool = typer.Option(False, "--gated", help="Gated (SwiGLU) MLP."),
+    untied: bool = typer.Option(False, "--untied", help="Untied output matrix."),
+    bias: bool = typer.Option(False, "--bias", help="Biases in linear layers and norms."),
+    schedule: str = typer.Option("cosine", "--schedule", help="cosine or wsd."),
+    branch: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--branch", help="WSD: also cool down from the stable phase at these tokens (repeat)."
+        ),
+    ] = None,
+    cooldown: float = typer.Option(0.2, "--cooldown", help="WSD cooldown fraction in (0, 1)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Sequences per step."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
+    warmup_tokens: float | None = typer.Option(
+        None, "--warmup-tokens", help="Warmup tokens (default 5 % of the run)."
+    ),
+    eval_interval: float | None = typer.Option(
+        None, "--eval-interval", help="Validate every this many tokens (default a tenth)."
+    ),
+    eval_tokens: float = typer.Option(
+        float(1 << 17), "--eval-tokens", help="Validation tokens per evaluation."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the weights and the batch order."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: cores)."),
+    compile_model: bool = typer.Option(False, "--compile", help="Use torch.compile."),
+    checkpoint_dir: Annotated[
+        Path | None,
+        typer.Option("--checkpoint-dir", help="Checkpoint here at each evaluation; resume."),
+    ] = None,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Train a GPT of about N parameters on D tokens; report loss, FLOPs, tokens/s and MFU.
+
+    Example: scalinglab train --params 2e6 --tokens 5e7 --corpus stdlib --schedule wsd
+    """
+    positive(tokens, "--tokens")
+    if schedule not in _SCHEDULES:
+        fail(f"--schedule must be one of {', '.join(_SCHEDULES)}, got {schedule!r}")
+    if device not in _DEVICES:
+        fail(f"--device must be one of {', '.join(_DEVICES)}, got {device!r}")
+    if precision not in _PRECISIONS:
+        fail(f"--precision must be one of {', '.join(_PRECISIONS)}, got {precision!r}")
+    if tokenizer not in _TOKENIZERS:
+        fail(f"--tokenizer must be one of {', '.join(_TOKENIZERS)}, got {tokenizer!r}")
+    if basis not in _BASES:
+        fail(f"--basis must be one of {', '.join(_BASES)}, got {basis!r}")
+    for value, option in ((context, "--context"), (batch_size, "--batch-size")):
+        if value < 1:
+            fail(f"{option} must be an integer ≥ 1, got {value!r}")
+    if threads is not None and threads < 1:
+        fail(f"--threads must be an integer ≥ 1, got {threads!r}")
+    positive(lr, "--lr")
+    if not 0 < cooldown < 1:
+        fail(f"--cooldown must be in (0, 1), got {cooldown!r}")
+    if branch and schedule != "wsd":
+        fail("--branch needs --schedule wsd")
+    explicit = [v is not None for v in (layers, d_model, heads)]
+    if any(explicit) and not all(explicit):
+        fail("an explicit shape needs all of --layers, --d-model and --heads")
+    if all(explicit) == (params is not None):
+        fail("give --params, or an explicit shape (--layers, --d-model, --heads), not both")
+    positive(params, "--params")
+    if warmup_tokens is not None and not (math.isfinite(warmup_tokens) and warmup_tokens >= 0):
+        fail(f"--warmup-tokens must be a number ≥ 0, got {warmup_tokens!r}")
+
+    from scalinglab.counting import TransformerShape, count_params
+    from scalinglab.train.corpus import load_corpus
+    from scalinglab.train.shapes import shape_for_params
+
+    out = err_console if as_json else console
+    try:
+        with out.status("preparing the corpus (built once, then cached)…"):
+            data = load_corpus(corpus, tokenizer=tokenizer, vocab_size=vocab_size)
+    except ValueError as exc:
+        fail(f"--corpus {corpus}: {exc}")
+
+    # Imported only now: torch takes seconds to load, and bad input should fail at once.
+    from scalinglab.train.trainer import TrainConfig
+    from scalinglab.train.trainer import train as run_training
+
+    options: dict[str, Any] = dict(
+        tied_embeddings=not untied,
+        positional="rotary" if rotary else "learned",
+        mlp="gated" if gated else "gelu",
+        bias=bias,
+    )
+    try:
+        if params is not None:
+            shape = shape_for_params(
+                params,
+                vocab_size=data.vocab_size,
+                context_length=context,
+                basis=basis,
+                **options,
+            )
+        else:
+            shape = TransformerShape(
+                layers,  # type: ignore[arg-type]
+                d_model,  # type: ignore[arg-type]
+                heads,  # type: ignore[arg-type]
+                data.vocab_size,
+                context,
+                **options,
+            )
+        config = TrainConfig(
+            shape=shape,
+            tokens=round(tokens),
+            corpus=corpus,
+            tokenizer=tokenizer,
+            corpus_vocab_size=vocab_size,
+            batch_size=batch_size,
+            lr=lr,
+            warmup_tokens=None if warmup_tokens is None else round(warmup_tokens),
+            schedule=schedule,
+            cooldown_fraction=cooldown,
+            branch_tokens=tuple(round(b) for b in branch or ()),
+            eval_interval_tokens=_whole(eval_interval, "--eval-interval"),
+            eval_tokens=_whole(eval_tokens, "--eval-tokens"),  # type: ignore[arg-type]
+            seed=seed,
+            device=device,
+            threads=threads,
+            precision=precision,
+            compile=compile_model,
+        )
+    except ValueError as exc:
+        fail(str(exc))
+
+    counts = count_params(shape)
+    if not as_json:
+        console.print(
+            f"model: {shape.n_layer} layers × d_model {shape.d_model}, {shape.n_head} heads · "
+            f"N = {counts.total:,} total, {counts.non_embedding:,} non-embedding · "
+            f"{config.total_steps:,} steps of {config.tokens_per_step:,} tokens"
+        )
+    try:
+        result = _run_with_bar(run_training, config, checkpoint_dir, out)
+    except ValueError as exc:
+        fail(str(exc))
+
+    payload = {
+        "loss": result.val_loss,
+        "params": result.params_total,
+        "non_embedding_params": result.params_non_embedding,
+        "tokens": result.tokens,
+        "flops": result.flops_6nd,
+        "flops_counted": result.flops_counted,
+        "tokens_per_s": result.tokens_per_s,
+        "mfu": result.mfu,
+        "device": result.device,
+        "precision": result.precision,
+        "wall_s": result.wall_s,
+        "shape": {
+            "n_layer": shape.n_layer,
+            "d_model": shape.d_model,
+            "n_head": shape.n_head,
+            "d_ff": shape.ffn_width,
+            "vocab_size": shape.vocab_size,
+            "context_length": shape.context_length,
+        },
+        "branches": [
+            {"branch_tokens": b.branch_tokens, "tokens": b.tokens, "loss": b.val_loss}
+            for b in result.branches
+        ],
+        "result": result.to_dict(),
+    }
+    if as_json:
+        print_json(payload)
+        return
+    _print_tables(result)
+
+
+def _run_with_bar(run_training: Any, config: Any, checkpoint_dir: Path | None, out: Console) -> Any:
+    bar = Progress(
+        TextColumn("training"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=out,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task("train", total=config.total_steps * config.tokens_per_step, status="")
+
+        def on_progress(point: Any) -> None:
+            status = f"loss {point.train_loss:.3f}"
+            if point.val_loss is not None:
+                status += f" · val {point.val_loss:.3f}"
+            bar.update(task, completed=point.tokens, status=status)
+
+        return run_training(config, checkpoint_dir=checkpoint_dir, on_progress=on_progress)
+
+
+def _print_tables(result: Any) -> None:
+    table = Table(title="training run", show_header=False)
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    rows = [
+        ("validation loss (nats/token)", f"{result.val_loss:.4f}"),
+        ("parameters, total", f"{result.params_total:,}"),
+        ("parameters, non-embedding", f"{result.params_non_embedding:,}"),
+        ("tokens", f"{result.tokens:,}"),
+        ("FLOPs, 6·N·D", f"{result.flops_6nd:.3e}"),
+        ("FLOPs, per operation", f"{result.flops_counted:.3e}"),
+        ("tokens/s", f"{result.tokens_per_s:,.0f}"),
+        ("MFU (of measured peak)", f"{result.mfu:.1%}"),
+        ("device", f"{result.device}, {result.precision}"),
+        ("wall time", f"{result.wall_s:.1f} s"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    if result.branches:
+        branches = Table(title="WSD cooldowns branched from the stable phase")
+        for col in ("branched at (tokens)", "ends at (tokens)", "validation loss"):
+            branches.add_column(col, justify="right")
+        for b in result.branches:
+            branches.add_row(f"{b.branch_tokens:,}", f"{b.tokens:,}", f"{b.val_loss:.4f}")
+        console.print(branches)

@@ -1,0 +1,90 @@
+"""``scalinglab train``: help, one-line errors with exit code 2, JSON and table output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from scalinglab.cli import app
+from scalinglab.counting import TransformerShape, count_params
+
+runner = CliRunner()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real console entry point, as a user runs it (one-line errors, exit codes)."""
+    return subprocess.run(
+        [sys.executable, "-c", "from scalinglab.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_help_lists_the_options():
+    result = runner.invoke(app, ["train", "--help"])
+    assert result.exit_code == 0
+    for option in ("--params", "--tokens", "--corpus", "--schedule", "--device", "--json"):
+        assert option in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--params", "1e5", "--tokens", "1e6", "--schedule", "linear"], "--schedule"),
+        (["--params", "1e5", "--tokens", "1e6", "--device", "tpu"], "--device"),
+        (["--params", "-3", "--tokens", "1e6"], "--params"),
+        (["--params", "1e5", "--tokens", "0"], "--tokens"),
+        (["--params", "1e5", "--tokens", "1e6", "--branch", "1e5"], "--branch"),
+        (["--params", "1e5", "--layers", "2", "--tokens", "1e6"], "--layers"),
+        (["--params", "1e5", "--tokens", "1e6", "--precision", "fp8"], "--precision"),
+        (["--params", "1e5", "--tokens", "1e6", "--corpus", "/no/such/file.txt"], "--corpus"),
+    ],
+)
+def test_bad_input_fails_naming_the_option(args, names):
+    result = runner.invoke(app, ["train", *args])
+    assert result.exit_code == 2, result.output
+    assert names in result.output
+
+
+def test_bad_input_is_one_line_without_traceback():
+    proc = run_cli("train", "--params", "1e5", "--tokens", "1e6", "--corpus", "/no/such/file.txt")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "--corpus" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_json_reports_the_run(shared_data):
+    corpus = str(shared_data / "tinyshakespeare" / "input.txt")
+    args = ["train", "--params", "3e4", "--tokens", "3e4", "--corpus", corpus]
+    args += ["--tokenizer", "char", "--context", "32", "--batch-size", "8", "--threads", "1"]
+    result = runner.invoke(app, [*args, "--eval-tokens", "2048", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    for key in ("loss", "params", "non_embedding_params", "tokens", "flops", "tokens_per_s", "mfu"):
+        assert key in data
+    s = data["shape"]
+    shape = TransformerShape(s["n_layer"], s["d_model"], s["n_head"], 65, 32)
+    assert data["params"] == count_params(shape).total
+    assert data["non_embedding_params"] == count_params(shape).non_embedding
+    assert data["flops"] == 6 * data["params"] * data["tokens"]
+    assert 0 < data["loss"] < 4.2  # ln 65 ≈ 4.17 is the uniform guess
+    assert 0 < data["mfu"] < 1
+
+
+@pytest.mark.slow
+def test_table_output_with_a_wsd_branch(shared_data):
+    corpus = str(shared_data / "tinyshakespeare" / "input.txt")
+    args = ["train", "--layers", "1", "--d-model", "32", "--heads", "2", "--tokens", "2e4"]
+    args += ["--corpus", corpus, "--tokenizer", "char", "--context", "32", "--batch-size", "8"]
+    args += ["--schedule", "wsd", "--branch", "8e3", "--threads", "1", "--eval-tokens", "2048"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "validation loss" in result.output
+    assert "WSD cooldowns" in result.output
