@@ -4,8 +4,9 @@ Most tests train with :func:`fake_train`, a cheap deterministic stand-in for the
 loss follows the Chinchilla law fitted by Hoffmann et al. (2022, eq. 10: E = 1.69, A = 406.4,
 B = 410.7, α = 0.34, β = 0.28). Environment variables make it fail on purpose:
 ``FAKE_TRAIN_MODE`` = ``raise_once:<d_model>``, ``raise_always:<d_model>``,
-``crash_once:<d_model>`` (the worker process exits), comma-separated; ``FAKE_TRAIN_STATE`` is
-the folder where "once" is remembered; ``FAKE_TRAIN_SLEEP`` seconds per run.
+``crash_once:<d_model>`` (the worker process exits), ``diverge:<d_model>`` (nan losses),
+comma-separated; ``FAKE_TRAIN_STATE`` is the folder where "once" is remembered;
+``FAKE_TRAIN_SLEEP`` seconds per run.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def fake_train(config, *, checkpoint_dir=None, on_progress=None):
                 raise RuntimeError(f"fake transient failure of d_model {shape.d_model}")
             if what == "crash_once":
                 os._exit(13)
+        if what == "diverge":
+            n = float("nan")  # every loss below comes out nan, as a diverged run's does
     time.sleep(float(os.environ.get("FAKE_TRAIN_SLEEP", "0")))
     # Seed noise well below the law's differences, so seeds visibly matter but no more.
     noise = (int(hashlib.sha1(f"{config.seed}".encode()).hexdigest(), 16) % 1000) * 1e-6
@@ -181,6 +184,18 @@ def test_failures_are_retried_then_recorded_and_the_sweep_goes_on(tmp_path, fake
             assert row["status"] == "finished"
             expected = 2 if run.shape.d_model == widths[0] else 1
             assert row["attempts"] == expected
+
+
+def test_a_diverged_run_fails_at_once_without_retries(tmp_path, fake_env):
+    plan = _plan()
+    width = max(r.shape.d_model for r in plan.runs)
+    fake_env.setenv("FAKE_TRAIN_MODE", f"diverge:{width}")
+    with Store(tmp_path / "d.db") as store:
+        summary = run_sweep(plan, store, train_fn=fake_train)
+        failed = store.runs(status="failed")
+    assert len(summary.failed) == 2 and summary.retries == 0
+    assert (failed["attempts"] == 1).all()
+    assert failed["error"].str.startswith("training diverged: final validation loss nan").all()
 
 
 def test_a_crashed_worker_is_a_failed_attempt_and_the_pool_recovers(tmp_path, fake_env):

@@ -590,6 +590,13 @@ def run_sweep(
             for handle, outcome in backend.wait(list(inflight), poll_s):
                 flight = inflight.pop(handle)
                 run = flight.run
+                deterministic = False
+                loss = None if outcome.result is None else outcome.result.get("val_loss")
+                if outcome.result is not None and not _finite(loss):
+                    # Training is a pure function of its config and seed: a run that diverged
+                    # would diverge again, so it fails now instead of being retried.
+                    outcome = _Outcome(None, f"training diverged: final validation loss {loss}")
+                    deterministic = True
                 if outcome.result is not None:
                     try:
                         store.record_result(run, outcome.result)
@@ -612,7 +619,7 @@ def run_sweep(
                         )
                         continue
                 error = outcome.error or "unknown error"
-                final = flight.attempt > max_retries
+                final = deterministic or flight.attempt > max_retries
                 store.record_failure(run.key, error, final=final)
                 if final:
                     failed.append(run.key)
@@ -646,6 +653,13 @@ def run_sweep(
         else None,
         **summary,
     )
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 # --- throughput probe -----------------------------------------------------------------------
