@@ -407,3 +407,22 @@ def test_million_points_take_seconds():
     assert result.diagnostics["n_points"] == 1_000_000
     for name, value in BESIROGLU.items():
         assert result.params[name] == pytest.approx(value, rel=0.02)
+
+
+def test_weights_follow_the_holdout_split(epoch_240):
+    w = np.ones(240)
+    flops = epoch_240.column("flops")
+    w[(flops <= 1e21) & (np.arange(240) % 2 == 0)] = 0.0
+    weighted = fit("chinchilla", epoch_240, weights=w, holdout_above=1e21)
+    kept = epoch_240.subset(w > 0)
+    direct = fit("chinchilla", kept, holdout_above=1e21)
+    assert weighted.objective == pytest.approx(direct.objective, rel=1e-8)
+    with pytest.raises(FitError, match="one value per run"):
+        fit("chinchilla", epoch_240, weights=np.ones(10), holdout_above=1e21)
+
+
+def test_checkpoints_without_run_id_are_flagged(epoch_240):
+    frame = epoch_240.frame[["params", "tokens", "loss"]].copy()
+    frame["step"] = 1
+    with pytest.warns(FitWarning, match="step column but no run_id"):
+        fit("chinchilla", frame, bootstrap=10)

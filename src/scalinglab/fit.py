@@ -422,7 +422,7 @@ def minimize_batch(
     starts: np.ndarray,
     *,
     bounds: np.ndarray | None = None,
-    weights: np.ndarray | None = None,
+    weights: np.ndarray | Callable[[slice], np.ndarray] | None = None,
     max_iter: int = 400,
     xtol: float = 1e-10,
     n_jobs: int | None = None,
@@ -440,7 +440,9 @@ def minimize_batch(
     bounds:
         Raw bounds ``[P, 2]`` (default: the law's).
     weights:
-        Per-start weights ``[K, n]`` (a bootstrap), or None for the objective's own weights.
+        Per-start weights ``[K, n]`` (a bootstrap), or a function giving the rows of a slice of
+        starts (so that K × n weights never sit in memory at once), or None for the objective's
+        own weights.
     max_iter:
         Iterations per start; a start that reaches it is reported as not converged.
     xtol:
@@ -467,7 +469,7 @@ def minimize_batch(
     pieces = [slice(i, min(k, i + chunk)) for i in range(0, k, chunk)]
 
     def run(s: slice) -> BatchResult:
-        w = None if weights is None else weights[s]
+        w = None if weights is None else weights(s) if callable(weights) else weights[s]
         return _minimize_chunk(objective, starts[s], bounds, w, max_iter, xtol, progress, merge_tol)
 
     if jobs > 1 and len(pieces) > 1:
@@ -933,9 +935,9 @@ def _solve(
 
 def _holdout_split(
     runs: Runs, above: float | None, top: float | None
-) -> tuple[Runs, Runs | None, float | None]:
+) -> tuple[Runs, Runs | None, float | None, np.ndarray | None]:
     if above is None and top is None:
-        return runs, None, None
+        return runs, None, None, None
     if above is not None and top is not None:
         raise FitError("give holdout_above or holdout_top, not both")
     flops = runs.column("flops")
@@ -961,7 +963,7 @@ def _holdout_split(
         )
     train = runs.subset(~held, f"fitted on the runs with flops <= {threshold:.3g}")
     test = runs.subset(held, f"held out: runs with flops > {threshold:.3g}")
-    return train, test, threshold
+    return train, test, threshold, ~held
 
 
 def _holdout_report(
@@ -1027,7 +1029,11 @@ def _bootstrap(
         raise FitError(f"cannot bootstrap by {by}: the runs form a single {by}")
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=k)
-    weights = counts[:, clusters].astype(float) * objective.weights[None, :]
+    base = objective.weights[None, :]
+
+    def weights(rows: slice) -> np.ndarray:
+        return counts[rows][:, clusters].astype(float) * base
+
     starts = np.repeat(z_best[None, :], k, axis=0)
     batch = minimize_batch(
         objective,
@@ -1128,7 +1134,7 @@ def fit(
         raise FitError(f"bootstrap must be a whole number >= 0, got {bootstrap!r}")
     if not 0 < ci_level < 1:
         raise FitError(f"ci_level must lie in (0, 1), got {ci_level!r}")
-    train, test, threshold = _holdout_split(all_runs, holdout_above, holdout_top)
+    train, test, threshold, train_mask = _holdout_split(all_runs, holdout_above, holdout_top)
     if len(train) <= law_obj.n_params:
         raise FitError(
             f"law {law_obj.name!r} has {law_obj.n_params} parameters; fitting it needs more than "
@@ -1140,7 +1146,7 @@ def fit(
         loss=loss,
         huber_delta=huber_delta,
         asymmetry=asymmetry,
-        weights=_weights_for(all_runs, train, weights),
+        weights=_weights_for(all_runs, train_mask, weights),
     )
     raw_bounds = law_obj.raw_bounds(bounds)
     grid = _starts(law_obj, objective, starts)
@@ -1208,6 +1214,11 @@ def fit(
             progress=tick,
         )
         boot_natural = law_obj.natural_array(boot_raw)
+        if bootstrap_by == "run" and "step" in train.frame and "run_id" not in train.frame:
+            notes.append(
+                "the runs have a step column but no run_id: each checkpoint was resampled on its "
+                "own; give run_id so that the checkpoints of one run are resampled together"
+            )
         ci = _percentile_ci(law_obj, boot_natural, ci_level)
         if boot_failed > 0.01 * bootstrap:
             notes.append(
@@ -1304,18 +1315,14 @@ def _verdict(
     return reasons + list(ident)
 
 
-def _weights_for(all_runs: Runs, train: Runs, weights: ArrayLike | str | None) -> Any:
+def _weights_for(all_runs: Runs, train_mask: np.ndarray | None, weights: Any) -> Any:
     """Per-run weights restricted to the training runs (a column name needs no restriction)."""
-    if weights is None or isinstance(weights, str):
+    if weights is None or isinstance(weights, str) or train_mask is None:
         return weights
     w = np.asarray(weights, dtype=float)
     if w.shape != (len(all_runs),):
         raise FitError(f"weights must have one value per run ({len(all_runs)}), got {w.shape}")
-    if len(train) == len(all_runs):
-        return w
-    flops_all = all_runs.column("flops")
-    keep = flops_all <= train.column("flops").max()
-    return w[keep]
+    return w[train_mask]
 
 
 def _percentile_ci(
