@@ -23,6 +23,7 @@ from scalinglab.plan import (
     least_compute,
 )
 from scalinglab.runs import Runs, RunsError, load_runs
+from scalinglab.sweep import Store, load_spec, load_store_runs, plan_sweep, run_sweep
 from scalinglab.units import (
     HARDWARE,
     ComputeCost,
@@ -49,6 +50,7 @@ __all__ = [
     "PlanError",
     "Runs",
     "RunsError",
+    "Store",
     "TransformerShape",
     "__version__",
     "allocate",
@@ -65,5 +67,9 @@ __all__ = [
     "least_compute",
     "load_fit",
     "load_runs",
+    "load_spec",
+    "load_store_runs",
     "pf_days_to_flops",
+    "plan_sweep",
+    "run_sweep",
 ]
