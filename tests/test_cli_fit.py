@@ -142,5 +142,5 @@ def test_bad_cell_names_row_and_column(tmp_path):
     result = run_cli("fit", str(path))
     assert result.returncode == 2
     assert "row 2, column 'loss': 'oops' is not a number" in result.stderr
-    missing = run_cli("fit", str(tmp_path / "absent.csv"))
-    assert missing.returncode == 2 and "no such file" in missing.stderr
+    missing = runner.invoke(app, ["fit", str(tmp_path / "absent.csv")])
+    assert missing.exit_code == 2 and "no such file" in missing.output

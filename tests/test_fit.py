@@ -169,7 +169,7 @@ def test_recovers_known_parameters(truth, seed):
 
 
 @settings(
-    max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=5, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )
 @given(
     seed=st.integers(0, 2**16),
@@ -196,13 +196,14 @@ def test_never_nan_on_arbitrary_positive_data(seed, law, n):
 # --- bootstrap ---------------------------------------------------------------------------------
 
 
-def test_bootstrap_reproducible_and_thread_independent(epoch_240):
-    a = fit("chinchilla", epoch_240, bootstrap=60, seed=3, n_jobs=1)
-    b = fit("chinchilla", epoch_240, bootstrap=60, seed=3, n_jobs=2)
-    c = fit("chinchilla", epoch_240, bootstrap=60, seed=4)
+def test_bootstrap_reproducible_and_thread_independent(epoch_240, monkeypatch):
+    monkeypatch.setattr("scalinglab.fit._CHUNK_ROWS", 8)  # 5 chunks, shared by 1 or 2 threads
+    a = fit("chinchilla", epoch_240, bootstrap=40, seed=3, n_jobs=1)
+    b = fit("chinchilla", epoch_240, bootstrap=40, seed=3, n_jobs=2)
+    c = fit("chinchilla", epoch_240, bootstrap=40, seed=4)
     np.testing.assert_array_equal(a.bootstrap_params, b.bootstrap_params)
     assert not np.array_equal(a.bootstrap_params, c.bootstrap_params)
-    assert a.bootstrap_params.shape == (60, 5)
+    assert a.bootstrap_params.shape == (40, 5)
     assert set(a.ci) == {"E", "A", "B", "alpha", "beta", "a"}
     for name, (lo, hi) in a.ci.items():
         value = a.params[name] if name in a.params else a.derived[name]

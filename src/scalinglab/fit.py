@@ -79,6 +79,9 @@ _WEAK_FACTOR = 10.0
 _SCREEN_POINTS = 4096
 # Memory per batched Jacobian chunk: starts × points × params float64 values.
 _CHUNK_VALUES = 2_000_000
+# Starts per chunk: small enough that a bootstrap spreads over the threads, large enough that the
+# per-call overhead of numpy stays small.
+_CHUNK_ROWS = 512
 
 
 class FitError(ValueError):
@@ -462,10 +465,11 @@ def minimize_batch(
         bounds = objective.law.raw_bounds()
     k, p = starts.shape
     n = objective.n_points
-    chunk = max(1, min(k, _CHUNK_VALUES // max(1, n * p)))
+    # Chunks depend on the problem only, never on the thread count, so that results are
+    # bit-identical for any n_jobs (a chunk-wide choice, such as the overflow-safe log-sum-exp,
+    # must not depend on which rows share a chunk).
+    chunk = max(1, min(k, _CHUNK_ROWS, _CHUNK_VALUES // max(1, n * p)))
     jobs = max(1, n_jobs or os.cpu_count() or 1)
-    if jobs > 1 and k > 1:
-        chunk = max(1, min(chunk, math.ceil(k / jobs)))
     pieces = [slice(i, min(k, i + chunk)) for i in range(0, k, chunk)]
 
     def run(s: slice) -> BatchResult:
