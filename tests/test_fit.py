@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import sys
 import warnings
 
 import numpy as np
@@ -197,7 +198,8 @@ def test_never_nan_on_arbitrary_positive_data(seed, law, n):
 
 
 def test_bootstrap_reproducible_and_thread_independent(epoch_240, monkeypatch):
-    monkeypatch.setattr("scalinglab.fit._CHUNK_ROWS", 8)  # 5 chunks, shared by 1 or 2 threads
+    # 5 chunks, shared by 1 or 2 threads. (The attribute scalinglab.fit is the function.)
+    monkeypatch.setattr(sys.modules["scalinglab.fit"], "_CHUNK_ROWS", 8)
     a = fit("chinchilla", epoch_240, bootstrap=40, seed=3, n_jobs=1)
     b = fit("chinchilla", epoch_240, bootstrap=40, seed=3, n_jobs=2)
     c = fit("chinchilla", epoch_240, bootstrap=40, seed=4)
