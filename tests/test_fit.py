@@ -429,3 +429,10 @@ def test_checkpoints_without_run_id_are_flagged(epoch_240):
     frame["step"] = 1
     with pytest.warns(FitWarning, match="step column but no run_id"):
         fit("chinchilla", frame, bootstrap=10)
+
+
+def test_several_groups_are_flagged(epoch_240):
+    frame = epoch_240.frame[["params", "tokens", "loss"]].copy()
+    frame["group"] = np.where(np.arange(240) % 2 == 0, "recipe-a", "recipe-b")
+    with pytest.warns(FitWarning, match="the runs hold 2 groups"):
+        fit("chinchilla", frame)

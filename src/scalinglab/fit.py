@@ -1192,6 +1192,11 @@ def fit(
 
     optima, ident = _optima(law_obj, solved, target)
     notes.extend(ident)
+    if "group" in train.frame and train.frame["group"].nunique() > 1:
+        notes.append(
+            f"the runs hold {train.frame['group'].nunique()} groups (recipes or data sets): one "
+            "law was fitted to all of them; select a group to fit it alone"
+        )
 
     # -- bootstrap -------------------------------------------------------------------------------
     ci = None
