@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scalinglab.cli import app
-from scalinglab.counting import TransformerShape, count_params
+from scalinglab.counting import TransformerShape, count_params, flops_per_token
 
 runner = CliRunner()
 
@@ -73,7 +73,8 @@ def test_json_reports_the_run(shared_data):
     shape = TransformerShape(s["n_layer"], s["d_model"], s["n_head"], 65, 32)
     assert data["params"] == count_params(shape).total
     assert data["non_embedding_params"] == count_params(shape).non_embedding
-    assert data["flops"] == 6 * data["params"] * data["tokens"]
+    assert data["flops_6nd"] == 6 * data["params"] * data["tokens"]
+    assert data["flops"] == flops_per_token(shape).per_operation * data["tokens"]
     assert 0 < data["loss"] < 4.2  # ln 65 ≈ 4.17 is the uniform guess
     assert 0 < data["mfu"] < 1
 

@@ -87,6 +87,23 @@ def test_cuda_is_refused_clearly_without_a_gpu(shakespeare):
         train(tiny_config(shakespeare, device="cuda"))
 
 
+def test_auto_precision_follows_the_cpus_bf16_units():
+    from scalinglab.train.device import cpu_has_native_bf16, resolve_runtime
+
+    before = torch.get_num_threads()
+    try:
+        rt = resolve_runtime("cpu", "auto", threads=1)
+        assert rt.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
+        assert rt.threads == 1 == torch.get_num_threads()
+        assert rt.peak_flops > 0
+        with pytest.raises(ValueError, match="precision"):
+            resolve_runtime("cpu", "fp16")
+        with pytest.raises(ValueError, match="device"):
+            resolve_runtime("tpu")
+    finally:
+        torch.set_num_threads(before)
+
+
 # --- training runs -----------------------------------------------------------------------------
 
 
@@ -120,6 +137,20 @@ def test_runs_are_deterministic_given_the_seed(shakespeare):
     c = train(tiny_config(shakespeare, tokens=20 * 8 * 32, seed=1))
     assert [p.val_loss for p in a.curve] == [p.val_loss for p in b.curve]
     assert a.val_loss != c.val_loss
+
+
+@pytest.mark.slow
+def test_data_parallel_threads_give_the_same_run(shakespeare):
+    # threads=2 splits each batch over two single-threaded workers; the summed gradient is the
+    # full-batch one up to float rounding, and the fixed summation order keeps it deterministic.
+    one = train(tiny_config(shakespeare, tokens=20 * 8 * 32))
+    two = train(tiny_config(shakespeare, tokens=20 * 8 * 32, threads=2))
+    again = train(tiny_config(shakespeare, tokens=20 * 8 * 32, threads=2))
+    assert [p.train_loss for p in two.curve] == [p.train_loss for p in again.curve]
+    assert two.val_loss == again.val_loss
+    for a, b in zip(one.curve, two.curve, strict=True):
+        assert a.train_loss == pytest.approx(b.train_loss, abs=1e-4)
+    assert two.val_loss == pytest.approx(one.val_loss, abs=1e-4)
 
 
 @pytest.mark.slow

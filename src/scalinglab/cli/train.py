@@ -193,8 +193,10 @@ def train(
         "params": result.params_total,
         "non_embedding_params": result.params_non_embedding,
         "tokens": result.tokens,
-        "flops": result.flops_6nd,
-        "flops_counted": result.flops_counted,
+        # As `scalinglab compute` does for a shape: per operation (Hoffmann et al. 2022, App. F).
+        "flops": result.flops_counted,
+        "flops_method": "per-operation (Hoffmann et al. 2022, App. F)",
+        "flops_6nd": result.flops_6nd,
         "tokens_per_s": result.tokens_per_s,
         "mfu": result.mfu,
         "device": result.device,

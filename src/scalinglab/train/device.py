@@ -143,9 +143,11 @@ _GPU_PEAKS = {"H200": "h200", "H100": "h100-sxm", "A100": "a100-80gb"}
 def _cuda_peak(name: str, precision: str, index: int) -> float:
     from scalinglab.units import HARDWARE
 
-    if precision == "bf16":
+    upper = name.upper()
+    # PCIe and NVL boards of the H-series run lower clocks than the SXM data-sheet figure.
+    if precision == "bf16" and not ("H1" in upper and "PCIE" in upper) and "NVL" not in upper:
         for marker, key in _GPU_PEAKS.items():
-            if marker in name.upper():
+            if marker in upper:
                 return HARDWARE[key].peak_flops
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     return _measure_cuda_matmul(dtype, index)

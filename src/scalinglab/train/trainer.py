@@ -30,6 +30,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -361,6 +362,22 @@ def _evaluate(
 # --- the loop --------------------------------------------------------------------------------
 
 
+def _shard_count(config: TrainConfig, runtime: Runtime) -> int:
+    """How many data-parallel workers a CPU step uses (1: plain intra-op threading).
+
+    On CPU, small matrices scale poorly over intra-op threads, and their barriers stall
+    whenever another process takes a core (we saw 2-thread steps 10× slower under load). So
+    with ``threads`` > 1 the batch is split into ``threads`` shards, each run by one
+    single-threaded worker. Off with dropout (workers would share one random stream, and
+    draw from it in whatever order they run) and with torch.compile. Each shard holds its own
+    gradient until they are summed, so the count is also capped to keep those within 1 GiB.
+    """
+    if runtime.device_type != "cpu" or config.dropout > 0 or config.compile:
+        return 1
+    grad_bytes = 4 * count_params(config.shape).total
+    return max(1, min(runtime.threads, config.batch_size, (1 << 30) // grad_bytes))
+
+
 def _optimizer(model: GPT, config: TrainConfig, runtime: Runtime) -> torch.optim.AdamW:
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -497,13 +514,43 @@ def _train(
         curve = [CurvePoint(**p) for p in state["curve"]]
         branches = [BranchResult(**b) for b in state["branches"]]
 
+    shards = _shard_count(config, runtime)
+    pool = (
+        ThreadPoolExecutor(shards, initializer=torch.set_num_threads, initargs=(1,))
+        if shards > 1
+        else None
+    )
+
+    def shard_grads(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        with runtime.autocast():  # autocast state is per thread: enter it in the worker
+            _, loss = forward(x, y)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return loss.detach(), grads
+
     def one_step(k: int, lr: float) -> torch.Tensor:
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = batches(k)
-        with runtime.autocast():
-            _, loss = forward(x, y)
-        loss.backward()
+        if pool is None:
+            with runtime.autocast():
+                _, loss = forward(x, y)
+            loss.backward()
+        else:
+            # Data parallel over cores: equal shards of the batch, one single-threaded worker
+            # each; the weighted sum of shard gradients, in a fixed order, is the full-batch
+            # gradient (deterministic, equal to it up to float rounding).
+            xs, ys = x.tensor_split(shards), y.tensor_split(shards)
+            futures = [pool.submit(shard_grads, a, b) for a, b in zip(xs, ys, strict=True)]
+            results = [f.result() for f in futures]
+            weights = [len(a) / len(x) for a in xs]
+            loss = sum((w * r[0] for w, r in zip(weights, results, strict=True)), torch.zeros(()))
+            for i, p in enumerate(params):
+                parts = [(w, r[1][i]) for w, r in zip(weights, results, strict=True)]
+                parts = [(w, g) for w, g in parts if g is not None]
+                grad = parts[0][1].mul(parts[0][0]) if parts else torch.zeros_like(p)
+                for w, g in parts[1:]:
+                    grad.add_(g, alpha=w)
+                p.grad = grad
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip, foreach=True)
         optimizer.step()
@@ -609,6 +656,8 @@ def _train(
             on_progress(point)
         segment = time.perf_counter()
 
+    if pool is not None:
+        pool.shutdown()
     tokens = total * tps
     flops_counted = float(per_token.per_operation) * tokens
     tokens_per_s = tokens / train_time if train_time > 0 else float("nan")
