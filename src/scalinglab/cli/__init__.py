@@ -11,6 +11,7 @@ import sys
 import typer
 
 from scalinglab import __version__
+from scalinglab.cli import backtest as backtest_cli
 from scalinglab.cli import compute
 from scalinglab.cli import fit as fit_cli
 from scalinglab.cli import plan as plan_cli
@@ -50,6 +51,7 @@ def _root(
 
 app.command("compute")(compute.compute)
 app.command("fit")(fit_cli.fit)
+app.command("backtest")(backtest_cli.backtest)
 app.command("train")(train_cli.train)
 app.add_typer(sweep_cli.app, name="sweep")
 app.command("plan")(plan_cli.plan)

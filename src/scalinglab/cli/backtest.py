@@ -1,0 +1,268 @@
+"""``scalinglab backtest``: how well does each fitting procedure predict runs it did not see?"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scalinglab.cli._common import console, fail, positive, print_json
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("backtest fits"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = bar.add_task("fits", total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+def _pct(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if not math.isfinite(v) else f"{100 * v:.2f}%"
+
+
+def _parse_columns(items: list[str] | None) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            fail(f"--column takes NAME=COLUMN, got {item!r}")
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def _list_procedures() -> None:
+    from scalinglab.procedures import PROCEDURES
+
+    table = Table(title="Procedures (--procedure NAME)")
+    table.add_column("name")
+    table.add_column("kind")
+    table.add_column("what it does")
+    for p in PROCEDURES.values():
+        table.add_row(p.name, p.kind, p.summary)
+    console.print(table)
+
+
+def backtest(
+    runs: Annotated[
+        str | None,
+        typer.Argument(
+            help="Runs table: .csv, .tsv, .parquet, .jsonl, .json, or a scalinglab store (.db)."
+        ),
+    ] = None,
+    procedure: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--procedure",
+            "-p",
+            help="Procedure to backtest (repeatable; default: besiroglu2024 and auto). "
+            "See --list-procedures.",
+        ),
+    ] = None,
+    group_by: str | None = typer.Option(
+        None, "--group-by", "-g", help="Backtest each value of this column separately."
+    ),
+    cut: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--cut",
+            help="Compute cut in FLOP: fit on runs <= cut, predict those above (repeatable). "
+            "Default: --n-cuts cuts at C_max/2, C_max/4, ... of each group.",
+        ),
+    ] = None,
+    n_cuts: int = typer.Option(4, "--n-cuts", help="Number of default cuts (rolling origin)."),
+    min_factor: float = typer.Option(
+        1.0, "--min-factor", help="Predict only runs at >= this multiple of the cut's compute."
+    ),
+    level: float = typer.Option(0.9, "--level", help="Level of the prediction intervals."),
+    bootstrap: int = typer.Option(
+        100, "--bootstrap", "-B", help="Bootstrap resamples per fit, for the intervals."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    drop_top_loss: int = typer.Option(
+        0, "--drop-top-loss", help="Drop the K highest-loss runs first (Besiroglu et al.: 5)."
+    ),
+    column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--column",
+            "-c",
+            help="Map a canonical column to yours, e.g. -c params='Model Size' (repeatable).",
+        ),
+    ] = None,
+    figure: Annotated[
+        Path | None,
+        typer.Option("--figure", help="Write the error-vs-extrapolation figure here (.png/.svg)."),
+    ] = None,
+    list_procedures: bool = typer.Option(
+        False, "--list-procedures", help="List the named procedures and exit."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Rolling-origin backtest: fit on the runs at or below each compute cut, predict the runs
+    above, and report the error against the extrapolation factor, per procedure (and group).
+
+    Example: scalinglab backtest porian.csv --group-by config --cut 1.6e18 --min-factor 8
+    """
+    from scalinglab.backtest import BacktestError, backtest_figure
+    from scalinglab.backtest import backtest as run_backtest
+    from scalinglab.fit import FitError, FitWarning
+    from scalinglab.procedures import PROCEDURES
+    from scalinglab.runs import RunsError, RunsWarning, load_runs
+
+    if list_procedures:
+        _list_procedures()
+        return
+    if runs is None:
+        fail("give a runs table (RUNS), or --list-procedures")
+    names = list(procedure or ["besiroglu2024", "auto"])
+    for name in names:
+        if name not in PROCEDURES:
+            fail(f"--procedure must be one of {', '.join(PROCEDURES)}, got {name!r}")
+    for c in cut or []:
+        positive(c, "--cut")
+    if n_cuts < 1:
+        fail(f"--n-cuts must be an integer >= 1, got {n_cuts!r}")
+    if not (math.isfinite(min_factor) and min_factor >= 1):
+        fail(f"--min-factor must be a number >= 1, got {min_factor!r}")
+    if not 0 < level < 1:
+        fail(f"--level must be in (0, 1), got {level!r}")
+    if bootstrap < 0:
+        fail(f"--bootstrap must be an integer >= 0, got {bootstrap!r}")
+    if drop_top_loss < 0:
+        fail(f"--drop-top-loss must be an integer >= 0, got {drop_top_loss!r}")
+    if figure is not None and figure.suffix.lower() not in (".png", ".svg", ".pdf"):
+        fail(f"--figure must end in .png, .svg or .pdf, got {str(figure)!r}")
+    mapping = _parse_columns(column)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunsWarning)
+        warnings.simplefilter("ignore", FitWarning)
+        try:
+            table = load_runs(runs, columns=mapping or None, drop_top_loss=drop_top_loss)
+            with _progress(not as_json) as progress:
+                result = run_backtest(
+                    table,
+                    names,
+                    cuts=cut or None,
+                    n_cuts=n_cuts,
+                    min_factor=min_factor,
+                    group_by=group_by,
+                    level=level,
+                    bootstrap=bootstrap,
+                    seed=seed,
+                    progress=progress,
+                )
+        except (RunsError, FitError, BacktestError) as exc:
+            fail(str(exc))
+        except FileNotFoundError:
+            fail(f"RUNS: no such file {runs!r}")
+    if figure is not None:
+        fig = backtest_figure(result)
+        try:
+            fig.savefig(figure)
+        except OSError as exc:
+            fail(f"--figure: cannot write {str(figure)!r} ({exc.strerror})")
+
+    if as_json:
+        payload = result.to_dict()
+        if figure is not None:
+            payload["figure"] = str(figure)
+        print_json(payload)
+        return
+    _print_tables(result, group_by is not None)
+    if figure is not None:
+        console.print(f"figure written to {figure}")
+
+
+def _print_tables(result: Any, grouped: bool) -> None:
+    level = f"{result.level:.0%}"
+    overall = result.overall()
+    t = Table(title="Backtest: held-out predictions, per procedure")
+    for col in ("procedure", "groups", "predictions", "mean |error|", "worst group"):
+        t.add_column(col, justify="left" if col == "procedure" else "right")
+    t.add_column(f"{level} coverage", justify="right")
+    t.add_column("unreliable groups", justify="right")
+    for r in overall.to_dict(orient="records"):
+        t.add_row(
+            r["procedure"],
+            str(r["groups"]),
+            str(r["n_predictions"]),
+            _pct(r["mean_abs_error"]),
+            _pct(r["worst_group_error"]),
+            _pct(r["coverage"]),
+            str(r["flagged_groups"]),
+        )
+    console.print(t)
+
+    fac = result.by_factor()
+    if not fac.empty:
+        t = Table(title="Mean |error| by extrapolation factor (run compute / largest fitted)")
+        t.add_column("procedure")
+        t.add_column("factor", justify="right")
+        t.add_column("predictions", justify="right")
+        t.add_column("mean |error|", justify="right")
+        t.add_column(f"{level} coverage", justify="right")
+        for r in fac.to_dict(orient="records"):
+            t.add_row(
+                r["procedure"],
+                r["factor_bin"],
+                str(r["n"]),
+                _pct(r["mean_abs_error"]),
+                _pct(r["coverage"]),
+            )
+        console.print(t)
+
+    groups = result.by_group()
+    if grouped and not groups.empty:
+        t = Table(title="Per group")
+        for col in ("group", "procedure", "chosen", "mean |error|", f"{level} coverage"):
+            t.add_column(col, justify="right" if "error" in col or "coverage" in col else "left")
+        t.add_column("reliable")
+        t.add_column("reasons")
+        for r in groups.to_dict(orient="records"):
+            reasons = list(r.get("reasons") or [])
+            t.add_row(
+                r["group"],
+                r["procedure"],
+                str(r.get("chosen") or "-"),
+                _pct(r["mean_abs_error"]),
+                _pct(r["coverage"]),
+                "yes" if r.get("reliable") else "[bold red]no[/]",
+                "; ".join(reasons) if reasons else "",
+            )
+        console.print(t)
+    else:
+        for r in result.fits.to_dict(orient="records"):
+            if r["procedure"] != r.get("chosen") or not r.get("reliable", True):
+                console.print(
+                    f"[bold]{r['procedure']}[/] at cut {r['cut_flops']:.3g} FLOP: {r['why']}",
+                    highlight=False,
+                )
+                for reason in r.get("reasons") or ():
+                    console.print(f"  [red]unreliable:[/] {reason}", highlight=False)
