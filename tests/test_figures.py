@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from scalinglab.fit import Fit, fit
-from scalinglab.report.content import build_content, compute_levels
+from scalinglab.report.content import build_content
 from scalinglab.report.figures import (
     ReportFigure,
     figure_bytes,
@@ -158,14 +158,3 @@ def test_slices_flatten_to_the_other_terms_floor(content):
     for sl in boot.slices_fixed_tokens:
         assert np.all(np.diff(sl.curve.y) < 0)
         assert sl.asymptote < sl.curve.y.min()
-
-
-def test_compute_levels_groups_runs_at_each_budget():
-    rng = np.random.default_rng(0)
-    budgets = [1e17, 3e17, 1e18]
-    flops = np.concatenate([b * np.exp(rng.normal(0, 0.02, 6)) for b in budgets])
-    flops = np.append(flops, 5e17)  # a lone run between levels joins none
-    groups = compute_levels(flops)
-    assert [len(g) for g in groups] == [6, 6, 6]
-    for g, b in zip(groups, budgets, strict=True):
-        assert np.allclose(flops[g], b, rtol=0.1)

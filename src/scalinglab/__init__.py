@@ -22,6 +22,7 @@ from scalinglab.plan import (
     frontier,
     least_compute,
 )
+from scalinglab.report import DemoResult, ReportResult, build_report, run_demo
 from scalinglab.runs import Runs, RunsError, load_runs
 from scalinglab.sweep import Store, load_spec, load_store_runs, plan_sweep, run_sweep
 from scalinglab.units import (
@@ -42,18 +43,21 @@ __all__ = [
     "Allocation",
     "Comparison",
     "ComputeCost",
+    "DemoResult",
     "Fit",
     "FitError",
     "FlopsPerToken",
     "Hardware",
     "ParamCount",
     "PlanError",
+    "ReportResult",
     "Runs",
     "RunsError",
     "Store",
     "TransformerShape",
     "__version__",
     "allocate",
+    "build_report",
     "compare",
     "compute_cost",
     "count_params",
@@ -71,5 +75,6 @@ __all__ = [
     "load_store_runs",
     "pf_days_to_flops",
     "plan_sweep",
+    "run_demo",
     "run_sweep",
 ]

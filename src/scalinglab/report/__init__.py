@@ -8,11 +8,14 @@
 
 from scalinglab.report.build import CHINCHILLA_FLOPS, ReportResult, build_report
 from scalinglab.report.content import ReportContent, build_content
+from scalinglab.report.demo import DEMO_SPEC, DemoResult, run_demo
 from scalinglab.report.figures import ReportFigure, figure_bytes, make_figures, save_figures
 from scalinglab.report.html import render_html, write_report
 
 __all__ = [
     "CHINCHILLA_FLOPS",
+    "DEMO_SPEC",
+    "DemoResult",
     "ReportContent",
     "ReportFigure",
     "ReportResult",
@@ -21,6 +24,7 @@ __all__ = [
     "figure_bytes",
     "make_figures",
     "render_html",
+    "run_demo",
     "save_figures",
     "write_report",
 ]

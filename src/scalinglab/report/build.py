@@ -8,12 +8,15 @@ figure and writes one self-contained HTML page.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scalinglab.fit import Fit, FitError, load_fit, refit
+import pandas as pd
+
+from scalinglab.fit import Fit, FitError, FitWarning, load_fit, refit
 from scalinglab.fit import fit as fit_law
 from scalinglab.report.content import ReportContent, build_content
 from scalinglab.report.figures import ReportFigure, figure_bytes, make_figures, save_figures
@@ -76,6 +79,7 @@ def build_report(
     figures_dir: str | Path | None = None,
     title: str | None = None,
     commands: Sequence[str] = (),
+    curves: pd.DataFrame | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> ReportResult:
     """Fit (unless given a fit), check on held-out runs, plan, draw and write the report.
@@ -104,6 +108,8 @@ def build_report(
         Also write every figure there as PNG and SVG.
     title, commands
         Page title; shell commands that reproduce the page.
+    curves
+        Loss curves of the runs (``Store.curves()``), drawn when given.
     progress
         Called as ``progress(stage, done, total)`` while the bootstrap runs.
 
@@ -114,8 +120,46 @@ def build_report(
     """
     table = runs if isinstance(runs, Runs) else load_runs(runs)
     given = load_fit(fit) if isinstance(fit, str | Path) else fit
-    holdout_asked = holdout_top is not None or holdout_above is not None
+    with warnings.catch_warnings():
+        # Every FitWarning is also kept in Fit.warnings, which the page and the CLI show once.
+        warnings.simplefilter("ignore", FitWarning)
+        main, check, table = _fits(
+            table, given, law, law_options, bootstrap, seed, holdout_top, holdout_above, progress
+        )
 
+    content = build_content(
+        table,
+        main,
+        holdout_fit=check,
+        budgets=tuple(budgets),
+        plan_options=plan_options,
+        level=level,
+        title=title or f"Scaling-law report: {Path(str(table.source)).name}",
+        commands=commands,
+        curves=curves,
+    )
+    figures: list[ReportFigure] = make_figures(content)
+    svgs = {f.name: figure_bytes(f, "svg") for f in figures}
+    written: tuple[Path, ...] = ()
+    if figures_dir is not None:
+        rendered = {(name, "svg"): data for name, data in svgs.items()}
+        written = tuple(save_figures(figures, figures_dir, rendered=rendered))
+    path = write_report(content, out, figures, svgs={k: v.decode("utf-8") for k, v in svgs.items()})
+    return ReportResult(path, content, main, check, written)
+
+
+def _fits(
+    table: Runs,
+    given: Fit | None,
+    law: str,
+    law_options: Mapping[str, Any] | None,
+    bootstrap: int,
+    seed: int,
+    holdout_top: float | None,
+    holdout_above: float | None,
+    progress: Callable[[str, int, int], None] | None,
+) -> tuple[Fit, Fit | None, Runs]:
+    """The fit drawn (given or made on every run) and the check fit that holds runs out."""
     if given is None:
         main = fit_law(
             law,
@@ -127,9 +171,8 @@ def build_report(
         )
     else:
         main = given
-
     check = None
-    if holdout_asked and not main.holdout:
+    if (holdout_top is not None or holdout_above is not None) and not main.holdout:
         try:
             check = refit(
                 main,
@@ -140,25 +183,6 @@ def build_report(
                 holdout_above=holdout_above,
             )
         except FitError as exc:  # too few runs left, nothing above the threshold...
-            check = None
-            notes = (f"no held-out check: {exc}",)
-            table = Runs(table.frame, table.param_basis, table.source, (*table.notes, *notes))
-
-    content = build_content(
-        table,
-        main,
-        holdout_fit=check,
-        budgets=tuple(budgets),
-        plan_options=plan_options,
-        level=level,
-        title=title or f"Scaling-law report: {Path(str(table.source)).name}",
-        commands=commands,
-    )
-    figures: list[ReportFigure] = make_figures(content)
-    svgs = {f.name: figure_bytes(f, "svg") for f in figures}
-    written: tuple[Path, ...] = ()
-    if figures_dir is not None:
-        rendered = {(name, "svg"): data for name, data in svgs.items()}
-        written = tuple(save_figures(figures, figures_dir, rendered=rendered))
-    path = write_report(content, out, figures, svgs={k: v.decode("utf-8") for k, v in svgs.items()})
-    return ReportResult(path, content, main, check, written)
+            note = f"no held-out check: {exc}"
+            table = Runs(table.frame, table.param_basis, table.source, (*table.notes, note))
+    return main, check, table

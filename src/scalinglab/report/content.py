@@ -9,6 +9,7 @@ values, so they can be tested on any numbers without a fit.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ __all__ = [
     "RunPoints",
     "Samples",
     "Slice",
+    "TrainingCurve",
     "build_content",
     "run_labels",
 ]
@@ -163,6 +165,20 @@ class Samples:
 
 
 @dataclass(frozen=True)
+class TrainingCurve:
+    """The validation loss of one run as it trained, for the training-curves figure."""
+
+    label: str
+    params: float
+    tokens: np.ndarray
+    loss: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tokens", _frozen_array(self.tokens))
+        object.__setattr__(self, "loss", _frozen_array(self.loss))
+
+
+@dataclass(frozen=True)
 class ReportContent:
     """Everything a report shows, computed once.
 
@@ -188,6 +204,7 @@ class ReportContent:
     isoflop_exponent: tuple[float, tuple[float, float] | None] | None = None
     bootstrap: Mapping[str, Samples] = field(default_factory=dict)
     n_bootstrap: int = 0
+    curves: tuple[TrainingCurve, ...] = ()
     ci_level: float | None = None
     fit_table: pd.DataFrame | None = None
     holdout_table: pd.DataFrame | None = None
@@ -223,13 +240,13 @@ _GRID_POINTS = 60
 
 
 def run_labels(frame: pd.DataFrame) -> tuple[str, ...]:
-    """A short name per run: its ``run_id`` (and ``group``), else its row number."""
+    """A short name per run: its point id or ``run_id`` (and ``group``), else its row number.
+
+    A store's WSD cooldowns share their trunk's ``run_id`` but each has its own ``point_id``.
+    """
     n = len(frame)
-    ids = (
-        frame["run_id"].astype(str).tolist()
-        if "run_id" in frame
-        else [f"row {i + 1}" for i in range(n)]
-    )
+    column = "point_id" if "point_id" in frame else "run_id" if "run_id" in frame else None
+    ids = frame[column].astype(str).tolist() if column else [f"row {i + 1}" for i in range(n)]
     if "group" in frame:
         ids = [f"{g} / {r}" for g, r in zip(frame["group"].astype(str), ids, strict=True)]
     return tuple(ids)
@@ -255,6 +272,7 @@ def build_content(
     title: str = "Scaling-law report",
     commands: Sequence[str] = (),
     isoflop: bool | None = None,
+    curves: pd.DataFrame | None = None,
 ) -> ReportContent:
     """Ask the fit and the planner everything the report shows.
 
@@ -280,6 +298,9 @@ def build_content(
     isoflop
         Draw IsoFLOP profiles: ``None`` decides from the runs (several runs at each of at
         least three compute levels).
+    curves
+        Loss curves from a store (``Store.curves()``: ``run_id``, ``tokens``, ``val_loss``);
+        drawn for the runs of ``runs`` they belong to.
     """
     from scalinglab.plan import PlanError, allocate, frontier
 
@@ -394,6 +415,9 @@ def build_content(
         fields["isoflop"] = profiles
         fields["isoflop_fit"] = profile_fit
         fields["isoflop_exponent"] = exponent
+
+    if curves is not None and len(curves):
+        fields["curves"] = _training_curves(frame, curves)
 
     return ReportContent(
         title=title,
@@ -557,38 +581,10 @@ def _run_table(
     return table
 
 
-# IsoFLOP levels: runs whose compute lies within this many decades of a level's centre share it.
-# Chinchilla's budgets are ≥ 0.2 decades apart and their digitised runs scatter by about ±0.04; a
-# sweep's runs land within a few per cent of their budget.
-_LEVEL_HALF_WIDTH_DECADES = 0.05
-_MIN_PER_LEVEL = 5
-_MIN_LEVELS = 3
-
-
-def compute_levels(
-    flops: np.ndarray, half_width: float = _LEVEL_HALF_WIDTH_DECADES
-) -> list[np.ndarray]:
-    """Group runs into IsoFLOP levels: indices of each group, by increasing compute.
-
-    Greedy mode seeking: the run with the most neighbours within ``half_width`` decades seeds a
-    level that takes those neighbours; repeat on what is left while a level still gathers
-    ``_MIN_PER_LEVEL`` runs. Unlike splitting at gaps, a chain of scattered runs between two
-    budgets never merges them.
-    """
-    log_c = np.log10(np.asarray(flops, dtype=float))
-    free = np.ones(len(log_c), bool)
-    groups = []
-    while free.any():
-        idx = np.flatnonzero(free)
-        near = np.abs(log_c[idx][:, None] - log_c[idx][None, :]) <= half_width
-        counts = near.sum(axis=1)
-        best = int(np.argmax(counts))
-        if counts[best] < _MIN_PER_LEVEL:
-            break
-        members = idx[near[best]]
-        groups.append(members)
-        free[members] = False
-    return sorted(groups, key=lambda g: float(np.median(log_c[g])))
+# Runs whose compute differs by less than this fraction share an IsoFLOP level (the default of
+# scalinglab.approaches.isoflop: a sweep's runs land within a few per cent of their budget).
+_LEVEL_RTOL = 0.05
+_ISOFLOP_BOOTSTRAP = 100
 
 
 def _isoflop(
@@ -596,46 +592,84 @@ def _isoflop(
 ) -> tuple[
     tuple[IsoFlopProfile, ...], Curve | None, tuple[float, tuple[float, float] | None] | None
 ]:
-    """IsoFLOP profiles: a parabola in ln N per compute level, and ln N_opt against ln C."""
+    """IsoFLOP profiles from Approach 2 (:func:`scalinglab.approaches.isoflop`).
+
+    Each level the approach accepts is drawn with its runs and its parabola in ln N, rebuilt
+    from the vertex and curvature it reports: L = L_opt + c·(ln N − ln N_opt)². Levels it
+    refuses (edge minima, too few sizes) are not drawn; nothing is drawn without two levels.
+    """
+    from scalinglab.approaches import ApproachError, isoflop
+
     if wanted is False:
+        return (), None, None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = isoflop(
+                runs,
+                on_edge="skip",
+                level_rtol=_LEVEL_RTOL,
+                bootstrap=_ISOFLOP_BOOTSTRAP,
+                seed=0,
+            )
+    except (ApproachError, ValueError):
         return (), None, None
     frame = runs.frame
     flops = frame["flops"].to_numpy(float)
-    groups = compute_levels(flops)
-    if len(groups) < _MIN_LEVELS and not wanted:
-        return (), None, None
+    params = frame["params"].to_numpy(float)
+    loss = frame["loss"].to_numpy(float)
     profiles = []
-    for g in groups:
-        n = frame["params"].to_numpy(float)[g]
-        loss = frame["loss"].to_numpy(float)[g]
-        if len(np.unique(n)) < 3:
+    for row in result.points.itertuples(index=False):
+        members = np.abs(np.log(flops / row.flops)) <= np.log1p(_LEVEL_RTOL)
+        if not members.any():
             continue
-        x = np.log(n)
-        # np.polyfit: least squares on the parabola's three coefficients, as Hoffmann et al.
-        # (2022, approach 2) fit each IsoFLOP profile.
-        coef = np.polyfit(x, loss, 2)
-        grid = np.linspace(x.min(), x.max(), 40)
-        curve = Curve(np.exp(grid), np.polyval(coef, grid))
-        n_opt = l_opt = None
-        if coef[0] > 0:
-            x_opt = -coef[1] / (2 * coef[0])
-            if x.min() <= x_opt <= x.max():  # a minimum outside the runs is a guess, not data
-                n_opt, l_opt = float(np.exp(x_opt)), float(np.polyval(coef, x_opt))
-        level = float(np.exp(np.mean(np.log(flops[g]))))
+        n = params[members]
+        grid = np.linspace(np.log(n.min()), np.log(n.max()), 40)
+        curve = Curve(
+            np.exp(grid), row.loss_opt + row.curvature * (grid - np.log(row.params_opt)) ** 2
+        )
         profiles.append(
-            IsoFlopProfile(level, n, loss, tuple(names[i] for i in g), curve, n_opt, l_opt)
+            IsoFlopProfile(
+                float(row.flops),
+                n,
+                loss[members],
+                tuple(np.asarray(names, dtype=object)[members]),
+                curve,
+                float(row.params_opt),
+                float(row.loss_opt),
+            )
         )
-    with_opt = [p for p in profiles if p.params_opt is not None]
-    fit_curve = exponent = None
-    if len(with_opt) >= 2:
-        c = np.log([p.flops for p in with_opt])
-        n = np.log([p.params_opt for p in with_opt])
-        slope, intercept = np.polyfit(c, n, 1)
-        xs = np.geomspace(min(p.flops for p in profiles), flops.max() * 1.5, 30)
-        fit_curve = Curve(
-            xs,
-            np.exp(intercept + slope * np.log(xs)),
-            label=f"fit to minima: N_opt ∝ C^{slope:.3f}",
+    if len(profiles) < 2:
+        return (), None, None
+    law = result.params_opt
+    ci = (law.ci or {}).get("exponent")
+    shown = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    xs = np.geomspace(min(p.flops for p in profiles), flops.max() * 1.5, 30)
+    fit_curve = Curve(
+        xs,
+        np.asarray(law(xs), dtype=float),
+        label=f"Approach 2: N_opt ∝ C^{law.exponent:.3f}{shown}",
+    )
+    return tuple(profiles), fit_curve, (float(law.exponent), ci)
+
+
+def _training_curves(frame: pd.DataFrame, curves: pd.DataFrame) -> tuple[TrainingCurve, ...]:
+    """One validation-loss curve per run of ``frame`` that ``curves`` holds points for."""
+    if "run_id" not in frame or not {"run_id", "tokens", "val_loss"} <= set(curves.columns):
+        return ()
+    params = frame.groupby("run_id")["params"].first()
+    out = []
+    for run_id, points in curves.dropna(subset=["val_loss"]).groupby("run_id", sort=False):
+        if run_id not in params.index or len(points) < 2:
+            continue
+        points = points.sort_values("tokens")
+        points = points[points["tokens"] > 0]
+        out.append(
+            TrainingCurve(
+                str(run_id),
+                float(params[run_id]),
+                points["tokens"].to_numpy(float),
+                points["val_loss"].to_numpy(float),
+            )
         )
-        exponent = (float(slope), None)
-    return tuple(profiles), fit_curve, exponent
+    return tuple(sorted(out, key=lambda c: c.params))

@@ -46,6 +46,7 @@ __all__ = [
     "residuals_figure",
     "save_figures",
     "separate_effects_figure",
+    "training_curves_figure",
 ]
 
 # The house style, applied locally. Sizes suit a one-column figure at 100 % in a paper or a page.
@@ -464,9 +465,10 @@ def isoflop_figure(content: ReportContent) -> ReportFigure | None:
         ax_o.set_title("N_opt(C)")
         ax_o.legend(loc="upper left")
     caption = (
-        "Left: runs at equal compute (IsoFLOP profiles), each with a parabola in log N whose "
-        "minimum is marked. Right: those minima against compute, with the power law "
-        "N_opt ∝ C^a fitted to them"
+        "Left: runs at equal compute (IsoFLOP profiles), each with the parabola in log N that "
+        "Approach 2 of Hoffmann et al. (2022) fits near its lowest loss, minimum marked; levels "
+        "whose minimum sits at an edge of the sizes tested are refused and not drawn. Right: "
+        "those minima against compute, with the power law N_opt ∝ C^a fitted to them"
         + (
             " and, dashed, the optimum implied by the fitted L(N, D)."
             if content.params_frontier
@@ -530,7 +532,19 @@ def bootstrap_figure(content: ReportContent) -> ReportFigure | None:
         for k, (ax, name) in enumerate(zip(axes, names, strict=True)):
             values = np.asarray(samples[name].values, dtype=float)
             values = values[np.isfinite(values)]
-            ax.hist(values, bins=30, color=_PALETTE[k % len(_PALETTE)], alpha=0.75)
+            centre = float(np.median(values)) if len(values) else 0.0
+            spread = float(np.ptp(values)) if len(values) else 0.0
+            # Exact data give (nearly) identical refits: draw one bar, not 30 empty ones.
+            wide = spread > 1e-6 * max(abs(centre), 1e-12)
+            ax.hist(
+                values,
+                bins=30 if wide else 1,
+                range=None
+                if wide
+                else (centre - 1e-3 * abs(centre or 1), centre + 1e-3 * abs(centre or 1)),
+                color=_PALETTE[k % len(_PALETTE)],
+                alpha=0.75,
+            )
             title = []
             est = samples[name].estimate
             if est is not None and np.isfinite(est):
@@ -616,6 +630,48 @@ def allocation_figure(content: ReportContent) -> ReportFigure | None:
 # all of them, and files
 
 
+def training_curves_figure(content: ReportContent) -> ReportFigure | None:
+    """Validation loss against tokens for every stored run, coloured by model size."""
+    curves = content.curves
+    if not curves:
+        return None
+    runs = content.runs
+    labels: dict[str, tuple[str, ...]] = {}
+    with mpl.rc_context(STYLE):
+        fig, (ax,) = _new_figure(6.4, 4.0)
+        sizes = np.array([c.params for c in curves])
+        norm = LogNorm(vmin=sizes.min(), vmax=max(sizes.max(), sizes.min() * 1.01))
+        cmap = mpl.colormaps["viridis"]
+        for c in curves:
+            ax.plot(c.tokens, c.loss, color=cmap(norm(c.params)), linewidth=1.0, alpha=0.9)
+        gid = "curve-ends"
+        ends = ax.scatter(
+            runs.tokens,
+            runs.loss,
+            c=runs.params,
+            norm=norm,
+            s=14,
+            edgecolors="black",
+            linewidths=0.4,
+            zorder=3,
+            label="final points (fitted)",
+        )
+        ends.set_gid(gid)
+        labels[gid] = tuple(runs.labels)
+        _loss_axes(ax)
+        ax.set_xlabel("training tokens D")
+        _loss_axis(ax)
+        fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="parameters N")
+        ax.legend(loc="upper right")
+    caption = (
+        "Validation loss of every run as it trained, coloured by model size; the dots are the "
+        "final points the law is fitted on. A WSD run's curve is measured at its stable "
+        "learning rate and drops in its final cooldown; each cooldown branched off earlier "
+        "gives one more point, below the curve where it branched."
+    )
+    return ReportFigure("training_curves", "Training curves", caption, fig, labels)
+
+
 def make_figures(content: ReportContent) -> list[ReportFigure]:
     """Every figure the content supports, in the report's order."""
     made = [
@@ -625,6 +681,7 @@ def make_figures(content: ReportContent) -> list[ReportFigure]:
         residuals_figure(content),
         bootstrap_figure(content),
         allocation_figure(content),
+        training_curves_figure(content),
     ]
     return [f for f in made if f is not None]
 

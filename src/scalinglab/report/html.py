@@ -52,7 +52,7 @@ dl.facts { display:grid; grid-template-columns:repeat(auto-fill,minmax(250px,1fr
            margin:18px 0; }
 dl.facts div { border:1px solid var(--line); border-radius:8px; padding:10px 12px;
   background:var(--head); }
-dl.facts dt { font-size:.8rem; color:var(--muted); text-transform:uppercase;
+dl.facts dt { font-size:.8rem; color:var(--muted);
   letter-spacing:.03em; }
 dl.facts dd { margin:2px 0 0; font-size:1.08rem; font-weight:600;
   font-variant-numeric:tabular-nums; }
@@ -162,8 +162,8 @@ def format_number(value: Any, digits: int = 4) -> str:
         return "0"
     magnitude = abs(x)
     if 1e-3 <= magnitude < 1e5:
-        if float(x).is_integer() and magnitude >= 10:
-            return f"{int(x):,}"
+        if magnitude >= 10 ** (digits - 1) or (float(x).is_integer() and magnitude >= 10):
+            return f"{x:,.0f}"  # 18,091 rather than 1.809e+04
         return f"{x:.{digits}g}"
     mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
     mantissa = mantissa.rstrip("0").rstrip(".")
@@ -361,7 +361,10 @@ def render_html(
             )
         )
     if content.plan_table is not None:
-        sections.append(("plan", "Plan", _table(content.plan_table, table_id="plan-table")))
+        # One column per budget: a plan has more quantities than fit across a page.
+        plan = content.plan_table.T.reset_index()
+        plan.columns = ["quantity", *[f"plan {i + 1}" for i in range(len(plan.columns) - 1)]]
+        sections.append(("plan", "Plan", _table(plan, table_id="plan-table")))
     if content.run_table is not None:
         n = len(content.run_table)
         held = "heldout" if "heldout" in content.run_table.columns else None
