@@ -251,7 +251,10 @@ def test_minimize_batch_with_resample_weights_matches_single_fits(epoch_240, def
 
 def test_holdout_above_reports_each_run(epoch_240):
     threshold = 1e21
-    result = fit("chinchilla", epoch_240, holdout_above=threshold)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FitWarning)  # a well-posed fit warns of nothing
+        result = fit("chinchilla", epoch_240, holdout_above=threshold)
+    assert len(result.optima) == 1
     h = result.holdout
     flops = epoch_240.column("flops")
     assert h["n_holdout"] == int((flops > threshold).sum())

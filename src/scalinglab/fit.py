@@ -359,28 +359,43 @@ def _minimize_chunk(
         # Parameters on a bound whose gradient pushes outward are held fixed this step.
         span = 1e-12 * (1.0 + np.abs(zi))
         fixed = ((zi <= lo + span) & (gi > 0)) | ((zi >= hi - span) & (gi < 0))
-        step, ok = _damped_step(h[idx], gi, lam[idx], fixed, eye)
-        trial = np.clip(zi + step, lo, hi)
-        ft = np.where(ok, objective.values(trial, wi), np.inf)
-        use_newton = np.zeros(idx.size, dtype=bool)
+        trial = zi.copy()
+        ft = np.full(idx.size, np.inf)
         if newton:
             # Near the optimum, the exact Newton step converges quadratically where the IRLS
-            # majoriser creeps linearly; far from it, the majoriser step is the safe one.
+            # majoriser creeps linearly. Where it lowers the objective it is taken; elsewhere
+            # (far from the optimum, indefinite Hessian) the majoriser's step is tried instead.
             step_n, ok_n = _damped_step(hx[idx], gi, lam_n[idx], fixed, eye)
             trial_n = np.clip(zi + step_n, lo, hi)
-            ft_n = np.where(ok_n, objective.values(trial_n, wi), np.inf)
-            use_newton = ft_n < ft
-            trial = np.where(use_newton[:, None], trial_n, trial)
+            ft_n = np.full(idx.size, np.inf)
+            if ok_n.any():
+                ft_n[ok_n] = objective.values(trial_n[ok_n], _rows(wi, ok_n))
+            good = ft_n < fi
+            trial[good], ft[good] = trial_n[good], ft_n[good]
             lam_n[idx] = np.where(
-                ft_n < fi, np.maximum(lam_n[idx] * 0.1, 1e-12), np.minimum(lam_n[idx] * 10, 1e16)
+                good, np.maximum(lam_n[idx] * 0.1, 1e-12), np.minimum(lam_n[idx] * 10, 1e16)
             )
-            ft = np.minimum(ft, ft_n)
+            need = ~good
+        else:
+            need = np.ones(idx.size, dtype=bool)
+        if need.any():
+            sub = np.flatnonzero(need)
+            step, ok = _damped_step(h[idx[sub]], gi[sub], lam[idx[sub]], fixed[sub], eye)
+            trial_i = np.clip(zi[sub] + step, lo, hi)
+            ft_i = np.full(sub.size, np.inf)
+            if ok.any():
+                ft_i[ok] = objective.values(trial_i[ok], _rows(_rows(wi, need), ok))
+            better = ft_i < ft[sub]
+            trial[sub[better]], ft[sub[better]] = trial_i[better], ft_i[better]
+            # Rows whose Newton step failed keep their rejected IRLS step for the test on `moved`.
+            trial[sub[~better]] = trial_i[~better]
+            gain = ft_i < fi[sub]
+            lam[idx[sub]] = np.where(
+                gain, np.maximum(lam[idx[sub]] * 0.3, 1e-12), np.minimum(lam[idx[sub]] * 8, 1e16)
+            )
         accept = ft < fi
         moved = np.max(np.abs(trial - zi) / (1.0 + np.abs(zi)), axis=1)
         iters[idx] += 1
-        lam[idx] = np.where(
-            accept, np.maximum(lam[idx] * 0.3, 1e-12), np.minimum(lam[idx] * 8, 1e16)
-        )
         # A start has converged when its step no longer moves it, or when no damping finds a
         # lower objective: never merely because the objective changed little.
         stuck = ~accept & (lam[idx] >= 1e12)
@@ -404,6 +419,10 @@ def _minimize_chunk(
     if tick is not None and active.any():
         tick(int(active.sum()))
     return BatchResult(raw=z, objective=f, iterations=iters, converged=converged, merged=merged)
+
+
+def _rows(weights: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
+    return None if weights is None else weights[mask]
 
 
 def _merge(z: np.ndarray, f: np.ndarray, active: np.ndarray, tol: float) -> np.ndarray:
@@ -862,6 +881,7 @@ class _Solved:
     objective: float
     candidates_raw: np.ndarray
     candidates_f: np.ndarray
+    candidates_converged: np.ndarray  # stopped at a stationary point (not merged, not capped)
     info: dict[str, Any]
 
 
@@ -919,9 +939,11 @@ def _solve(
         if fz < cand_f[i]:
             polished_raw.append(z)
             polished_f.append(fz)
+    cand_ok = batch.converged.copy()
     if polished_raw:
         cand_raw = np.concatenate([cand_raw, np.array(polished_raw)])
         cand_f = np.concatenate([cand_f, np.array(polished_f)])
+        cand_ok = np.concatenate([cand_ok, np.ones(len(polished_raw), dtype=bool)])
     best = int(np.argmin(cand_f))
     info = {
         "n_starts": len(starts),
@@ -934,7 +956,7 @@ def _solve(
         "polished_improvement": float(max(0.0, min(batch.objective) - cand_f[best])),
         "seconds": time.perf_counter() - t0,
     }
-    return _Solved(cand_raw[best], float(cand_f[best]), cand_raw, cand_f, info)
+    return _Solved(cand_raw[best], float(cand_f[best]), cand_raw, cand_f, cand_ok, info)
 
 
 def _holdout_split(
@@ -1353,7 +1375,12 @@ def _optima(
 ) -> tuple[tuple[dict[str, float], ...], list[str]]:
     f_best = solved.objective
     near = solved.candidates_f <= f_best + _OPTIMA_RTOL * max(abs(f_best), 1e-300)
-    idx = np.flatnonzero(near)
+    # Only solutions the optimiser finished count: a start stopped because it ran into a better
+    # one, or capped by max_iter, is on its way somewhere, not an optimum of its own.
+    best = int(np.argmin(solved.candidates_f))
+    finished = solved.candidates_converged.copy()
+    finished[best] = True
+    idx = np.flatnonzero(near & finished)
     keep = idx[_distinct(solved.candidates_raw[idx], solved.candidates_f[idx], 10, tol=1e-2)]
     # The best solution first, then the others by objective.
     order = np.argsort(solved.candidates_f[keep], kind="stable")
