@@ -10,16 +10,20 @@ How the minimum is found
 ------------------------
 1. A grid of thousands of starts anchored on the data (each law's ``default_starts``) is scored in
    one vectorised pass.
-2. The best of them are refined *together* by a batched Levenberg–Marquardt iteration on the
-   iteratively reweighted least-squares majoriser of the robust loss (IRLS: at residual r the loss
-   is bounded above by a parabola of curvature ψ(r)/r, which for Huber is min(1, δ/|r|)). Each
-   start keeps its own damping and accepts a step only if the true objective falls, so the descent
-   is monotone. A start stops only when its steps no longer move it (relative step < 1e-10) or
-   cannot lower the objective at any damping, never on a small change of the objective alone.
-3. The best few distinct solutions are polished with scipy's L-BFGS-B, analytic gradient, gtol
-   1e-12 and ftol 0, and the lowest objective wins.
-4. Near-optimal solutions that differ are kept; if they disagree on the exponents or on the
-   prediction at the user's target, the fit says it is not identifiable.
+2. The best 64 are refined *together* by a batched, damped Newton iteration. Each start first
+   tries an exact Newton step (analytic Hessian of the objective; quadratic convergence once the
+   residuals inside Huber's quadratic zone settle) and, where that does not lower the objective,
+   a Levenberg–Marquardt step on the iteratively reweighted least-squares majoriser of the loss
+   (IRLS: at residual r the loss lies under a parabola of curvature ψ(r)/r, for Huber
+   min(1, δ/|r|)), which always descends. Each start keeps its own dampings and accepts a step only
+   if the objective falls. A start stops when its steps no longer move it (relative step < 1e-10)
+   or no damping lowers the objective, never on a small change of the objective alone; a start
+   that runs into a better one is stopped there.
+3. If the best solution did not converge by that test, it is polished with scipy's L-BFGS-B
+   (analytic gradient, gtol 1e-12, ftol 0); the lowest objective wins.
+4. Distinct solutions that converged within 0.1% of the best objective are kept; if they disagree
+   on the exponents or on the prediction at the user's target, the fit says it is not
+   identifiable.
 
 The bootstrap resamples whole runs (rows sharing a ``run_id``) or whole groups; every resample is
 a weighted objective (multinomial counts), and all resamples are optimised together, warm-started
