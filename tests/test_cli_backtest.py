@@ -1,0 +1,123 @@
+"""``scalinglab backtest``: tables, JSON with verdicts, the figure, one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from scalinglab.cli import app
+from scalinglab.procedures import PROCEDURES
+
+runner = CliRunner()
+
+# Besiroglu et al. (2024, Table 1) fitted values, used only to generate synthetic runs.
+TRUTH = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.35, "beta": 0.37}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """The real console entry point, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-c", "from scalinglab.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def runs_csv(tmp_path_factory):
+    """Two recipes, each on six IsoFLOP budgets (2× apart), four runs per budget, 0.4 % noise."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for recipe, scale in (("a", 1.0), ("b", 1.05)):
+        for c in 1e18 * 2.0 ** np.arange(6):
+            for n in np.geomspace(3e7, 3e8, 4) * (c / 1e18) ** 0.5:
+                d = c / (6 * n)
+                loss = scale * (
+                    TRUTH["E"] + TRUTH["A"] / n ** TRUTH["alpha"] + TRUTH["B"] / d ** TRUTH["beta"]
+                )
+                rows.append(
+                    {
+                        "N": n,
+                        "D": d,
+                        "loss": loss * math.exp(0.004 * rng.standard_normal()),
+                        "recipe": recipe,
+                    }
+                )
+    path = tmp_path_factory.mktemp("bt") / "runs.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return str(path)
+
+
+def test_list_procedures():
+    result = runner.invoke(app, ["backtest", "--list-procedures"])
+    assert result.exit_code == 0, result.output
+    for name in PROCEDURES:
+        assert name in result.output
+
+
+def test_json_has_summaries_fits_and_verdicts(runs_csv, tmp_path):
+    fig = tmp_path / "bt.png"
+    args = ["backtest", runs_csv, "-p", "besiroglu2024", "-p", "frontier", "--group-by", "group"]
+    args += ["--n-cuts", "1", "-B", "0", "--figure", str(fig), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [r["procedure"] for r in data["overall"]] == ["besiroglu2024", "frontier"]
+    assert {r["group"] for r in data["by_group"]} == {"a", "b"}
+    for row in data["fits"]:
+        assert isinstance(row["reliable"], bool) and isinstance(row["reasons"], list)
+        assert row["chosen"] == row["procedure"]
+    for row in data["predictions"]:
+        assert row["factor"] == pytest.approx(2.0)  # one cut at C_max/2: the top budget, ×2
+        assert row["lo"] <= row["predicted"] <= row["hi"]
+    assert data["figure"] == str(fig)
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tables(runs_csv):
+    args = ["backtest", runs_csv, "-p", "besiroglu2024", "--cut", "8e18", "-B", "0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Backtest: held-out predictions" in result.output
+    assert "extrapolation factor" in result.output
+    assert "besiroglu2024" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-p", "magic"], "--procedure must be one of"),
+        (["--group-by", "colour"], "--group-by 'colour' is not a column"),
+        (["--cut", "-3"], "--cut must be a finite number > 0"),
+        (["--cut", "1e10"], "no cut leaves runs on both sides"),
+        (["--level", "2"], "--level must be in (0, 1)"),
+        (["--min-factor", "0.5"], "--min-factor must be a number >= 1"),
+        (["--n-cuts", "0"], "--n-cuts must be an integer >= 1"),
+        (["--figure", "out.txt"], "--figure must end in .png"),
+        (["-c", "params"], "--column takes NAME=COLUMN"),
+    ],
+)
+def test_bad_input_is_one_line_with_exit_2(runs_csv, args, message):
+    result = runner.invoke(app, ["backtest", runs_csv, "-B", "0", *args])
+    assert result.exit_code == 2, result.output
+    text = result.stderr
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    assert message in " ".join(text.split())
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_missing_file_and_missing_runs_from_the_console(tmp_path):
+    result = run_cli("backtest", str(tmp_path / "nope.csv"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "nope.csv" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = runner.invoke(app, ["backtest"])
+    assert result.exit_code == 2 and "RUNS" in result.stderr
