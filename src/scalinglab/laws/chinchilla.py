@@ -21,11 +21,11 @@ def chinchilla_starts(
     log_n: np.ndarray,
     log_d: np.ndarray,
     log_loss: np.ndarray,
-    alphas: tuple[float, ...] = (0.1, 0.2, 0.3, 0.45, 0.7, 1.0, 1.5),
-    e_fractions: tuple[float, ...] = (0.05, 0.35, 0.65, 0.85, 0.97),
-    splits: tuple[float, ...] = (0.15, 0.5, 0.85),
+    alphas: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.5),
+    e_fractions: tuple[float, ...] = (0.05, 0.3, 0.55, 0.75, 0.9, 0.97),
+    splits: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9),
 ) -> np.ndarray:
-    """Raw starts (log E, log A, log B, α, β) anchored on the data.
+    """Raw starts (log E, log A, log B, α, β) anchored on the data: 3 000 by default.
 
     E is a fraction of the smallest loss; the rest of the median loss is split between the N and
     D terms at the median N and D. Every start therefore predicts losses of the data's size,
