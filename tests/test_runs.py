@@ -175,6 +175,13 @@ def test_store_dispatch(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "scalinglab.sweep.store", fake)
     runs = load_runs(store)
     assert isinstance(runs, Runs) and len(runs) == 6 and runs.source == str(store)
+
+    def broken(path):
+        raise RuntimeError(f"{path}: not a scalinglab store")
+
+    fake.load_store_runs = broken  # type: ignore[attr-defined]
+    with pytest.raises(RunsError, match="not a scalinglab store"):
+        load_runs(store)
     monkeypatch.setitem(sys.modules, "scalinglab.sweep.store", types.ModuleType("empty"))
     with pytest.raises(RunsError, match=r"needs scalinglab\.sweep\.store\.load_store_runs"):
         load_runs(store)

@@ -19,6 +19,7 @@ Rows are numbered from 1 in source order, header excluded, in every message.
 from __future__ import annotations
 
 import re
+import sqlite3
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -311,7 +312,11 @@ def _read_store(path: Path) -> pd.DataFrame:
             f"{path}: reading a scalinglab store needs scalinglab.sweep.store.load_store_runs, "
             "which this installation does not provide"
         ) from exc
-    frame = load_store_runs(path)
+    try:
+        frame = load_store_runs(path)
+    except (RuntimeError, OSError, ValueError, sqlite3.Error) as exc:  # the store's StoreError
+        message = str(exc)
+        raise RunsError(message if str(path) in message else f"{path}: {message}") from exc
     if not isinstance(frame, pd.DataFrame):
         raise RunsError(f"{path}: the store returned {type(frame).__name__}, not a DataFrame")
     return frame.reset_index(drop=True)
