@@ -1,4 +1,4 @@
-"""Named fitting procedures: the registry, trust filters, weights, priors and the published recipe."""
+"""Named fitting procedures: registry, trust filters, weights, priors, the published recipe."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ Design a sweep, train real models, store every run, fit laws with honest uncerta
 plan a training run for a budget, and report.
 """
 
+from scalinglab.backtest import BacktestResult, ProcedureFit, backtest, fit_procedure
 from scalinglab.counting import (
     FlopsPerToken,
     ParamCount,
@@ -22,6 +23,7 @@ from scalinglab.plan import (
     frontier,
     least_compute,
 )
+from scalinglab.procedures import PROCEDURES, Procedure, get_procedure
 from scalinglab.report import DemoResult, ReportResult, build_report, run_demo
 from scalinglab.runs import Runs, RunsError, load_runs
 from scalinglab.sweep import Store, load_spec, load_store_runs, plan_sweep, run_sweep
@@ -40,7 +42,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "HARDWARE",
+    "PROCEDURES",
     "Allocation",
+    "BacktestResult",
     "Comparison",
     "ComputeCost",
     "DemoResult",
@@ -50,6 +54,8 @@ __all__ = [
     "Hardware",
     "ParamCount",
     "PlanError",
+    "Procedure",
+    "ProcedureFit",
     "ReportResult",
     "Runs",
     "RunsError",
@@ -57,17 +63,20 @@ __all__ = [
     "TransformerShape",
     "__version__",
     "allocate",
+    "backtest",
     "build_report",
     "compare",
     "compute_cost",
     "count_params",
     "fit",
+    "fit_procedure",
     "flops_from_budget",
     "flops_per_token",
     "flops_to_pf_days",
     "frontier",
     "get_hardware",
     "get_law",
+    "get_procedure",
     "least_compute",
     "load_fit",
     "load_runs",

@@ -831,7 +831,10 @@ class BacktestResult:
             coverage=("covered", "mean"),
             factor_mid=("factor", "median"),
         ).reset_index()
-        return out.sort_values(["procedure", "factor_mid"], kind="stable").reset_index(drop=True)
+        rank = {name: i for i, name in enumerate(self.procedures)}
+        out = out.assign(_rank=out["procedure"].map(rank))
+        out = out.sort_values(["_rank", "factor_mid"], kind="stable").drop(columns="_rank")
+        return out.reset_index(drop=True)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: summaries, fits and every prediction."""
@@ -1048,6 +1051,7 @@ def backtest_figure(result: BacktestResult) -> Any:
     per-bin means. Drawn with the object-oriented API, so no global pyplot state is touched.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     fig = Figure(figsize=(6.0, 3.6))
     ax = fig.add_subplot(1, 1, 1)
@@ -1063,6 +1067,8 @@ def backtest_figure(result: BacktestResult) -> Any:
         b = binned[binned["procedure"] == name]
         ax.plot(b["factor_mid"], 100 * b["mean_abs_error"], marker="o", color=color, label=name)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"×{x:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
     ax.set_xlabel("extrapolation factor (run compute / largest fitted compute)")
     ax.set_ylabel("|relative error| of the loss (%)")
     ax.set_title("Backtest: prediction error against extrapolation")
