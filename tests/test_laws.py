@@ -48,7 +48,7 @@ def _inputs(law: BaseLaw, n: int = 40, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def test_registry_names():
-    assert set(LAWS) == {"chinchilla", "kaplan-nd", "power", "data-constrained"}
+    assert set(LAWS) == {"chinchilla", "kaplan-nd", "power", "data-constrained", "broken-power"}
     assert get_law("chinchilla").param_names == ("E", "A", "B", "alpha", "beta")
     assert get_law("power", x="flops", fix_E=False).param_names == ("E", "A", "alpha")
     assert get_law("power", fix_E=True).param_names == ("A", "alpha")

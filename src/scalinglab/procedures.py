@@ -367,6 +367,18 @@ _REGISTRY: list[Procedure] = [
         reference="Kaplan et al. 2020, eq. 1.5",
     ),
     Procedure(
+        name="broken-frontier",
+        summary="a broken power law in compute, L(C)=E+A·C^-α·(1+C/C_b)^-Δ, on the runs within "
+        "5% of the best loss at their compute; the break may only flatten the law (Δ ≤ 0)",
+        law="broken-power",
+        law_options={"x": "flops"},
+        # A break that steepens beyond the data would promise a faster fall than any seen:
+        # the prior allows only the flattening that small-budget warmup effects produce.
+        bounds={"alpha": (0.0, 2.0), "delta": (-1.0, 0.0)},
+        near_frontier=_FRONTIER,
+        reference="Caballero et al. 2022 (broken neural scaling laws), one break",
+    ),
+    Procedure(
         name="average-frontier",
         summary="geometric mean of frontier and kaplan-frontier: a form with an irreducible loss "
         "flattens too early, one without it too late; the average hedges",

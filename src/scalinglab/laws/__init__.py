@@ -6,6 +6,8 @@
 - ``"kaplan-nd"``: L(N, D) = [(N_c/N)^(α_N/α_D) + D_c/D]^α_D (Kaplan et al. 2020)
 - ``"power"``: L(x) = E + A/x^α, ``x`` in params/tokens/flops, ``fix_E=True`` for E = 0
 - ``"data-constrained"``: Chinchilla with repeated data (Muennighoff et al. 2023)
+- ``"broken-power"``: L(x) = E + A x^-α (1 + (x/x_b)^(1/f))^(-Δf), one smooth break
+  (Caballero et al. 2022)
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from scalinglab.laws._base import BaseLaw, Law, LawError
+from scalinglab.laws.broken import BrokenPowerLaw
 from scalinglab.laws.chinchilla import ChinchillaLaw
 from scalinglab.laws.data_constrained import DataConstrainedLaw
 from scalinglab.laws.kaplan import KaplanNDLaw
@@ -21,6 +24,7 @@ from scalinglab.laws.power import PowerLaw
 __all__ = [
     "LAWS",
     "BaseLaw",
+    "BrokenPowerLaw",
     "ChinchillaLaw",
     "DataConstrainedLaw",
     "KaplanNDLaw",
@@ -35,6 +39,7 @@ LAWS: dict[str, type[BaseLaw]] = {
     KaplanNDLaw.name: KaplanNDLaw,
     PowerLaw.name: PowerLaw,
     DataConstrainedLaw.name: DataConstrainedLaw,
+    BrokenPowerLaw.name: BrokenPowerLaw,
 }
 
 
