@@ -15,7 +15,9 @@ Three kinds:
     member's backtest *inside* the fitted runs (see :mod:`scalinglab.backtest`).
 ``auto``
     Chooses one of its candidates by a rolling-origin backtest inside the fitted runs (nested:
-    the runs above the user's cut are never seen) and fits it. It says which and why.
+    the runs above the user's cut are never seen) and fits it: its ``default`` (a hedge) unless
+    another candidate predicted better at every inner origin. It says which and why
+    (:func:`scalinglab.backtest.fit_procedure`).
 
 Every recipe is listed in :data:`PROCEDURES` and returned by :func:`get_procedure`.
 ``besiroglu2024`` is the published procedure (Besiroglu et al. 2024, following Hoffmann et al.
@@ -394,9 +396,18 @@ _REGISTRY: list[Procedure] = [
         weighting="backtest",
     ),
 ]
-# stacked-frontier is not a candidate of auto: its weights come from the same inner backtest
-# that would score it, so its inner error is optimistic and the comparison would not be fair.
-_AUTO_CANDIDATES = tuple(p.name for p in _REGISTRY if p.name != "stacked-frontier")
+# Not candidates of auto: stacked-frontier, whose weights come from the same inner backtest that
+# would score it (its inner error is optimistic, the comparison unfair), and broken-frontier,
+# whose fits cost 5–10× the others' (no closed-form Hessian) and which the inner backtest never
+# preferred on the reference data.
+_AUTO_CANDIDATES = (
+    "besiroglu2024",
+    "bounded",
+    "compute-weighted",
+    "frontier",
+    "kaplan-frontier",
+    "average-frontier",
+)
 _REGISTRY.append(
     Procedure(
         name="auto",
