@@ -56,7 +56,7 @@ from scalinglab.procedures import (
     near_frontier_mask,
     trust_mask,
 )
-from scalinglab.runs import Runs, load_runs
+from scalinglab.runs import FLOPS_PER_PARAM_TOKEN, Runs, load_runs
 
 __all__ = [
     "BacktestError",
@@ -126,7 +126,11 @@ def _flat_inputs(inputs: Mapping[str, ArrayLike]) -> tuple[dict[str, np.ndarray]
     shape = shaped[0].shape
     flat = {k: a.reshape(-1) for k, a in zip(arrays, shaped, strict=True)}
     if "flops" not in flat and {"params", "tokens"} <= set(flat):
-        flat["flops"] = 6.0 * flat["params"] * flat["tokens"]
+        flat["flops"] = FLOPS_PER_PARAM_TOKEN * flat["params"] * flat["tokens"]
+    if "flops" not in flat:
+        raise BacktestError(
+            f"a target needs its compute: give flops, or params and tokens (got {', '.join(flat)})"
+        )
     return flat, shape
 
 
@@ -514,7 +518,7 @@ class ProcedureFit:
                 continue
             law = f.law_object
             raw = np.array([law.to_raw({p: o[p] for p in law.param_names}) for o in f.optima])
-            x_in = law.prepare_inputs({k: flat[k] for k in law.inputs if k in flat} or flat)
+            x_in = law.prepare_inputs(flat)
             design = law.design({k: v.reshape(-1) for k, v in x_in.items()})
             preds = np.exp(law.log_predict(raw, design))
             rel = float(np.max((preds.max(axis=0) - preds.min(axis=0)) / preds[0]))
@@ -606,8 +610,8 @@ def _choose(proc: Procedure, inner: InnerBacktest | None, why: str) -> tuple[Pro
 
 
 def fit_procedure(
-    procedure: str | Procedure = DEFAULT_PROCEDURE,
-    runs: Runs | pd.DataFrame | str | Path | None = None,
+    procedure: str | Procedure,
+    runs: Runs | pd.DataFrame | str | Path,
     *,
     bootstrap: int = 100,
     seed: int = 0,
@@ -620,8 +624,9 @@ def fit_procedure(
     Parameters
     ----------
     procedure:
-        A name of :data:`scalinglab.procedures.PROCEDURES` (default ``"auto"``: choose by a
-        backtest inside ``runs``) or a :class:`~scalinglab.procedures.Procedure`.
+        A name of :data:`scalinglab.procedures.PROCEDURES` (``"auto"``, the default everywhere
+        one is not named, chooses by a backtest inside ``runs``) or a
+        :class:`~scalinglab.procedures.Procedure`.
     runs:
         The runs to fit: a :class:`~scalinglab.runs.Runs`, DataFrame or path.
     bootstrap:
@@ -638,8 +643,6 @@ def fit_procedure(
     -------
     ProcedureFit
     """
-    if runs is None:
-        raise BacktestError("fit_procedure needs runs")
     table = _as_runs(runs)
     proc = get_procedure(procedure)
     flops = table.column("flops")
@@ -711,7 +714,9 @@ def fit_procedure(
     if proc.kind == "auto" and inner is not None and proc.default:
         # The chosen candidate's inner errors are the smallest by selection (winner's curse):
         # its intervals are not allowed to be narrower than the default hedge's.
-        growth = max(growth, inner.growth(proc.default, scatter))
+        hedge_growth = inner.growth(proc.default, scatter)
+        if math.isfinite(hedge_growth) and not growth >= hedge_growth:
+            growth = hedge_growth
     reasons: list[str] = []
     for f in fits:
         reasons.extend(_exponent_reasons(f, f.diagnostics.get("procedure", f.law)))
