@@ -125,6 +125,17 @@ def test_schedule_warmup_and_decay_as_the_trainer_resolves_them():
     assert wsd[0].decay_tokens == round(0.2 * steps) * STEP_TOKENS
 
 
+def test_aspect_options_reach_the_shape_rule():
+    grid = 'kind = "grid"\nparams = [5e3]\ntokens = [1e6]\n'
+    with pytest.raises(SpecError, match=r"^design\.params\[0\]: 5e\+03 .* cannot be built"):
+        design_runs(spec(grid))
+    # A lower aspect_min admits one layer of width 24: 6 984 non-embedding parameters.
+    narrow = HEAD.replace("[model]", "[model]\naspect_min = 16")
+    runs, _ = design_runs(parse_spec(narrow + "[design]\n" + grid))
+    assert (runs[0].shape.n_layer, runs[0].shape.d_model) == (1, 24)
+    assert runs[0].params == count_params(runs[0].shape).non_embedding == 6984
+
+
 def test_per_operation_flops_and_total_basis():
     s = parse_spec(
         HEAD.replace("[model]", '[model]\nparam_basis = "total"\nflops_method = "per_operation"')

@@ -52,6 +52,7 @@ def test_full_spec_round_trips_to_plain_dict():
         flops_method = "per_operation"
         positional = "rotary"
         tied_embeddings = false
+        aspect_min = 16
         [train]
         batch_size = 8
         lr = 2e-3
@@ -69,7 +70,11 @@ def test_full_spec_round_trips_to_plain_dict():
         """
     )
     assert spec.design.params == (1e5, 2e5), "lists are sorted"
-    assert spec.model.shape_options() == {"tied_embeddings": False, "positional": "rotary"}
+    assert spec.model.shape_options() == {
+        "tied_embeddings": False,
+        "positional": "rotary",
+        "aspect_min": 16.0,
+    }
     assert spec.train.options() == {
         "batch_size": 8,
         "lr": 2e-3,
@@ -99,6 +104,7 @@ def test_log_spaced_levels():
         ("[budget]\non_over = 'ignore'\n" + MINIMAL, "budget.on_over", "'refuse', 'trim'"),
         ("[model]\nparam_basis = 'kaplan'\n" + MINIMAL, "model.param_basis", "non_embedding"),
         ("[model]\ncontext_length = 0\n" + MINIMAL, "model.context_length", "≥ 2"),
+        ("[model]\naspect_min = 0\n" + MINIMAL, "model.aspect_min", "> 0"),
         ("[train]\nbatch_size = 2.5\n" + MINIMAL, "train.batch_size", "whole number"),
         ("[train]\nmin_lr_ratio = 1.5\n" + MINIMAL, "train.min_lr_ratio", "[0, 1]"),
         ("[execution]\nworkers = 0\n" + MINIMAL, "execution.workers", "≥ 1"),

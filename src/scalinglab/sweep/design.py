@@ -303,7 +303,9 @@ def _snap(ctx: _Context, target: float, key: str) -> TransformerShape:
     try:
         shape = _shape_for_params(target, ctx.spec, ctx.vocab_size)
     except ValueError as exc:
-        raise SpecError(f"{key}: no model of {target:.3g} parameters: {exc}") from None
+        # The shape options come from [model]: an empty aspect band is the spec's fault.
+        where = "model" if "aspect" in str(exc) else key
+        raise SpecError(f"{where}: no model of {target:.3g} parameters: {exc}") from None
     params = _declared(shape, ctx.spec.model.param_basis)[0]
     # The shape rule rounds to whole layers and heads; beyond a factor 2 the target is
     # outside what the family can build (e.g. below one layer of the narrowest width).

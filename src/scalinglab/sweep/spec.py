@@ -23,7 +23,8 @@ Layout (every table but ``[design]`` is optional; omitted keys take the defaults
     param_basis = "non_embedding"   # which count is N: "non_embedding" (Kaplan) or "total"
     flops_method = "6nd"            # "6nd": 6·N·D with N as declared; "per_operation":
                                     # Hoffmann et al. (2022), App. F
-    # shape options passed to the trainer's shape rule: tied_embeddings, positional, mlp, bias
+    # shape options passed to the trainer's shape rule: tied_embeddings, positional, mlp, bias,
+    # aspect, aspect_min, aspect_max (d_model / n_layer)
 
     [train]                    # anything TrainConfig takes; unset keys keep the trainer's defaults
     batch_size = 16
@@ -187,6 +188,10 @@ class ModelSpec:
         Appendix F, which adds attention and vocabulary FLOPs.
     tied_embeddings, positional, mlp, bias
         Shape options, passed to the trainer's shape rule (``None``: its default).
+    aspect, aspect_min, aspect_max
+        The shape rule's preferred d_model/n_layer and the band it searches
+        (:func:`scalinglab.train.shapes.shape_for_params`); a lower ``aspect_min`` admits
+        narrower one-layer models, so small sizes snap less coarsely.
     """
 
     context_length: int = 64
@@ -196,10 +201,21 @@ class ModelSpec:
     positional: str | None = None
     mlp: str | None = None
     bias: bool | None = None
+    aspect: float | None = None
+    aspect_min: float | None = None
+    aspect_max: float | None = None
 
     def shape_options(self) -> dict[str, Any]:
         """The shape options that were set, as keyword arguments for the shape rule."""
-        names = ("tied_embeddings", "positional", "mlp", "bias")
+        names = (
+            "tied_embeddings",
+            "positional",
+            "mlp",
+            "bias",
+            "aspect",
+            "aspect_min",
+            "aspect_max",
+        )
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
@@ -319,6 +335,9 @@ _MODEL = (
     "positional",
     "mlp",
     "bias",
+    "aspect",
+    "aspect_min",
+    "aspect_max",
 )
 _TRAIN = tuple(f.name for f in TrainSpec.__dataclass_fields__.values())
 _BUDGET = ("flops", "wall_clock_s", "on_over")
@@ -428,6 +447,9 @@ def _model(t: dict[str, Any]) -> ModelSpec:
         optional["positional"] = _choice("model.positional", t["positional"], POSITIONALS)
     if "mlp" in t:
         optional["mlp"] = _choice("model.mlp", t["mlp"], MLPS)
+    for key in ("aspect", "aspect_min", "aspect_max"):
+        if key in t:
+            optional[key] = _number(f"model.{key}", t[key])
     return ModelSpec(
         context_length=_integer("model.context_length", t.get("context_length", 64), minimum=2),
         param_basis=_choice(
