@@ -79,7 +79,7 @@ def main() -> None:
             soft_wrap=True,
         )
         code = 2
-    except _click_errors.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
         code = 130
     sys.exit(code if isinstance(code, int) else 0)
