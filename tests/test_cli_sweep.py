@@ -176,7 +176,9 @@ def test_failed_runs_exit_1_and_show_in_status(tmp_path, spec_file, fake_env, mo
     assert "Failed runs" in table.stdout
 
 
-def test_store_errors_are_one_line(tmp_path):
+def test_store_errors_are_one_line(tmp_path, spec_file):
+    folder = runner.invoke(app, ["sweep", "run", str(spec_file), "--store", str(tmp_path)])
+    assert folder.exit_code == 2 and "cannot open the store" in folder.stderr
     missing = runner.invoke(app, ["sweep", "status", "--store", str(tmp_path / "nope.db")])
     assert missing.exit_code == 2 and "no such store" in missing.stderr
     future = tmp_path / "future.db"

@@ -235,6 +235,17 @@ def test_interrupted_driver_keeps_finished_runs_and_resumes(tmp_path, fake_env):
     assert len(frame) == 6 and frame["run_id"].is_unique
 
 
+def test_one_driver_per_store(tmp_path, fake_env):
+    from scalinglab.sweep.executors import _driver_lock
+    from scalinglab.sweep.store import StoreError
+
+    plan = _plan()
+    with Store(tmp_path / "one.db") as store:
+        with _driver_lock(store.path), pytest.raises(StoreError, match="another sweep driver"):
+            run_sweep(plan, store, train_fn=fake_train)
+        assert store.runs().empty, "the refused driver wrote nothing"
+
+
 @pytest.mark.slow
 def test_ray_executor_gives_the_same_runs(tmp_path, fake_env):
     ray = pytest.importorskip("ray")

@@ -397,6 +397,8 @@ def run_command(
                     train_fn=function,
                     ray_temp_dir=ray_tmp,
                 )
+        except StoreError as exc:
+            fail(f"--store: {exc}")
         except KeyboardInterrupt:
             err_console.print(
                 f"interrupted: {bar.done} run(s) finished in this call are kept in {path}; "

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from scalinglab.sweep.design import Plan, RunSpec, ThroughputModel, makespan_s
-from scalinglab.sweep.store import Store
+from scalinglab.sweep.store import Store, StoreError
 
 __all__ = [
     "EXECUTORS",
@@ -527,7 +527,66 @@ def run_sweep(
     KeyboardInterrupt
         After stopping the workers; finished runs are kept, in-flight ones are put back to
         ``planned``.
+    StoreError
+        Another driver is running on the same store (a store has one writer at a time).
     """
+    with _driver_lock(store.path):
+        return _drive(
+            plan,
+            store,
+            executor=executor,
+            workers=workers,
+            threads=threads,
+            max_retries=max_retries,
+            address=address,
+            ray_temp_dir=ray_temp_dir,
+            checkpoint_root=checkpoint_root,
+            train_fn=train_fn,
+            on_event=on_event,
+            poll_s=poll_s,
+        )
+
+
+@contextlib.contextmanager
+def _driver_lock(path: Path) -> Iterator[None]:
+    """Hold ``<store>.lock`` exclusively while driving, so a store has a single writer.
+
+    ``flock`` is released by the kernel when the process ends, SIGKILL included, so a killed
+    driver never leaves a stale lock behind.
+    """
+    import fcntl
+
+    lock_path = Path(path).with_name(Path(path).name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(
+            f"{path}: another sweep driver is running on this store; wait for it or stop it"
+        ) from None
+    try:
+        yield
+    finally:
+        os.close(fd)  # the file stays: removing a lock file races with the next taker
+
+
+def _drive(
+    plan: Plan,
+    store: Store,
+    *,
+    executor: str,
+    workers: int | None,
+    threads: int | None,
+    max_retries: int | None,
+    address: str | None,
+    ray_temp_dir: str | Path | None,
+    checkpoint_root: str | Path | None,
+    train_fn: TrainFn | None,
+    on_event: Callable[[RunEvent], None] | None,
+    poll_s: float,
+) -> SweepSummary:
+    """The driver loop of :func:`run_sweep`, run under the store's driver lock."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     t0 = time.monotonic()

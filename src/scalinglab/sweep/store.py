@@ -133,15 +133,18 @@ class StoreError(RuntimeError):
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    if readonly:
-        if not path.exists():
-            raise StoreError(f"{path}: no such store")
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), so
-        # each finished run is one atomic unit and nothing is left half-written.
-        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    try:
+        if readonly:
+            if not path.exists():
+                raise StoreError(f"{path}: no such store")
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), so
+            # each finished run is one atomic unit and nothing is left half-written.
+            conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"{path}: cannot open the store ({exc})") from None
     conn.row_factory = sqlite3.Row
     try:
         _check_version(conn, path)
@@ -189,20 +192,28 @@ class Store:
         self.readonly = readonly
         self._conn = _connect(self.path, readonly=readonly)
         if not readonly:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL is durable across application crashes in WAL mode (only a power loss
-            # can drop the last transactions), and avoids an fsync per run.
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            with self._transaction() as cur:
-                # Checked again inside the write lock: two drivers starting on one new file
-                # must not both create the schema.
-                if cur.execute("PRAGMA user_version").fetchone()[0] == 0:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            cur.execute(statement)
-                    cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                    cur.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            try:
+                self._prepare()
+            except sqlite3.Error as exc:
+                self._conn.close()
+                raise StoreError(f"{self.path}: cannot write the store ({exc})") from None
+
+    def _prepare(self) -> None:
+        """WAL mode and, for a new file, the schema."""
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across application crashes in WAL mode (only a power loss
+        # can drop the last transactions), and avoids an fsync per run.
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        with self._transaction() as cur:
+            # Checked again inside the write lock: two drivers starting on one new file
+            # must not both create the schema.
+            if cur.execute("PRAGMA user_version").fetchone()[0] == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        cur.execute(statement)
+                cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                cur.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     # -- plumbing ----------------------------------------------------------------------
 
