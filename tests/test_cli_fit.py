@@ -144,3 +144,19 @@ def test_bad_cell_names_row_and_column(tmp_path):
     assert "row 2, column 'loss': 'oops' is not a number" in result.stderr
     missing = runner.invoke(app, ["fit", str(tmp_path / "absent.csv")])
     assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_implausible_fit_is_flagged(shared_data, tmp_path):
+    # Porian et al.'s tuned setup, fitted below 2e18 FLOP only: the Chinchilla form answers with
+    # an exponent above 1, which the table output must not present as a plain result.
+    frame = pd.read_csv(shared_data / "porian_isoflop" / "porian_isoflop_points.csv")
+    path = tmp_path / "tuned.csv"
+    frame[frame["config"] == "rw|tuned|short|const|standard|val"].to_csv(path, index=False)
+    result = runner.invoke(app, ["fit", str(path), "--holdout-above", "2e18"])
+    assert result.exit_code == 0, result.output
+    assert "warning: implausible exponent alpha" in result.output
+    data = json.loads(
+        runner.invoke(app, ["fit", str(path), "--holdout-above", "2e18", "--json"]).output
+    )
+    assert data["reliable"] is False
+    assert data["holdout"]["mean_abs_rel_error"] > 0.05

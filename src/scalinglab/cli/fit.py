@@ -298,7 +298,9 @@ def _print(result: Any, runs: Any, runs_warnings: list[str], prediction: Any, ou
         console.print(text, highlight=False)
     for note in runs.notes:
         console.print(f"[dim]note: {note}[/]", highlight=False)
-    for message in [*runs_warnings, *result.warnings]:
+    # The fit's verdict (implausible exponents, ...) joins its warnings, each said once.
+    reasons = [r for r in getattr(result, "reasons", ()) if r not in result.warnings]
+    for message in [*runs_warnings, *result.warnings, *reasons]:
         console.print(f"[yellow]warning:[/] {message}", highlight=False)
     if out is not None:
         console.print(f"fit written to {out}", highlight=False)
