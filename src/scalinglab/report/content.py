@@ -585,6 +585,7 @@ def _run_table(
 # scalinglab.approaches.isoflop: a sweep's runs land within a few per cent of their budget).
 _LEVEL_RTOL = 0.05
 _ISOFLOP_BOOTSTRAP = 100
+_ISOFLOP_WINDOW = 2  # approaches.isoflop's default: the lowest-loss size and two either side
 
 
 def _isoflop(
@@ -609,6 +610,7 @@ def _isoflop(
                 runs,
                 on_edge="skip",
                 level_rtol=_LEVEL_RTOL,
+                window=_ISOFLOP_WINDOW,
                 bootstrap=_ISOFLOP_BOOTSTRAP,
                 seed=0,
             )
@@ -624,7 +626,12 @@ def _isoflop(
         if not members.any():
             continue
         n = params[members]
-        grid = np.linspace(np.log(n.min()), np.log(n.max()), 40)
+        # Draw the parabola only over the sizes Approach 2 fitted it to: the lowest-loss size
+        # and _ISOFLOP_WINDOW sizes either side (far from the minimum it means nothing).
+        sizes = np.unique(n)
+        k = int(np.searchsorted(sizes, n[np.argmin(loss[members])]))
+        used = sizes[max(0, k - _ISOFLOP_WINDOW) : k + _ISOFLOP_WINDOW + 1]
+        grid = np.linspace(np.log(used.min()), np.log(used.max()), 40)
         curve = Curve(
             np.exp(grid), row.loss_opt + row.curvature * (grid - np.log(row.params_opt)) ** 2
         )
