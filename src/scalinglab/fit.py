@@ -185,9 +185,13 @@ class Objective:
     ) -> None:
         self.law = law
         self.design = dict(design)
-        self.log_loss = np.asarray(log_loss, dtype=float)
+        self.log_loss = np.asarray(log_loss)
+        if self.log_loss.dtype not in (np.float32, np.float64):
+            self.log_loss = self.log_loss.astype(float)
         n = self.log_loss.shape[0]
-        self.weights = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+        self.weights = (
+            np.ones(n, dtype=self.log_loss.dtype) if weights is None else np.asarray(weights)
+        )
         if self.weights.shape != (n,):
             raise FitError(f"weights must have one value per run ({n}), got {self.weights.shape}")
         if np.any(~np.isfinite(self.weights)) or np.any(self.weights < 0):
@@ -202,6 +206,13 @@ class Objective:
         """The same objective on a subset of the runs."""
         design = {k: v[index] for k, v in self.design.items()}
         return Objective(self.law, design, self.log_loss[index], self.weights[index], self.robust)
+
+    def astype(self, dtype: Any) -> Objective:
+        """The same objective computed in another float type (float32 to rank starts fast)."""
+        design = {k: v.astype(dtype) for k, v in self.design.items()}
+        return Objective(
+            self.law, design, self.log_loss.astype(dtype), self.weights.astype(dtype), self.robust
+        )
 
     def _w(self, weights: np.ndarray | None) -> np.ndarray:
         return self.weights[None, :] if weights is None else weights
@@ -907,12 +918,16 @@ def _solve(
         rng = np.random.default_rng(seed)
         screen_obj = objective.subset(np.sort(rng.choice(n, _SCREEN_POINTS, replace=False)))
     starts = np.clip(starts, bounds[:, 0], bounds[:, 1])
-    scores = np.concatenate(
-        [
-            screen_obj.values(starts[i : i + max(1, _CHUNK_VALUES // screen_obj.n_points)])
-            for i in range(0, len(starts), max(1, _CHUNK_VALUES // screen_obj.n_points))
-        ]
-    )
+    # Scores only rank the starts: single precision does that, and its exp is 5× faster here.
+    ranker = screen_obj.astype(np.float32)
+    step = max(1, _CHUNK_VALUES // screen_obj.n_points)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        scores = np.concatenate(
+            [
+                ranker.values(starts[i : i + step].astype(np.float32))
+                for i in range(0, len(starts), step)
+            ]
+        )
     chosen = np.argsort(scores, kind="stable")[: max(1, refine)]
     batch = minimize_batch(
         screen_obj,
