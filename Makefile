@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/scalinglab compute --params 175e9 --tokens 300e9 --gpu a100-80gb --mfu 0.5 --count 1024
+	$(BIN)/scalinglab demo
 
 browser:
 	sh scripts/ensure-chromium.sh

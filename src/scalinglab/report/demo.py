@@ -37,10 +37,10 @@ DEMO_SPEC = """\
 # Train it alone with: scalinglab sweep run examples/demo.toml
 #
 # Six one-layer GPTs whose width alone varies (32 to 112, 16-wide heads: the shape rule keeps
-# one family, so N is the only thing that changes), each trained once for 2M byte tokens of
+# one family, so N is the only thing that changes), each trained once for 1.5M byte tokens of
 # Python's standard library with a warmup-stable-decay schedule; four cooldowns branched off
 # each stable phase (at 10, 20, 35 and 55 % of the run) give four more points for a fifth of the
-# cost: 30 points of L(N, D) from six runs. About 4 minutes on 2 idle CPU cores.
+# cost: 30 points of L(N, D) from six runs, in 4 to 6 minutes on 2 CPU cores.
 [sweep]
 name = "demo"
 seed = 0
@@ -59,7 +59,7 @@ batch_size = 16
 lr = 3e-3
 schedule = "wsd"
 cooldown_fraction = 0.2
-eval_interval_tokens = 400_000
+eval_interval_tokens = 300_000
 
 [execution]
 workers = 2
@@ -67,7 +67,7 @@ workers = 2
 [design]
 kind = "wsd"
 params = [12e3, 27e3, 49e3, 77e3, 110e3, 150e3]
-tokens = 2_000_000
+tokens = 1_500_000
 branch_fractions = [0.1, 0.2, 0.35, 0.55]
 """
 
