@@ -138,6 +138,18 @@ def fake_env(tmp_path, monkeypatch):
     return monkeypatch
 
 
+@pytest.fixture
+def ray_tmp():
+    """A short temporary folder for a private Ray (its socket paths must fit 107 bytes)."""
+    import shutil
+
+    from scalinglab.sweep.executors import default_ray_temp_dir
+
+    folder = default_ray_temp_dir()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def _plan(text: str = GRID, workers: int = 2):
     return plan_sweep(parse_spec(text), workers=workers)
 
@@ -247,7 +259,7 @@ def test_one_driver_per_store(tmp_path, fake_env):
 
 
 @pytest.mark.slow
-def test_ray_executor_gives_the_same_runs(tmp_path, fake_env):
+def test_ray_executor_gives_the_same_runs(tmp_path, fake_env, ray_tmp):
     ray = pytest.importorskip("ray")
     import sys
 
@@ -263,7 +275,7 @@ def test_ray_executor_gives_the_same_runs(tmp_path, fake_env):
             executor="ray",
             workers=2,
             threads=1,
-            ray_temp_dir=tmp_path / "ray",
+            ray_temp_dir=ray_tmp,
             train_fn=fake_train,
         )
     assert summary.complete and summary.executor == "ray"
@@ -291,14 +303,14 @@ tokens = [4e4]
 
 
 @pytest.mark.slow
-def test_real_tiny_sweep_gives_the_same_losses_locally_and_on_ray(tmp_path):
+def test_real_tiny_sweep_gives_the_same_losses_locally_and_on_ray(tmp_path, ray_tmp):
     """The real trainer, through both executors: same seeds, same runs, same losses."""
     pytest.importorskip("ray")
     plan = plan_sweep(parse_spec(REAL), workers=2)
     with Store(tmp_path / "local.db") as store:
         assert run_sweep(plan, store, threads=1).complete
     with Store(tmp_path / "ray.db") as store:
-        summary = run_sweep(plan, store, executor="ray", threads=1, ray_temp_dir=tmp_path / "ray")
+        summary = run_sweep(plan, store, executor="ray", threads=1, ray_temp_dir=ray_tmp)
         assert summary.complete
     local = load_store_runs(tmp_path / "local.db").set_index("point_id")
     remote = load_store_runs(tmp_path / "ray.db").set_index("point_id")
