@@ -427,8 +427,25 @@ def main() -> None:
         )
         ckpt_dir = tmp_path / "scalinglab_run"
 
+        # Chunk throughputs for a statistic robust to load from other processes: the median
+        # over chunks, each side timed between hand-overs (chunks holding an evaluation on
+        # either side are left out).
+        chunks: dict[str, list[float]] = {"nanogpt": [], "scalinglab": []}
+        mark = {"t": time.perf_counter(), "iter": 0, "evals": 0}
+
         def on_progress(point) -> None:
+            now = time.perf_counter()
+            steps = point.tokens // tpi - mark["iter"]
+            evaluated = point.val_loss is not None
+            if not evaluated and steps > 0:
+                chunks["scalinglab"].append(steps * tpi / (now - mark["t"]))
+            before, evals_before = nano.iter_num, sum(s > 0 for s in nano.side_s)
+            t0 = time.perf_counter()
             run_nano(point.tokens // tpi - nano.iter_num)
+            took = time.perf_counter() - t0
+            if nano.iter_num > before and sum(s > 0 for s in nano.side_s) == evals_before:
+                chunks["nanogpt"].append((nano.iter_num - before) * tpi / took)
+            mark.update(t=time.perf_counter(), iter=point.tokens // tpi)
 
         result = train(config, checkpoint_dir=ckpt_dir, on_progress=on_progress)
         run_nano(10**9)  # nanoGPT's last iterations (it runs max_iters + 1, evaluating at 2000)
@@ -447,6 +464,9 @@ def main() -> None:
     nano_median_tps = tpi / statistics.median(plain)
     ours_tps = result.tokens_per_s
     ratio = ours_tps / nano_tps
+    nano_chunk_tps = statistics.median(chunks["nanogpt"]) if chunks["nanogpt"] else math.nan
+    ours_chunk_tps = statistics.median(chunks["scalinglab"]) if chunks["scalinglab"] else math.nan
+    chunk_ratio = ours_chunk_tps / nano_chunk_tps
     figures = {
         "iters": args.iters,
         "threads": threads,
@@ -456,6 +476,9 @@ def main() -> None:
         "nanogpt_tokens_per_s_median_iter": nano_median_tps,
         "scalinglab_tokens_per_s": ours_tps,
         "speedup": ratio,
+        "nanogpt_tokens_per_s_median_chunk": nano_chunk_tps,
+        "scalinglab_tokens_per_s_median_chunk": ours_chunk_tps,
+        "speedup_median_chunk": chunk_ratio,
         "nanogpt_val_loss_own_estimate": nano.val_at_end,
         "scalinglab_val_loss_own_estimate": result.val_loss,
         "nanogpt_val_loss_full_split": nano_full,
@@ -470,6 +493,7 @@ def main() -> None:
     print(f"  {'':28s}{'nanoGPT':>12s}{'scalinglab':>12s}")
     print(f"  {'precision':28s}{'fp32':>12s}{result.precision:>12s}")
     print(f"  {'tokens/s (training)':28s}{nano_tps:12,.0f}{ours_tps:12,.0f}")
+    print(f"  {'tokens/s (median chunk)':28s}{nano_chunk_tps:12,.0f}{ours_chunk_tps:12,.0f}")
     print(f"  {'tokens/s (median iteration)':28s}{nano_median_tps:12,.0f}{'':>12s}")
     print(f"  {'val loss (own estimate)':28s}{nano.val_at_end:12.4f}{result.val_loss:12.4f}")
     print(f"  {'val loss (whole val split)':28s}{nano_full:12.4f}{ours_full:12.4f}")
@@ -479,9 +503,10 @@ def main() -> None:
     )
     if result.precision != "fp32":
         print(f"  {'MFU of bf16 peak':28s}{'':>12s}{result.mfu:12.1%}")
-    print(f"  speedup: {ratio:.2f}× (target ≥ 1.30×)")
+    print(f"  speedup: {ratio:.2f}× in training time, {chunk_ratio:.2f}× in median chunks")
+    print("  (target ≥ 1.30×; the two agree on a quiet machine, the median resists load)")
     if args.iters == 2000:
-        ok = ratio >= 1.3 and ours_full <= 1.89
+        ok = min(ratio, chunk_ratio) >= 1.3 and ours_full <= 1.89
         print(f"  target met: {'yes' if ok else 'NO'} (val loss ≤ 1.89 on the whole split)")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
