@@ -14,8 +14,10 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "HARDWARE",
@@ -23,10 +25,13 @@ __all__ = [
     "ComputeCost",
     "Hardware",
     "UnitError",
+    "cached_measurement",
     "compute_cost",
+    "cpu_model",
     "flops_from_budget",
     "flops_to_pf_days",
     "get_hardware",
+    "machine_ident",
     "measured_cpu_peak_flops",
     "pf_days_to_flops",
 ]
@@ -247,19 +252,55 @@ def _memory_gib() -> float:
         return float("nan")
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """This CPU's model name (``/proc/cpuinfo``), or what :mod:`platform` knows of it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return platform.processor() or platform.machine() or "cpu"
 
 
-def _cache_dir() -> Path:
+def machine_ident() -> str:
+    """What a cached measurement of this machine depends on: CPU model, core count, torch."""
+    import torch  # only the probes, which need torch anyway, call this
+
+    return f"{cpu_model()}|{os.cpu_count()}|{torch.__version__}"
+
+
+def cached_measurement(
+    filename: str, ident: str, measure: Callable[[], Any], *, refresh: bool = False
+) -> Any:
+    """Return the JSON-able result of ``measure()`` for ``ident``, measuring only once.
+
+    Results live in ``$SCALINGLAB_CACHE/filename`` (default ``~/.cache/scalinglab``), keyed by
+    a hash of ``ident``, which must name everything the measurement depends on (see
+    :func:`machine_ident`). The file is replaced atomically, so concurrent workers at worst
+    measure twice; a damaged file is only a cache and is measured over.
+    """
     root = os.environ.get("SCALINGLAB_CACHE") or Path.home() / ".cache" / "scalinglab"
-    return Path(root)
+    path = Path(root) / filename
+    key = hashlib.sha1(ident.encode()).hexdigest()[:20]
+
+    def read() -> dict[str, Any]:
+        try:
+            return json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    cache = read()
+    if not refresh and key in cache:
+        return cache[key]["value"]
+    value = measure()
+    cache = read()  # again: another process may have added entries meanwhile
+    cache[key] = {"value": value, "ident": ident}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(cache, indent=1))
+    os.replace(tmp, path)
+    return value
 
 
 def measured_cpu_peak_flops(
@@ -281,38 +322,26 @@ def measured_cpu_peak_flops(
     if precision not in ("fp32", "bf16"):
         raise UnitError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     threads = threads or torch.get_num_threads()
-    ident = f"{_cpu_model()}|{os.cpu_count()}|{torch.__version__}|{threads}|{precision}"
-    path = _cache_dir() / "cpu_peak.json"
-    key = hashlib.sha1(ident.encode()).hexdigest()[:16]
-    cache: dict[str, dict[str, float | str]] = {}
-    if path.exists():
-        try:
-            cache = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            cache = {}  # a damaged cache is only a cache: probe again
-    if not refresh and key in cache:
-        return float(cache[key]["flops"])
-
     dtype = torch.float32 if precision == "fp32" else torch.bfloat16
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    best = 0.0
-    try:
-        for size in (512, 1024, 2048):
-            a = torch.randn(size, size, dtype=dtype)
-            b = torch.randn(size, size, dtype=dtype)
-            torch.mm(a, b)  # warm-up: first call allocates and picks kernels
-            reps = max(2, int(2e9 / (2 * size**3)))
-            start = time.perf_counter()
-            for _ in range(reps):
-                torch.mm(a, b)
-            elapsed = time.perf_counter() - start
-            best = max(best, 2 * size**3 * reps / elapsed)
-    finally:
-        torch.set_num_threads(previous)
-    cache[key] = {"flops": best, "ident": ident}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(cache, indent=1))
-    os.replace(tmp, path)
-    return best
+
+    def probe() -> float:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        best = 0.0
+        try:
+            for size in (512, 1024, 2048):
+                a = torch.randn(size, size, dtype=dtype)
+                b = torch.randn(size, size, dtype=dtype)
+                torch.mm(a, b)  # warm-up: first call allocates and picks kernels
+                reps = max(2, int(2e9 / (2 * size**3)))
+                start = time.perf_counter()
+                for _ in range(reps):
+                    torch.mm(a, b)
+                elapsed = time.perf_counter() - start
+                best = max(best, 2 * size**3 * reps / elapsed)
+        finally:
+            torch.set_num_threads(previous)
+        return best
+
+    ident = f"{machine_ident()}|{threads}|{precision}"
+    return float(cached_measurement("cpu_peak.json", ident, probe, refresh=refresh))

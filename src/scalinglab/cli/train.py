@@ -15,7 +15,7 @@ from scalinglab.cli._common import console, err_console, fail, positive, print_j
 
 _SCHEDULES = ("cosine", "wsd")
 _DEVICES = ("cpu", "cuda")
-_PRECISIONS = ("auto", "fp32", "bf16")
+_PRECISIONS = ("auto", "fp32", "bf16", "bf16-matmul")
 _TOKENIZERS = ("byte", "char", "bpe")
 _BASES = ("non_embedding", "total")
 
@@ -71,7 +71,11 @@ def train(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the weights and the batch order."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16."),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="auto (timed on CPUs with bf16 units), fp32, bf16 (autocast) or bf16-matmul (CPU).",
+    ),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: cores)."),
     compile_model: bool = typer.Option(False, "--compile", help="Use torch.compile."),
     checkpoint_dir: Annotated[

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
-import platform
 import select
 import shutil
 import signal
@@ -47,6 +45,7 @@ from typing import Any
 
 from scalinglab.sweep.design import Plan, RunSpec, ThroughputModel, makespan_s
 from scalinglab.sweep.store import Store, StoreError
+from scalinglab.units import cached_measurement, machine_ident
 
 __all__ = [
     "EXECUTORS",
@@ -726,27 +725,6 @@ def _finite(value: Any) -> bool:
 PROBE_STEPS = 8
 
 
-def _probe_cache_path() -> Path:
-    root = os.environ.get("SCALINGLAB_CACHE") or Path.home() / ".cache" / "scalinglab"
-    return Path(root) / "sweep_throughput.json"
-
-
-def _machine_ident(device: str, threads: int) -> str:
-    try:
-        import torch
-
-        torch_version = torch.__version__
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch_version = "none"
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}|{os.cpu_count()}|{torch_version}|{device}|{threads}"
-
-
 def measure_throughput(
     runs: Sequence[RunSpec],
     *,
@@ -786,11 +764,6 @@ def measure_throughput(
     ordered = sorted(runs, key=lambda r: flops_per_token(r.shape).per_operation)
     probes = [ordered[0]] if len(ordered) == 1 else [ordered[0], ordered[-1]]
     device = str(probes[0].config_dict.get("device", "cpu"))
-    path = _probe_cache_path()
-    cache: dict[str, Any] = {}
-    if path.exists():
-        with contextlib.suppress(OSError, json.JSONDecodeError):
-            cache = json.loads(path.read_text())
     xs, ys = [], []
     for run in probes:
         config = run.config_dict
@@ -806,17 +779,15 @@ def measure_throughput(
             log_interval_tokens=step_tokens,
             warmup_tokens=0,
         )
-        ident = _machine_ident(device, threads) + "|" + json.dumps(config, sort_keys=True)
-        key = hashlib.sha1(ident.encode()).hexdigest()[:20]
-        if refresh or key not in cache:
+        ident = f"{machine_ident()}|{device}|{threads}|{json.dumps(config, sort_keys=True)}"
+
+        def probe(config: dict[str, Any] = config, step_tokens: int = step_tokens) -> float:
             result = _result_dict(train_fn(TrainConfig.from_dict(config)))
-            cache[key] = {"tokens_per_s": _probe_speed(result, step_tokens), "ident": ident}
+            return _probe_speed(result, step_tokens)
+
+        speed = cached_measurement("sweep_throughput.json", ident, probe, refresh=refresh)
         xs.append(float(flops_per_token(run.shape).per_operation))
-        ys.append(float(cache[key]["tokens_per_s"]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(cache, indent=1))
-    os.replace(tmp, path)
+        ys.append(float(speed))
     if len(xs) == 2 and xs[0] == xs[1]:
         xs, ys = xs[:1], [max(ys)]
     return ThroughputModel(tuple(xs), tuple(ys), device=device, threads=threads)

@@ -75,7 +75,7 @@ SCHEDULES = ("cosine", "wsd")
 ON_OVER = ("refuse", "trim")
 POSITIONALS = ("learned", "rotary")
 MLPS = ("gelu", "gated")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "bf16-matmul")  # as scalinglab.train.device, without torch
 TOKENIZERS = ("byte", "char", "bpe", "symbol")
 
 

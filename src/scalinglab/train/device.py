@@ -1,15 +1,20 @@
 """Device, precision and peak-throughput choices for training.
 
 - CPU is the default device; CUDA is used only when asked for (``device="cuda"``).
-- ``precision="auto"`` picks bf16 autocast where the hardware computes in bf16 natively: on
-  CUDA when the GPU supports bf16, on CPU when it has AVX512-BF16 or AMX and a cached matmul
-  probe finds bf16 at least 1.5× faster than fp32 there. On this project's
-  reference CPU (Zen 5, AVX512-BF16) bf16 matmuls run ≈ 4× fp32 and a training step of
-  nanoGPT's small model took 22.9 ms against 28.0 ms, 309.6 against 778.2 ms at 10.6 M
-  parameters (../shared/data/cpu_baselines/baselines.json). A CPU without those units
-  emulates bf16 and runs far slower than fp32 (we measured ≈ 1 s against 65 ms per step of the
-  small model on an AVX2-only Zen 3), so auto keeps fp32 there. Weights, optimizer state and
-  the loss stay fp32 under autocast.
+- Precisions: ``fp32``; ``bf16``, autocast (weights, optimizer state and the loss stay fp32);
+  and, on CPU only, ``bf16-matmul``: every tensor stays fp32 and oneDNN computes the matmuls
+  from bf16 inputs with fp32 accumulation (the CPU's analogue of TF32 on a GPU), which spares
+  autocast's cast kernels around every layer.
+- ``precision="auto"`` picks bf16 on CUDA when the GPU supports it. On a CPU with bf16 units
+  (AVX512-BF16 or AMX) it *measures*: a few training steps of the run's own model at each
+  precision, cached per machine and workload (:func:`fastest_cpu_precision`), and keeps fp32
+  unless another is at least 5% faster. A matmul probe alone misleads here: on this project's
+  reference CPU (Zen 5, AVX512-BF16) bf16 matmuls run ≈ 4.3× fp32, yet a step of nanoGPT's
+  small model took 22.9 ms under autocast against 28.0 ms in fp32, and 309.6 against 778.2 ms
+  at 10.6 M parameters (../shared/data/cpu_baselines/baselines.json). Without a step to time
+  (:func:`resolve_runtime` called alone), auto falls back to that matmul probe, taking bf16 at
+  ≥ 1.5×. A CPU without bf16 units emulates bf16 far slower than fp32 (≈ 1 s against 65 ms
+  per step of the small model on an AVX2-only Zen 3), so auto keeps fp32 there.
 - MFU divides achieved model FLOP/s by the device's *measured* peak: torch's best matmul rate on
   CPU (:func:`scalinglab.units.measured_cpu_peak_flops`, cached per machine), and the data-sheet
   dense bf16 peak for known GPUs (A100, H100, H200) or a measured bf16 matmul rate otherwise.
@@ -17,15 +22,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["PRECISIONS", "Runtime", "cpu_has_native_bf16", "resolve_runtime"]
+from scalinglab.units import (
+    cached_measurement,
+    cpu_model,
+    machine_ident,
+    measured_cpu_peak_flops,
+)
 
-PRECISIONS = ("auto", "fp32", "bf16")
+__all__ = [
+    "PRECISIONS",
+    "Runtime",
+    "cpu_has_native_bf16",
+    "default_threads",
+    "fastest_cpu_precision",
+    "resolve_runtime",
+]
+
+PRECISIONS = ("auto", "fp32", "bf16", "bf16-matmul")
+CPU_CANDIDATES = ("fp32", "bf16", "bf16-matmul")  # what auto times on a CPU with bf16 units
+MIN_GAIN = 1.05  # below this a short timing cannot tell a gain from noise: keep fp32
 
 
 def cpu_has_native_bf16() -> bool:
@@ -44,7 +67,7 @@ class Runtime:
     device
         ``"cpu"`` or ``"cuda"`` (``"cuda:1"`` etc. also accepted on input).
     precision
-        ``"fp32"`` or ``"bf16"`` (bf16 = autocast; weights stay fp32).
+        ``"fp32"``, ``"bf16"`` (autocast) or ``"bf16-matmul"`` (CPU, oneDNN).
     threads
         Torch intra-op threads (CPU).
     peak_flops
@@ -65,10 +88,28 @@ class Runtime:
         return self.device.split(":")[0]
 
     def autocast(self) -> torch.autocast:
-        """The autocast context for forward passes."""
+        """The autocast context for forward passes (entered in every thread that runs one)."""
         return torch.autocast(
             self.device_type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
         )
+
+    @contextlib.contextmanager
+    def matmul_precision(self) -> Iterator[None]:
+        """oneDNN's fp32 matmul precision for ``bf16-matmul``, restored on exit.
+
+        The setting is process-wide (it covers the data-parallel worker threads too), so the
+        trainer holds it around its steps and evaluations only.
+        """
+        if self.precision != "bf16-matmul":
+            yield
+            return
+        matmul = torch.backends.mkldnn.matmul
+        previous = matmul.fp32_precision
+        matmul.fp32_precision = "bf16"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = previous
 
 
 def default_threads() -> int:
@@ -80,17 +121,66 @@ def default_threads() -> int:
     return max(1, min(torch.get_num_threads(), allowed))
 
 
+def fastest_cpu_precision(
+    step_seconds: Callable[[str], float], workload: str, threads: int, *, refresh: bool = False
+) -> str:
+    """The precision whose training step this CPU runs fastest, measured once and cached.
+
+    Parameters
+    ----------
+    step_seconds
+        Seconds per training step of the workload at a precision (``CPU_CANDIDATES``).
+    workload
+        Everything the step time depends on beyond the machine (model shape, batch, how the
+        step is split over cores): the cache key, with :func:`scalinglab.units.machine_ident`
+        and ``threads``.
+    threads
+        Torch threads the steps run with.
+    refresh
+        Measure again even if cached.
+
+    Returns
+    -------
+    str
+        ``"fp32"`` unless another candidate is at least ``MIN_GAIN`` times faster.
+    """
+    ident = f"{machine_ident()}|{threads}|{workload}"
+    seconds = cached_measurement(
+        "cpu_precision.json",
+        ident,
+        lambda: {p: step_seconds(p) for p in CPU_CANDIDATES},
+        refresh=refresh,
+    )
+    best = min(seconds, key=seconds.get)
+    return best if seconds["fp32"] >= MIN_GAIN * seconds[best] else "fp32"
+
+
 def resolve_runtime(
-    device: str = "cpu", precision: str = "auto", threads: int | None = None
+    device: str = "cpu",
+    precision: str = "auto",
+    threads: int | None = None,
+    *,
+    step_seconds: Callable[[str], float] | None = None,
+    workload: str = "",
 ) -> Runtime:
     """Check the request against this machine and fill in precision, threads and peak.
 
     Sets torch's thread count as a side effect (the trainer restores it afterwards).
 
+    Parameters
+    ----------
+    device, precision, threads
+        As asked for; ``precision="auto"`` and ``threads=None`` are resolved here.
+    step_seconds, workload
+        For ``auto`` on a CPU with bf16 units: time a training step at a precision, and what
+        the timing depends on (see :func:`fastest_cpu_precision`). Without them, auto follows
+        the cached matmul probe.
+
     Raises
     ------
     ValueError
-        For an unknown precision or device, or CUDA asked for where there is none.
+        For an unknown precision or device, CUDA asked for where there is none, or
+        ``bf16-matmul`` where it cannot apply (CUDA, or a CPU without bf16 units).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -102,6 +192,10 @@ def resolve_runtime(
     n_threads = threads or default_threads()
     torch.set_num_threads(n_threads)
     if kind == "cuda":
+        if precision == "bf16-matmul":
+            raise ValueError(
+                "precision 'bf16-matmul' is a CPU mode; on CUDA, fp32 matmuls already use TF32"
+            )
         if not torch.cuda.is_available():
             raise ValueError("device 'cuda' asked for, but torch sees no CUDA GPU")
         index = torch.device(device).index or 0
@@ -112,38 +206,26 @@ def resolve_runtime(
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         return Runtime(device, precision, n_threads, _cuda_peak(name, precision, index), name)
-    from scalinglab.units import measured_cpu_peak_flops
-
     native = cpu_has_native_bf16()
+    if precision == "bf16-matmul" and not native:
+        raise ValueError(
+            "precision 'bf16-matmul' needs a CPU with bf16 units (AVX512-BF16 or AMX): "
+            "elsewhere oneDNN computes fp32 anyway"
+        )
     if precision == "auto":
-        # Measured, not assumed (both probes are cached per machine): bf16 where this CPU has
-        # bf16 units and its bf16 matmuls beat fp32 by 1.5× or more. On the reference Zen 5
-        # they run 4.3× faster (946 against 217.5 GFLOP/s) yet the small model's step gains
-        # only 1.22×, so casts eat much of the difference; a smaller edge is not worth it.
         precision = "fp32"
-        if native:
+        if native and step_seconds is not None:
+            precision = fastest_cpu_precision(step_seconds, workload, n_threads)
+        elif native:
             bf16 = measured_cpu_peak_flops("bf16", threads=n_threads)
             if bf16 >= 1.5 * measured_cpu_peak_flops("fp32", threads=n_threads):
                 precision = "bf16"
 
     # Without bf16 units, bf16 is emulated on the fp32 pipes: fp32's peak is the fair yardstick
     # (and probing emulated bf16 would take minutes).
-    peak_precision = "bf16" if precision == "bf16" and native else "fp32"
+    peak_precision = "bf16" if precision != "fp32" and native else "fp32"
     peak = measured_cpu_peak_flops(peak_precision, threads=n_threads)
-    return Runtime("cpu", precision, n_threads, peak, f"{_cpu_name()} ({n_threads} threads)")
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine() or "cpu"
+    return Runtime("cpu", precision, n_threads, peak, f"{cpu_model()} ({n_threads} threads)")
 
 
 # Dense (no sparsity) peaks from the data sheets, as in scalinglab.units.HARDWARE.

@@ -16,7 +16,8 @@ run and restores it afterwards, so a sweep can run one single-threaded worker pe
 Speed on CPU (measured by benchmarks/train_speed.py against a faithful nanoGPT in the same
 process): fused AdamW, one numpy gather per batch instead of a stack of slices, no host sync per
 step (the training loss is summed on the device and read at log points only), validation on the
-validation split only, and bf16 autocast where the CPU has bf16 units (see :mod:`.device`).
+validation split only, and, on a CPU with bf16 units, the precision that a timed probe of
+this run's own step finds fastest (see :mod:`.device`).
 ``torch.compile`` is off by default: on nanoGPT's CPU recipe it did not help (33.4 against
 33.9 ms per step after a 34 s compile, ../shared/data/cpu_baselines/baselines.json).
 """
@@ -28,6 +29,7 @@ import dataclasses
 import math
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +42,7 @@ import torch
 
 from scalinglab.counting import TransformerShape, count_params, flops_per_token
 from scalinglab.train.corpus import Corpus, load_corpus
-from scalinglab.train.device import PRECISIONS, Runtime, resolve_runtime
+from scalinglab.train.device import PRECISIONS, Runtime, default_threads, resolve_runtime
 from scalinglab.train.model import GPT, GPTConfig
 from scalinglab.train.schedule import SCHEDULES, Schedule
 
@@ -100,8 +102,10 @@ class TrainConfig:
     seed
         Initial weights and batch order.
     device, threads, precision
-        ``"cpu"``/``"cuda"``; torch threads (``None`` = physical cores); ``"auto"``, ``"fp32"``
-        or ``"bf16"`` (autocast), see :mod:`scalinglab.train.device`.
+        ``"cpu"``/``"cuda"``; torch threads (``None`` = physical cores); ``"auto"``, ``"fp32"``,
+        ``"bf16"`` (autocast) or ``"bf16-matmul"`` (CPU: fp32 tensors, bf16 matmuls in oneDNN),
+        see :mod:`scalinglab.train.device`. On a CPU with bf16 units, auto times a few steps of
+        this model at each precision (once per machine and model, cached).
     compile
         Wrap the model in ``torch.compile`` (off: it did not pay on CPU, see the module notes).
     """
@@ -352,7 +356,7 @@ def _evaluate(
         windows = windows[:: -(-len(windows) // keep)]
     for i in range(0, len(windows), batches.b):
         w = windows[i : i + batches.b].to(runtime.device)
-        with runtime.autocast():
+        with runtime.autocast(), runtime.matmul_precision():
             _, loss = model(w[:, :-1], w[:, 1:])
         total += loss.double() * len(w)
     model.train(was_training)
@@ -362,7 +366,7 @@ def _evaluate(
 # --- the loop --------------------------------------------------------------------------------
 
 
-def _shard_count(config: TrainConfig, runtime: Runtime) -> int:
+def _shard_count(config: TrainConfig, device_type: str, threads: int) -> int:
     """How many data-parallel workers a CPU step uses (1: plain intra-op threading).
 
     On CPU, small matrices scale poorly over intra-op threads, and their barriers stall
@@ -372,13 +376,109 @@ def _shard_count(config: TrainConfig, runtime: Runtime) -> int:
     draw from it in whatever order they run) and with torch.compile. Each shard holds its own
     gradient until they are summed, so the count is also capped to keep those within 1 GiB.
     """
-    if runtime.device_type != "cpu" or config.dropout > 0 or config.compile:
+    if device_type != "cpu" or config.dropout > 0 or config.compile:
         return 1
     grad_bytes = 4 * count_params(config.shape).total
-    return max(1, min(runtime.threads, config.batch_size, (1 << 30) // grad_bytes))
+    return max(1, min(threads, config.batch_size, (1 << 30) // grad_bytes))
 
 
-def _optimizer(model: GPT, config: TrainConfig, runtime: Runtime) -> torch.optim.AdamW:
+class _Stepper:
+    """One optimizer step: plain, or data parallel over single-threaded CPU workers."""
+
+    def __init__(
+        self,
+        model: GPT,
+        optimizer: torch.optim.Optimizer,
+        runtime: Runtime,
+        config: TrainConfig,
+        shards: int,
+    ) -> None:
+        self.optimizer, self.runtime, self.grad_clip = optimizer, runtime, config.grad_clip
+        self.forward = torch.compile(model) if config.compile else model
+        self.params = list(model.parameters())
+        self.shards = shards
+        self.pool = (
+            ThreadPoolExecutor(shards, initializer=torch.set_num_threads, initargs=(1,))
+            if shards > 1
+            else None
+        )
+
+    def _shard_grads(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        with self.runtime.autocast():  # autocast state is per thread: enter it in the worker
+            _, loss = self.forward(x, y)
+        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        return loss.detach(), grads
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        """Step on the batch ``(x, y)`` at learning rate ``lr``; return its mean loss."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self.runtime.matmul_precision():
+            if self.pool is None:
+                with self.runtime.autocast():
+                    _, loss = self.forward(x, y)
+                loss.backward()
+            else:
+                loss = self._parallel_grads(x, y)
+            if self.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip, foreach=True)
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def _parallel_grads(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # Equal shards of the batch, one single-threaded worker each; the weighted sum of shard
+        # gradients, in a fixed order, is the full-batch gradient (deterministic, equal to it
+        # up to float rounding).
+        assert self.pool is not None
+        xs, ys = x.tensor_split(self.shards), y.tensor_split(self.shards)
+        futures = [self.pool.submit(self._shard_grads, a, b) for a, b in zip(xs, ys, strict=True)]
+        results = [f.result() for f in futures]
+        weights = [len(a) / len(x) for a in xs]
+        loss = sum((w * r[0] for w, r in zip(weights, results, strict=True)), torch.zeros(()))
+        for i, p in enumerate(self.params):
+            parts = [(w, r[1][i]) for w, r in zip(weights, results, strict=True)]
+            parts = [(w, g) for w, g in parts if g is not None]
+            grad = parts[0][1].mul(parts[0][0]) if parts else torch.zeros_like(p)
+            for w, g in parts[1:]:
+                grad.add_(g, alpha=w)
+            p.grad = grad
+        return loss
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+# Auto precision on a CPU with bf16 units times this many steps per candidate (after one
+# warm-up step), and only for runs of at least PROBE_MIN_STEPS steps, where the three probes
+# cost at most ≈ 7% of the run, and once per machine and workload (the result is cached).
+PROBE_STEPS = 6
+PROBE_MIN_STEPS = 300
+
+
+def _step_timer(config: TrainConfig, batches: _Batches, shards: int) -> Callable[[str], float]:
+    """Median seconds per training step of this run's model at a precision, on CPU."""
+
+    def seconds(precision: str) -> float:
+        runtime = Runtime("cpu", precision, torch.get_num_threads(), math.nan, "probe")
+        model = GPT(GPTConfig(config.shape, dropout=config.dropout))
+        stepper = _Stepper(model, _optimizer(model, config), runtime, config, shards)
+        x, y = batches(0)
+        times = []
+        try:
+            for _ in range(PROBE_STEPS + 1):
+                start = time.perf_counter()
+                stepper(x, y, 0.0)
+                times.append(time.perf_counter() - start)
+        finally:
+            stepper.close()
+        return statistics.median(times[1:])
+
+    return seconds
+
+
+def _optimizer(model: GPT, config: TrainConfig) -> torch.optim.AdamW:
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [
@@ -471,7 +571,6 @@ def _train(
         if state.get("done"):
             return TrainResult.from_dict(state["result"])
 
-    runtime = resolve_runtime(config.device, config.precision, config.threads)
     corpus = load_corpus(
         config.corpus,
         tokenizer=config.tokenizer,
@@ -493,12 +592,24 @@ def _train(
     log_every = max(1, round((config.log_interval_tokens or total * tps / 100) / tps))
     branch_steps = config.branch_steps()
 
+    device_type = config.device.split(":")[0]
+    threads = config.threads or default_threads()
+    shards = _shard_count(config, device_type, threads)
+    batches = _Batches(corpus, config, config.device if device_type == "cuda" else "cpu")
+    # A resumed run keeps the precision its first part chose, so that it retraces one curve.
+    precision = state.get("precision", config.precision) if state else config.precision
+    probe = device_type == "cpu" and not config.compile and total >= PROBE_MIN_STEPS
+    runtime = resolve_runtime(
+        config.device,
+        precision,
+        threads,
+        step_seconds=_step_timer(config, batches, shards) if probe else None,
+        workload=f"{shape!r}|batch {config.batch_size}|shards {shards}|dropout {config.dropout}",
+    )
+
     torch.manual_seed(config.seed)
     model = GPT(GPTConfig(shape, dropout=config.dropout)).to(runtime.device)
-    optimizer = _optimizer(model, config, runtime)
-    forward = torch.compile(model) if config.compile else model
-    batches = _Batches(corpus, config, runtime.device)
-    params = list(model.parameters())
+    optimizer = _optimizer(model, config)
 
     step, train_time, wall_before = 0, 0.0, 0.0
     curve: list[CurvePoint] = []
@@ -514,169 +625,130 @@ def _train(
         curve = [CurvePoint(**p) for p in state["curve"]]
         branches = [BranchResult(**b) for b in state["branches"]]
 
-    shards = _shard_count(config, runtime)
-    pool = (
-        ThreadPoolExecutor(shards, initializer=torch.set_num_threads, initargs=(1,))
-        if shards > 1
-        else None
-    )
+    stepper = _Stepper(model, optimizer, runtime, config, shards)
+    try:
 
-    def shard_grads(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tuple]:
-        with runtime.autocast():  # autocast state is per thread: enter it in the worker
-            _, loss = forward(x, y)
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        return loss.detach(), grads
+        def sync() -> None:
+            if runtime.device_type == "cuda":
+                torch.cuda.synchronize(runtime.device)
 
-    def one_step(k: int, lr: float) -> torch.Tensor:
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y = batches(k)
-        if pool is None:
-            with runtime.autocast():
-                _, loss = forward(x, y)
-            loss.backward()
-        else:
-            # Data parallel over cores: equal shards of the batch, one single-threaded worker
-            # each; the weighted sum of shard gradients, in a fixed order, is the full-batch
-            # gradient (deterministic, equal to it up to float rounding).
-            xs, ys = x.tensor_split(shards), y.tensor_split(shards)
-            futures = [pool.submit(shard_grads, a, b) for a, b in zip(xs, ys, strict=True)]
-            results = [f.result() for f in futures]
-            weights = [len(a) / len(x) for a in xs]
-            loss = sum((w * r[0] for w, r in zip(weights, results, strict=True)), torch.zeros(()))
-            for i, p in enumerate(params):
-                parts = [(w, r[1][i]) for w, r in zip(weights, results, strict=True)]
-                parts = [(w, g) for w, g in parts if g is not None]
-                grad = parts[0][1].mul(parts[0][0]) if parts else torch.zeros_like(p)
-                for w, g in parts[1:]:
-                    grad.add_(g, alpha=w)
-                p.grad = grad
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, config.grad_clip, foreach=True)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
+        def wall() -> float:
+            return wall_before + time.perf_counter() - t_start
 
-    def sync() -> None:
-        if runtime.device_type == "cuda":
-            torch.cuda.synchronize(runtime.device)
+        def checkpoint(done: bool = False, result: TrainResult | None = None) -> None:
+            if ckpt_path is None:
+                return
+            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+            _save(
+                ckpt_path,
+                {
+                    "format": _CHECKPOINT_FORMAT,
+                    "config": config.to_dict(),
+                    "step": step,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(runtime.device)
+                    if runtime.device_type == "cuda"
+                    else None,
+                    "train_time": train_time,
+                    "wall_time": wall(),
+                    "curve": [dataclasses.asdict(p) for p in curve],
+                    "branches": [dataclasses.asdict(b) for b in branches],
+                    "precision": runtime.precision,
+                    "done": done,
+                    "result": result.to_dict() if result is not None else None,
+                },
+            )
 
-    def wall() -> float:
-        return wall_before + time.perf_counter() - t_start
+        def run_branch(start: int) -> BranchResult:
+            """Cool down from ``start`` as the shorter WSD run would, then put the main run back."""
+            saved = (
+                copy.deepcopy(model.state_dict()),
+                copy.deepcopy(optimizer.state_dict()),
+                torch.get_rng_state(),
+            )
+            sched = schedule.branched(start)
+            for k in range(start, sched.total_steps):
+                stepper(*batches(k), sched.lr(k))
+            val = _evaluate(model, batches, runtime)
+            model.load_state_dict(saved[0])
+            optimizer.load_state_dict(saved[1])
+            torch.set_rng_state(saved[2])
+            end_tokens = sched.total_steps * tps
+            return BranchResult(
+                branch_tokens=start * tps,
+                tokens=end_tokens,
+                val_loss=val,
+                flops_6nd=float(per_token.six_n_total) * end_tokens,
+                flops_counted=float(per_token.per_operation) * end_tokens,
+            )
 
-    def checkpoint(done: bool = False, result: TrainResult | None = None) -> None:
-        if ckpt_path is None:
-            return
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-        _save(
-            ckpt_path,
-            {
-                "format": _CHECKPOINT_FORMAT,
-                "config": config.to_dict(),
-                "step": step,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(runtime.device)
-                if runtime.device_type == "cuda"
-                else None,
-                "train_time": train_time,
-                "wall_time": wall(),
-                "curve": [dataclasses.asdict(p) for p in curve],
-                "branches": [dataclasses.asdict(b) for b in branches],
-                "done": done,
-                "result": result.to_dict() if result is not None else None,
-            },
-        )
-
-    def run_branch(start: int) -> BranchResult:
-        """Cool down from ``start`` as the shorter WSD run would, then put the main run back."""
-        saved = (
-            copy.deepcopy(model.state_dict()),
-            copy.deepcopy(optimizer.state_dict()),
-            torch.get_rng_state(),
-        )
-        sched = schedule.branched(start)
-        for k in range(start, sched.total_steps):
-            one_step(k, sched.lr(k))
-        val = _evaluate(model, batches, runtime)
-        model.load_state_dict(saved[0])
-        optimizer.load_state_dict(saved[1])
-        torch.set_rng_state(saved[2])
-        end_tokens = sched.total_steps * tps
-        return BranchResult(
-            branch_tokens=start * tps,
-            tokens=end_tokens,
-            val_loss=val,
-            flops_6nd=float(per_token.six_n_total) * end_tokens,
-            flops_counted=float(per_token.per_operation) * end_tokens,
-        )
-
-    model.train()
-    loss_sum = torch.zeros((), device=runtime.device)
-    n_summed = 0
-    segment = time.perf_counter()
-    while step < total:
-        if step in branch_steps and all(b.branch_tokens != step * tps for b in branches):
+        model.train()
+        loss_sum = torch.zeros((), device=runtime.device)
+        n_summed = 0
+        segment = time.perf_counter()
+        while step < total:
+            if step in branch_steps and all(b.branch_tokens != step * tps for b in branches):
+                sync()
+                train_time += time.perf_counter() - segment
+                branches.append(run_branch(step))
+                checkpoint()
+                segment = time.perf_counter()
+            lr = schedule.lr(step)
+            loss_sum += stepper(*batches(step), lr)
+            n_summed += 1
+            step += 1
+            is_eval = step % eval_every == 0 or step == total
+            if not (is_eval or step % log_every == 0):
+                continue
             sync()
             train_time += time.perf_counter() - segment
-            branches.append(run_branch(step))
-            checkpoint()
+            val = None
+            if is_eval:
+                # The last evaluation uses every window; earlier ones a cheap strided subset.
+                cap = None if step == total else eval_every * tps // 4
+                val = _evaluate(model, batches, runtime, cap)
+            tokens = step * tps
+            point = CurvePoint(
+                tokens=tokens,
+                flops_6nd=float(per_token.six_n_total) * tokens,
+                flops_counted=float(per_token.per_operation) * tokens,
+                train_loss=float(loss_sum.item()) / n_summed,
+                val_loss=val,
+                lr=lr,
+                wall_s=wall(),
+            )
+            curve.append(point)
+            loss_sum.zero_()
+            n_summed = 0
+            if is_eval and step < total:
+                checkpoint()
+            if on_progress is not None:
+                on_progress(point)
             segment = time.perf_counter()
-        lr = schedule.lr(step)
-        loss_sum += one_step(step, lr)
-        n_summed += 1
-        step += 1
-        is_eval = step % eval_every == 0 or step == total
-        if not (is_eval or step % log_every == 0):
-            continue
-        sync()
-        train_time += time.perf_counter() - segment
-        val = None
-        if is_eval:
-            # The last evaluation uses every window; earlier ones a cheap strided subset.
-            cap = None if step == total else eval_every * tps // 4
-            val = _evaluate(model, batches, runtime, cap)
-        tokens = step * tps
-        point = CurvePoint(
+
+        tokens = total * tps
+        flops_counted = float(per_token.per_operation) * tokens
+        tokens_per_s = tokens / train_time if train_time > 0 else float("nan")
+        result = TrainResult(
+            config=config,
+            params_total=counts.total,
+            params_non_embedding=counts.non_embedding,
             tokens=tokens,
             flops_6nd=float(per_token.six_n_total) * tokens,
-            flops_counted=float(per_token.per_operation) * tokens,
-            train_loss=float(loss_sum.item()) / n_summed,
-            val_loss=val,
-            lr=lr,
+            flops_counted=flops_counted,
+            val_loss=curve[-1].val_loss if curve and curve[-1].val_loss is not None else math.nan,
+            curve=tuple(curve),
+            branches=tuple(sorted(branches, key=lambda b: b.branch_tokens)),
+            tokens_per_s=tokens_per_s,
+            mfu=flops_counted / train_time / runtime.peak_flops if train_time > 0 else float("nan"),
+            device=runtime.device_name,
+            precision=runtime.precision,
             wall_s=wall(),
+            versions=_versions(),
         )
-        curve.append(point)
-        loss_sum.zero_()
-        n_summed = 0
-        if is_eval and step < total:
-            checkpoint()
-        if on_progress is not None:
-            on_progress(point)
-        segment = time.perf_counter()
-
-    if pool is not None:
-        pool.shutdown()
-    tokens = total * tps
-    flops_counted = float(per_token.per_operation) * tokens
-    tokens_per_s = tokens / train_time if train_time > 0 else float("nan")
-    result = TrainResult(
-        config=config,
-        params_total=counts.total,
-        params_non_embedding=counts.non_embedding,
-        tokens=tokens,
-        flops_6nd=float(per_token.six_n_total) * tokens,
-        flops_counted=flops_counted,
-        val_loss=curve[-1].val_loss if curve and curve[-1].val_loss is not None else math.nan,
-        curve=tuple(curve),
-        branches=tuple(sorted(branches, key=lambda b: b.branch_tokens)),
-        tokens_per_s=tokens_per_s,
-        mfu=flops_counted / train_time / runtime.peak_flops if train_time > 0 else float("nan"),
-        device=runtime.device_name,
-        precision=runtime.precision,
-        wall_s=wall(),
-        versions=_versions(),
-    )
-    checkpoint(done=True, result=result)
-    return result
+        checkpoint(done=True, result=result)
+        return result
+    finally:
+        stepper.close()
