@@ -160,3 +160,38 @@ def test_implausible_fit_is_flagged(shared_data, tmp_path):
     )
     assert data["reliable"] is False
     assert data["holdout"]["mean_abs_rel_error"] > 0.05
+
+
+def test_a_named_procedure_reports_its_choice_and_a_wider_interval(epoch_csv, tmp_path):
+    out = tmp_path / "fit.json"
+    args = ["fit", epoch_csv, "--procedure", "besiroglu2024", "--bootstrap", "20"]
+    args += ["--predict", "params=7e10,tokens=1.4e12", "--out", str(out), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["procedure"]["procedure"] == data["procedure"]["chosen"] == "besiroglu2024"
+    assert data["procedure"]["n_runs"] == 245  # the procedure drops its own outliers
+    pred = data["prediction"]
+    lo, hi = pred["interval"]
+    assert lo < pred["loss"] < hi
+    # The interval adds scatter and extrapolation error to the parameters' uncertainty.
+    plain_lo, plain_hi = load_fit(out).prediction_interval(0.95, params=7e10, tokens=1.4e12)
+    assert hi - lo > plain_hi - plain_lo
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--law", "power"], "--law"),
+        (["--loss", "mse", "--holdout-top", "0.1"], "--loss, --holdout-top"),
+    ],
+)
+def test_a_procedure_refuses_options_it_would_ignore(epoch_csv, extra, named):
+    result = run_cli("fit", epoch_csv, "--procedure", "auto", *extra)
+    assert result.returncode == 2
+    assert named in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unknown_procedure_is_named(epoch_csv):
+    result = run_cli("fit", epoch_csv, "--procedure", "magic")
+    assert result.returncode == 2 and "magic" in result.stderr and "auto" in result.stderr

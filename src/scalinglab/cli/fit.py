@@ -83,6 +83,14 @@ def fit(
         ),
     ],
     law: str = typer.Option("chinchilla", "--law", "-l", help=f"Law form: {', '.join(_LAWS)}."),
+    procedure: str | None = typer.Option(
+        None,
+        "--procedure",
+        "-p",
+        help="Fit by a named procedure instead (law, objective and trusted runs set by it; see "
+        "`scalinglab backtest --list-procedures`). auto picks one by a backtest inside the runs, "
+        "and its intervals add the extrapolation error that backtest measured.",
+    ),
     x: str | None = typer.Option(
         None, "--x", help="With --law power: the variable, params, tokens or flops (default)."
     ),
@@ -99,7 +107,10 @@ def fit(
         help="With --loss asymmetric: weight in (0, 1) of residuals above the data.",
     ),
     bootstrap: int = typer.Option(
-        0, "--bootstrap", "-B", help="Bootstrap resamples for confidence intervals (0: none)."
+        0,
+        "--bootstrap",
+        "-B",
+        help="Bootstrap resamples for confidence intervals (0: none; 100 with --procedure).",
     ),
     bootstrap_by: str = typer.Option(
         "run", "--bootstrap-by", help="Resample whole runs (run) or whole groups (group)."
@@ -140,10 +151,14 @@ def fit(
     """Fit a scaling law to runs: parameters with bootstrap CIs, warnings, held-out errors.
 
     Example: scalinglab fit runs.csv --law chinchilla --bootstrap 4000 --out fit.json
+
+    Example: scalinglab fit runs.csv --procedure auto --predict params=7e10,tokens=1.4e12
     """
+    from scalinglab.backtest import BacktestError
     from scalinglab.fit import FitError, FitWarning
     from scalinglab.fit import fit as fit_law
     from scalinglab.laws import LawError
+    from scalinglab.procedures import ProcedureError
     from scalinglab.runs import RunsError, RunsWarning, load_runs
 
     if law not in _LAWS:
@@ -177,6 +192,19 @@ def fit(
     for item in column or []:
         mapping.update(_parse_pairs(item, "--column"))
     target = _parse_target(predict)
+    if procedure is not None:
+        _check_procedure_options(
+            procedure,
+            law,
+            x,
+            fix_e,
+            loss,
+            huber_delta,
+            asymmetry,
+            bootstrap_by,
+            holdout_above,
+            holdout_top,
+        )
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RunsWarning)
@@ -185,25 +213,31 @@ def fit(
             table = load_runs(
                 runs, columns=mapping or None, param_basis=param_basis, drop_top_loss=drop_top_loss
             )
-            with _progress(not as_json and bootstrap > 0) as progress:
-                result = fit_law(
-                    law,
-                    table,
-                    law_options=options,
-                    loss=loss,
-                    huber_delta=huber_delta,
-                    asymmetry=asymmetry,
-                    bootstrap=bootstrap,
-                    bootstrap_by=bootstrap_by,
-                    seed=seed,
-                    holdout_above=holdout_above,
-                    holdout_top=holdout_top,
-                    ci_level=level,
-                    target=target,
-                    progress=progress,
+            if procedure is not None:
+                result, prediction, chosen = _fit_procedure(
+                    procedure, table, bootstrap or 100, seed, target, level, quiet=as_json
                 )
-            prediction = _prediction(result, target, level) if target else None
-        except (RunsError, FitError, LawError) as exc:
+            else:
+                chosen = None
+                with _progress(not as_json and bootstrap > 0) as progress:
+                    result = fit_law(
+                        law,
+                        table,
+                        law_options=options,
+                        loss=loss,
+                        huber_delta=huber_delta,
+                        asymmetry=asymmetry,
+                        bootstrap=bootstrap,
+                        bootstrap_by=bootstrap_by,
+                        seed=seed,
+                        holdout_above=holdout_above,
+                        holdout_top=holdout_top,
+                        ci_level=level,
+                        target=target,
+                        progress=progress,
+                    )
+                prediction = _prediction(result, target, level) if target else None
+        except (RunsError, FitError, LawError, BacktestError, ProcedureError) as exc:
             fail(str(exc))
     runs_warnings = [str(w.message) for w in caught if issubclass(w.category, RunsWarning)]
 
@@ -218,13 +252,96 @@ def fit(
         payload["runs_source"] = table.source
         payload["runs_notes"] = list(table.notes)
         payload["runs_warnings"] = runs_warnings
+        if chosen is not None:
+            payload["procedure"] = chosen.to_dict()
         if prediction is not None:
             payload["prediction"] = prediction
         if out is not None:
             payload["out"] = str(out)
         print_json(payload)
         return
+    if chosen is not None:
+        console.print(
+            f"[bold]procedure {chosen.procedure}[/]: fitted {chosen.chosen} ({chosen.why})",
+            highlight=False,
+        )
+        if len(chosen.fits) > 1:
+            members = ", ".join(
+                f"{f.diagnostics.get('procedure', f.law)} (weight {w:.2f}, {f.n_runs} runs)"
+                for f, w in zip(chosen.fits, chosen.weights, strict=True)
+            )
+            console.print(
+                f"its prediction averages the log losses of {members}; the table below shows "
+                "the heaviest",
+                highlight=False,
+            )
     _print(result, table, runs_warnings, prediction, out)
+    if chosen is not None:
+        console.print(
+            f"prediction intervals add run-to-run scatter {chosen.scatter:.2%} (log) and "
+            f"extrapolation error growing {chosen.growth:.3g} per e-fold beyond "
+            f"{chosen.max_fitted_flops:.3g} FLOP (from the backtest inside the runs)",
+            highlight=False,
+        )
+
+
+def _check_procedure_options(procedure: str, law: str, *others: Any) -> None:
+    """--procedure brings its own law, objective and trusted runs: refuse options that would
+    silently be ignored."""
+    from scalinglab.procedures import PROCEDURES
+
+    if procedure not in PROCEDURES:
+        fail(f"--procedure must be one of {', '.join(PROCEDURES)}, got {procedure!r}")
+    x, fix_e, loss, huber_delta, asymmetry, bootstrap_by, holdout_above, holdout_top = others
+    given = {
+        "--law": law != "chinchilla",
+        "--x": x is not None,
+        "--fix-e": fix_e,
+        "--loss": loss != "huber",
+        "--huber-delta": huber_delta != 1e-3,
+        "--asymmetry": asymmetry != 0.9,
+        "--bootstrap-by": bootstrap_by != "run",
+        "--holdout-above": holdout_above is not None,
+        "--holdout-top": holdout_top is not None,
+    }
+    clashing = [name for name, set_ in given.items() if set_]
+    if clashing:
+        fail(
+            f"--procedure sets the law and the objective itself: drop {', '.join(clashing)} "
+            "(for held-out errors by procedure, use `scalinglab backtest`)"
+        )
+
+
+def _fit_procedure(
+    procedure: str,
+    table: Any,
+    bootstrap: int,
+    seed: int,
+    target: dict[str, float] | None,
+    level: float,
+    *,
+    quiet: bool,
+) -> tuple[Any, dict[str, Any] | None, Any]:
+    """Fit by a procedure: its verdict-carrying member fit, the prediction, the ProcedureFit."""
+    from scalinglab.backtest import fit_procedure
+
+    status = (
+        contextlib.nullcontext()
+        if quiet
+        else console.status(f"fitting procedure {procedure} (bootstrap {bootstrap})")
+    )
+    with status:
+        chosen = fit_procedure(procedure, table, bootstrap=bootstrap, seed=seed, target=target)
+    prediction = None
+    if target:
+        lo, hi = chosen.interval(level, **target)
+        prediction = {
+            "inputs": target,
+            "loss": chosen.predict(**target),
+            "interval": [float(lo), float(hi)],
+            "level": level,
+        }
+    return chosen.fit, prediction, chosen
 
 
 def _prediction(result: Any, target: dict[str, float], level: float) -> dict[str, Any]:
