@@ -398,13 +398,19 @@ def main() -> None:
         nano_rng = torch.get_rng_state()
 
         def run_nano(iterations: int) -> None:
-            # nanoGPT draws its batches from torch's global RNG: give it its own stream.
+            # nanoGPT draws its batches from torch's global RNG: give it its own stream. And its
+            # own thread count: scalinglab's trainer drops the calling thread to one torch
+            # thread while its data-parallel workers run, and nanoGPT must not inherit that.
             nonlocal nano_rng
-            ours = torch.get_rng_state()
+            ours, ours_threads = torch.get_rng_state(), torch.get_num_threads()
             torch.set_rng_state(nano_rng)
-            nano.advance(iterations)
-            nano_rng = torch.get_rng_state()
-            torch.set_rng_state(ours)
+            torch.set_num_threads(threads)
+            try:
+                nano.advance(iterations)
+            finally:
+                nano_rng = torch.get_rng_state()
+                torch.set_rng_state(ours)
+                torch.set_num_threads(ours_threads)
 
         tpi = NanoGPTRun.batch_size * NanoGPTRun.block_size
         shape = TransformerShape(4, 128, 4, vocab, 64)
