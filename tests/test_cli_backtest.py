@@ -101,7 +101,7 @@ def test_tables(runs_csv):
         (["--min-factor", "0.5"], "--min-factor must be a number >= 1"),
         (["--n-cuts", "0"], "--n-cuts must be an integer >= 1"),
         (["--figure", "out.txt"], "--figure must end in .png"),
-        (["-c", "params"], "--column takes NAME=COLUMN"),
+        (["-c", "params"], "--column takes NAME=VALUE"),
     ],
 )
 def test_bad_input_is_one_line_with_exit_2(runs_csv, args, message):

@@ -2,40 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scalinglab.cli._common import console, fail, positive, print_json
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield None
-        return
-    bar = Progress(
-        TextColumn("backtest fits"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    task = bar.add_task("fits", total=None)
-
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
-
-    with bar:
-        yield update
+from scalinglab.cli._common import (
+    column_mapping,
+    console,
+    fail,
+    positive,
+    print_json,
+    stage_progress,
+)
 
 
 def _pct(value: Any) -> str:
@@ -44,16 +26,6 @@ def _pct(value: Any) -> str:
     except (TypeError, ValueError):
         return "-"
     return "-" if not math.isfinite(v) else f"{100 * v:.2f}%"
-
-
-def _parse_columns(items: list[str] | None) -> dict[str, str]:
-    mapping: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            fail(f"--column takes NAME=COLUMN, got {item!r}")
-        mapping[key.strip()] = value.strip()
-    return mapping
 
 
 def _list_procedures() -> None:
@@ -158,14 +130,14 @@ def backtest(
         fail(f"--drop-top-loss must be an integer >= 0, got {drop_top_loss!r}")
     if figure is not None and figure.suffix.lower() not in (".png", ".svg", ".pdf"):
         fail(f"--figure must end in .png, .svg or .pdf, got {str(figure)!r}")
-    mapping = _parse_columns(column)
+    mapping = column_mapping(column)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RunsWarning)
         warnings.simplefilter("ignore", FitWarning)
         try:
             table = load_runs(runs, columns=mapping or None, drop_top_loss=drop_top_loss)
-            with _progress(not as_json) as progress:
+            with stage_progress(not as_json) as update:
                 result = run_backtest(
                     table,
                     names,
@@ -176,7 +148,9 @@ def backtest(
                     level=level,
                     bootstrap=bootstrap,
                     seed=seed,
-                    progress=progress,
+                    progress=None
+                    if update is None
+                    else lambda done, total: update("backtest fits", done, total),
                 )
         except (RunsError, FitError, BacktestError) as exc:
             fail(str(exc))

@@ -5,38 +5,32 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scalinglab.cli._common import console, fail, positive, print_json
+from scalinglab.cli._common import (
+    column_mapping,
+    console,
+    fail,
+    parse_pairs,
+    positive,
+    print_json,
+    stage_progress,
+)
 
 _LAWS = ("chinchilla", "kaplan-nd", "power", "data-constrained")
 _XS = ("params", "tokens", "flops")
 _LOSSES = ("huber", "mse", "asymmetric")
 
 
-def _parse_pairs(text: str, option: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            fail(f"{option} takes NAME=VALUE pairs separated by commas, got {part.strip()!r}")
-        pairs[key.strip()] = value.strip()
-    return pairs
-
-
 def _parse_target(text: str | None) -> dict[str, float] | None:
     if text is None:
         return None
     out: dict[str, float] = {}
-    for key, value in _parse_pairs(text, "--predict").items():
+    for key, value in parse_pairs(text, "--predict").items():
         if key not in ("params", "tokens", "flops", "unique_tokens"):
             fail(f"--predict: unknown input {key!r}; use params, tokens, flops, unique_tokens")
         try:
@@ -49,30 +43,6 @@ def _parse_target(text: str | None) -> dict[str, float] | None:
     if not out:
         fail("--predict needs at least one NAME=VALUE pair, e.g. params=7e10,tokens=1.4e12")
     return out
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield None
-        return
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    tasks: dict[str, Any] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total)
-        bar.update(tasks[stage], completed=done, total=total)
-
-    with bar:
-        yield update
 
 
 def fit(
@@ -188,9 +158,7 @@ def fit(
         fail("give --holdout-above or --holdout-top, not both")
     if drop_top_loss < 0:
         fail(f"--drop-top-loss must be an integer >= 0, got {drop_top_loss!r}")
-    mapping: dict[str, str] = {}
-    for item in column or []:
-        mapping.update(_parse_pairs(item, "--column"))
+    mapping = column_mapping(column)
     target = _parse_target(predict)
     if procedure is not None:
         _check_procedure_options(
@@ -219,7 +187,7 @@ def fit(
                 )
             else:
                 chosen = None
-                with _progress(not as_json and bootstrap > 0) as progress:
+                with stage_progress(not as_json and bootstrap > 0) as progress:
                     result = fit_law(
                         law,
                         table,

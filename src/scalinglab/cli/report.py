@@ -7,42 +7,23 @@ import dataclasses
 import math
 import shlex
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scalinglab.cli._common import console, err_console, fail, positive, print_json
+from scalinglab.cli._common import (
+    console,
+    err_console,
+    fail,
+    positive,
+    print_json,
+    stage_progress,
+)
 
 _RUN_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
-
-
-@contextmanager
-def _bootstrap_progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A rich progress bar fed by the fitter's ``progress(stage, done, total)`` callback."""
-    if not enabled:
-        yield None
-        return
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        yield update
 
 
 def _load(store: Path | None, runs: Path | None, sweep: str | None, drop_top_loss: int):
@@ -211,7 +192,7 @@ def report(
     command = shlex.join(["scalinglab", "report", *sys.argv[2:]]) if _called_as("report") else None
     plan_options = {"gpu": gpu, "mfu": mfu, "count": count, "price_per_gpu_hour": price, "pue": pue}
     try:
-        with _bootstrap_progress(not as_json and fit_path is None and bootstrap > 0) as progress:
+        with stage_progress(not as_json and fit_path is None and bootstrap > 0) as progress:
             result = build_report(
                 table,
                 out,
