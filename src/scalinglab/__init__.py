@@ -24,7 +24,6 @@ from scalinglab.plan import (
     least_compute,
 )
 from scalinglab.procedures import PROCEDURES, Procedure, get_procedure
-from scalinglab.report import DemoResult, ReportResult, build_report, run_demo
 from scalinglab.runs import Runs, RunsError, load_runs
 from scalinglab.sweep import Store, load_spec, load_store_runs, plan_sweep, run_sweep
 from scalinglab.units import (
@@ -39,6 +38,19 @@ from scalinglab.units import (
 )
 
 __version__ = "0.1.0"
+
+# The report draws with matplotlib (half a second to import): loaded on first use, so that
+# `import scalinglab` and every CLI command that draws nothing start without it.
+_FROM_REPORT = ("DemoResult", "ReportResult", "build_report", "run_demo")
+
+
+def __getattr__(name: str) -> object:
+    if name in _FROM_REPORT:
+        from scalinglab import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module 'scalinglab' has no attribute {name!r}")
+
 
 __all__ = [
     "HARDWARE",

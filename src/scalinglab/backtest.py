@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy.stats import norm
+from scipy.special import ndtri  # the standard normal quantile; scipy.stats costs ~1 s to import
 
 from scalinglab.fit import Fit, FitError, FitWarning
 from scalinglab.procedures import (
@@ -488,7 +488,7 @@ class ProcedureFit:
         # The members' disagreement is not added: the growth term is measured on the combined
         # prediction's own inner backtest, which already holds whatever error it causes.
         sd = np.sqrt(par**2 + s["scatter"] ** 2 + s["extrapolation"] ** 2)
-        z = float(norm.ppf(0.5 + level / 2))
+        z = float(ndtri(0.5 + level / 2))
         lo = np.exp(s["mean"] - z * sd).reshape(shape)
         hi = np.exp(s["mean"] + z * sd).reshape(shape)
         if lo.ndim == 0:
