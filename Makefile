@@ -23,8 +23,10 @@ demo: $(STAMP)
 browser:
 	sh scripts/ensure-chromium.sh
 
+# Every test, the slow ones included: 2 min 38 s + 6 min 6 s on an idle 2-core Zen 3 (2026-11-28);
+# CI's budget is 90 minutes. `.venv/bin/pytest` alone runs the default suite without them.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m 'slow or not slow'
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
