@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -5,6 +6,7 @@ import pytest
 from scalinglab.units import (
     PF_DAY_FLOPS,
     UnitError,
+    cached_measurement,
     compute_cost,
     flops_from_budget,
     flops_to_pf_days,
@@ -66,3 +68,25 @@ def test_cpu_probe_is_positive_and_cached(tmp_path, monkeypatch):
     assert first > 1e8  # any CPU of the last 20 years multiplies faster than 0.1 GFLOP/s
     assert (tmp_path / "cpu_peak.json").exists()
     assert measured_cpu_peak_flops("fp32", threads=1) == first  # served from the cache
+
+
+def test_a_cache_measures_once_and_over_whatever_it_cannot_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALINGLAB_CACHE", str(tmp_path))
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return {"seconds": 1.5}
+
+    assert cached_measurement("probe.json", "this machine", measure) == {"seconds": 1.5}
+    assert cached_measurement("probe.json", "this machine", measure) == {"seconds": 1.5}
+    assert len(calls) == 1
+    assert cached_measurement("probe.json", "this machine", measure, refresh=True)
+    assert len(calls) == 2
+    path = tmp_path / "probe.json"
+    (key,) = json.loads(path.read_text())
+    # An older release's entry under the same key, a damaged file, a file of another shape:
+    for text in (json.dumps({key: {"tokens_per_s": 3.0}}), "{not json", "[1, 2]"):
+        path.write_text(text)
+        assert cached_measurement("probe.json", "this machine", measure) == {"seconds": 1.5}
+    assert len(calls) == 5

@@ -286,13 +286,15 @@ def cached_measurement(
 
     def read() -> dict[str, Any]:
         try:
-            return json.loads(path.read_text()) if path.exists() else {}
+            cache = json.loads(path.read_text()) if path.exists() else {}
         except (OSError, json.JSONDecodeError):
             return {}
+        return cache if isinstance(cache, dict) else {}
 
-    cache = read()
-    if not refresh and key in cache:
-        return cache[key]["value"]
+    entry = read().get(key)
+    # An entry of another shape (an older release's, a hand edit) is only a stale cache.
+    if not refresh and isinstance(entry, dict) and "value" in entry:
+        return entry["value"]
     value = measure()
     cache = read()  # again: another process may have added entries meanwhile
     cache[key] = {"value": value, "ident": ident}
