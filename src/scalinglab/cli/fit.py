@@ -163,15 +163,17 @@ def fit(
     if procedure is not None:
         _check_procedure_options(
             procedure,
-            law,
-            x,
-            fix_e,
-            loss,
-            huber_delta,
-            asymmetry,
-            bootstrap_by,
-            holdout_above,
-            holdout_top,
+            {
+                "--law": law != "chinchilla",
+                "--x": x is not None,
+                "--fix-e": fix_e,
+                "--loss": loss != "huber",
+                "--huber-delta": huber_delta != 1e-3,
+                "--asymmetry": asymmetry != 0.9,
+                "--bootstrap-by": bootstrap_by != "run",
+                "--holdout-above": holdout_above is not None,
+                "--holdout-top": holdout_top is not None,
+            },
         )
 
     with warnings.catch_warnings(record=True) as caught:
@@ -253,25 +255,13 @@ def fit(
         )
 
 
-def _check_procedure_options(procedure: str, law: str, *others: Any) -> None:
-    """--procedure brings its own law, objective and trusted runs: refuse options that would
-    silently be ignored."""
+def _check_procedure_options(procedure: str, given: dict[str, bool]) -> None:
+    """--procedure brings its own law, objective and trusted runs: refuse the options (``given``:
+    option name → set away from its default) that it would silently ignore."""
     from scalinglab.procedures import PROCEDURES
 
     if procedure not in PROCEDURES:
         fail(f"--procedure must be one of {', '.join(PROCEDURES)}, got {procedure!r}")
-    x, fix_e, loss, huber_delta, asymmetry, bootstrap_by, holdout_above, holdout_top = others
-    given = {
-        "--law": law != "chinchilla",
-        "--x": x is not None,
-        "--fix-e": fix_e,
-        "--loss": loss != "huber",
-        "--huber-delta": huber_delta != 1e-3,
-        "--asymmetry": asymmetry != 0.9,
-        "--bootstrap-by": bootstrap_by != "run",
-        "--holdout-above": holdout_above is not None,
-        "--holdout-top": holdout_top is not None,
-    }
     clashing = [name for name, set_ in given.items() if set_]
     if clashing:
         fail(
