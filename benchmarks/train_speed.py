@@ -18,8 +18,9 @@ final models are then scored by one function on the whole validation split.
 
 Target (issue 5): ≥ 1.3× nanoGPT's tokens/s at a final validation loss ≤ 1.89.
 
-Run:  .venv/bin/python benchmarks/train_speed.py            (≈ 2.5 min on CI's 2-core Zen 5)
-      .venv/bin/python benchmarks/train_speed.py --iters 300 (a quick look; loss not comparable)
+Run:  .venv/bin/python benchmarks/train_speed.py              (≈ 2.5 min on CI's 2-core Zen 5)
+      .venv/bin/python benchmarks/train_speed.py --iters 300   (a quick look; loss not comparable)
+      .venv/bin/python benchmarks/train_speed.py --sequential  (each alone, one after the other)
 """
 
 from __future__ import annotations
@@ -377,6 +378,11 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=2000, help="iterations (recipe: 2000)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
     parser.add_argument("--chunk", type=int, default=50, help="iterations per interleaved chunk")
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run nanoGPT to the end, then scalinglab (fair only on an idle machine)",
+    )
     parser.add_argument("--precision", default="auto", help="scalinglab's: auto, fp32 or bf16")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
@@ -453,8 +459,12 @@ def main() -> None:
                 chunks["nanogpt"].append((nano.iter_num - before) * tpi / took)
             mark.update(t=time.perf_counter(), iter=point.tokens // tpi)
 
-        result = train(config, checkpoint_dir=ckpt_dir, on_progress=on_progress)
-        run_nano(10**9)  # nanoGPT's last iterations (it runs max_iters + 1, evaluating at 2000)
+        if args.sequential:
+            run_nano(10**9)
+            result = train(config, checkpoint_dir=ckpt_dir)
+        else:
+            result = train(config, checkpoint_dir=ckpt_dir, on_progress=on_progress)
+            run_nano(10**9)  # nanoGPT's last iterations (it runs max_iters + 1, evaluating at 2000)
 
         ours_model = ScalinglabGPT(shape)
         state = torch.load(ckpt_dir / CHECKPOINT_NAME, weights_only=True)
@@ -509,8 +519,12 @@ def main() -> None:
     )
     if result.precision != "fp32":
         print(f"  {'MFU of bf16 peak':28s}{'':>12s}{result.mfu:12.1%}")
-    print(f"  speedup: {ratio:.2f}× in training time, {chunk_ratio:.2f}× in median chunks")
-    print("  (target ≥ 1.30×; the two agree on a quiet machine, the median resists load)")
+    if args.sequential:
+        print(f"  speedup: {ratio:.2f}× in training time (run one after the other)")
+        chunk_ratio = ratio  # no chunks: the target is judged on the training time alone
+    else:
+        print(f"  speedup: {ratio:.2f}× in training time, {chunk_ratio:.2f}× in median chunks")
+        print("  (target ≥ 1.30×; the two agree on a quiet machine, the median resists load)")
     if args.iters == 2000:
         ok = min(ratio, chunk_ratio) >= 1.3 and ours_full <= 1.89
         print(f"  target met: {'yes' if ok else 'NO'} (val loss ≤ 1.89 on the whole split)")
