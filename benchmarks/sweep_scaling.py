@@ -148,22 +148,19 @@ def main() -> None:
                 shutil.rmtree(ray_dir, ignore_errors=True)
 
     print()
-    local_ratio = walls["local 1w×1t"] / walls["local 2w×1t"]
-    print(f"local: 2 workers vs 1 (1 thread each): {local_ratio:.2f}×")
     # The ceiling set by the hardware: two busy cores each run slower than one alone (shared
     # caches, memory bandwidth, clocks). Twice the per-run speed ratio is what the executor
     # could reach at best; the gap to it is the executor's own overhead.
-    ceiling = 2 * run_speed["local 2w×1t"] / run_speed["local 1w×1t"]
-    print(f"       per-run speed with 2 busy cores vs 1: ceiling {ceiling:.2f}×")
+    for name in ["local"] + ([] if args.skip_ray else ["ray"]):
+        one, two = f"{name} 1w×1t", f"{name} 2w×1t"
+        print(f"{name + ':':6s} 2 workers vs 1 (1 thread each): {walls[one] / walls[two]:.2f}×")
+        ceiling = 2 * run_speed[two] / run_speed[one]
+        print(f"       per-run speed with 2 busy cores vs 1: ceiling {ceiling:.2f}×")
     print(
         "local: 2 one-thread workers vs 1 two-thread worker: "
         f"{walls['local 1w×2t'] / walls['local 2w×1t']:.2f}×"
     )
     if not args.skip_ray:
-        ray_ratio = walls["ray 1w×1t"] / walls["ray 2w×1t"]
-        print(f"ray:   2 workers vs 1 (1 thread each): {ray_ratio:.2f}×")
-        ceiling = 2 * run_speed["ray 2w×1t"] / run_speed["ray 1w×1t"]
-        print(f"       per-run speed with 2 busy cores vs 1: ceiling {ceiling:.2f}×")
         print(f"ray vs local, 2 workers: {walls['local 2w×1t'] / walls['ray 2w×1t']:.2f}×")
     anchor = losses["local 1w×1t"]
     for label, series in losses.items():

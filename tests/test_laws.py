@@ -22,6 +22,8 @@ MUENNIGHOFF = {
     "R_D_star": 15.4,
     "R_N_star": 5.3,
 }
+# A smoothly broken power law whose exponent flattens from 0.12 to 0.07 past x_b.
+BROKEN = {"E": 1.7, "A": 40.0, "alpha": 0.12, "x_b": 1e19, "delta": -0.05}
 
 CASES = [
     ("chinchilla", {}, HOFFMANN),
@@ -31,6 +33,7 @@ CASES = [
     ("power", {"x": "flops", "fix_E": True}, {"A": 3e3, "alpha": 0.05}),
     ("data-constrained", {}, {k: v for k, v in MUENNIGHOFF.items() if k != "R_N_star"}),
     ("data-constrained", {"excess_params": True}, MUENNIGHOFF),
+    ("broken-power", {"x": "params"}, {**BROKEN, "x_b": 1e8}),  # the break inside the inputs
 ]
 
 
@@ -218,3 +221,21 @@ def test_default_starts_are_finite_and_inside_bounds(name):
     assert np.all(np.isfinite(starts))
     bounds = law.raw_bounds()
     assert np.all(starts >= bounds[:, 0]) and np.all(starts <= bounds[:, 1])
+
+
+def test_broken_power_law_formula_and_limits():
+    law = get_law("broken-power", x="flops", smoothness=0.5)
+    c = np.array([1e17, 1e19, 1e21])
+    got = law.predict(BROKEN, flops=c)
+    f = 0.5
+    want = BROKEN["E"] + BROKEN["A"] * c ** -BROKEN["alpha"] * (
+        1 + (c / BROKEN["x_b"]) ** (1 / f)
+    ) ** (-BROKEN["delta"] * f)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    # Far from the break the local exponent of L − E is α below it and α + Δ above it.
+    lo = np.log(law.predict(BROKEN, flops=[1e13, 1.01e13]) - BROKEN["E"])
+    hi = np.log(law.predict(BROKEN, flops=[1e25, 1.01e25]) - BROKEN["E"])
+    assert -(lo[1] - lo[0]) / np.log(1.01) == pytest.approx(BROKEN["alpha"], abs=1e-4)
+    assert -(hi[1] - hi[0]) / np.log(1.01) == pytest.approx(
+        BROKEN["alpha"] + BROKEN["delta"], abs=1e-4
+    )

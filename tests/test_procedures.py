@@ -219,44 +219,6 @@ def test_implausible_exponents_reasons():
 BROKEN = {"E": 1.7, "A": 40.0, "alpha": 0.12, "x_b": 1e19, "delta": -0.05}
 
 
-def test_broken_power_law_formula_and_limits():
-    from scalinglab.laws import get_law
-
-    law = get_law("broken-power", x="flops", smoothness=0.5)
-    c = np.array([1e17, 1e19, 1e21])
-    got = law.predict(BROKEN, flops=c)
-    f = 0.5
-    want = BROKEN["E"] + BROKEN["A"] * c ** -BROKEN["alpha"] * (
-        1 + (c / BROKEN["x_b"]) ** (1 / f)
-    ) ** (-BROKEN["delta"] * f)
-    np.testing.assert_allclose(got, want, rtol=1e-12)
-    # Far from the break the local exponent of L − E is α below it and α + Δ above it.
-    lo = np.log(law.predict(BROKEN, flops=[1e13, 1.01e13]) - BROKEN["E"])
-    hi = np.log(law.predict(BROKEN, flops=[1e25, 1.01e25]) - BROKEN["E"])
-    assert -(lo[1] - lo[0]) / np.log(1.01) == pytest.approx(BROKEN["alpha"], abs=1e-4)
-    assert -(hi[1] - hi[0]) / np.log(1.01) == pytest.approx(
-        BROKEN["alpha"] + BROKEN["delta"], abs=1e-4
-    )
-
-
-def test_broken_power_law_jacobian_matches_finite_differences():
-    from scalinglab.laws import get_law
-
-    law = get_law("broken-power", x="params")
-    x = 10 ** np.random.default_rng(0).uniform(6, 10, 30)
-    design = law.design(law.prepare_inputs({"params": x}))
-    theta = {**BROKEN, "x_b": 1e8}
-    z = law.to_raw(theta)
-    _, jac = law.log_predict_jac(z[None], design)
-    for p in range(law.n_params):
-        h = 1e-6 * (1 + abs(z[p]))
-        up, down = z.copy(), z.copy()
-        up[p] += h
-        down[p] -= h
-        fd = (law.log_predict(up[None], design) - law.log_predict(down[None], design)) / (2 * h)
-        np.testing.assert_allclose(jac[0, p], fd[0], rtol=1e-6, atol=1e-8)
-
-
 def test_broken_power_law_fit_recovers_the_truth():
     c = np.geomspace(1e16, 1e22, 25)
     from scalinglab.laws import get_law

@@ -12,10 +12,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from scalinglab.cli._common import console, err_console, fail, positive, print_json
+from scalinglab.sweep.spec import PRECISIONS  # torch-free: the CLI starts without torch
 
 _SCHEDULES = ("cosine", "wsd")
 _DEVICES = ("cpu", "cuda")
-_PRECISIONS = ("auto", "fp32", "bf16", "bf16-matmul")
 _TOKENIZERS = ("byte", "char", "bpe")
 _BASES = ("non_embedding", "total")
 
@@ -93,8 +93,8 @@ def train(
         fail(f"--schedule must be one of {', '.join(_SCHEDULES)}, got {schedule!r}")
     if device not in _DEVICES:
         fail(f"--device must be one of {', '.join(_DEVICES)}, got {device!r}")
-    if precision not in _PRECISIONS:
-        fail(f"--precision must be one of {', '.join(_PRECISIONS)}, got {precision!r}")
+    if precision not in PRECISIONS:
+        fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if tokenizer not in _TOKENIZERS:
         fail(f"--tokenizer must be one of {', '.join(_TOKENIZERS)}, got {tokenizer!r}")
     if basis not in _BASES:

@@ -76,6 +76,16 @@ ON_OVER = ("refuse", "trim")
 POSITIONALS = ("learned", "rotary")
 MLPS = ("gelu", "gated")
 PRECISIONS = ("auto", "fp32", "bf16", "bf16-matmul")  # as scalinglab.train.device, without torch
+# [model] keys passed on to the trainer's shape rule (scalinglab.train.shapes.shape_for_params).
+SHAPE_OPTIONS = (
+    "tied_embeddings",
+    "positional",
+    "mlp",
+    "bias",
+    "aspect",
+    "aspect_min",
+    "aspect_max",
+)
 TOKENIZERS = ("byte", "char", "bpe", "symbol")
 
 
@@ -207,16 +217,7 @@ class ModelSpec:
 
     def shape_options(self) -> dict[str, Any]:
         """The shape options that were set, as keyword arguments for the shape rule."""
-        names = (
-            "tied_embeddings",
-            "positional",
-            "mlp",
-            "bias",
-            "aspect",
-            "aspect_min",
-            "aspect_max",
-        )
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        return {n: getattr(self, n) for n in SHAPE_OPTIONS if getattr(self, n) is not None}
 
 
 @dataclass(frozen=True)
@@ -327,18 +328,7 @@ class SweepSpec:
 _TOP = ("sweep", "data", "model", "train", "budget", "execution", "design")
 _SWEEP = ("name", "seed", "store")
 _DATA = ("corpus", "tokenizer", "vocab_size", "seed")
-_MODEL = (
-    "context_length",
-    "param_basis",
-    "flops_method",
-    "tied_embeddings",
-    "positional",
-    "mlp",
-    "bias",
-    "aspect",
-    "aspect_min",
-    "aspect_max",
-)
+_MODEL = ("context_length", "param_basis", "flops_method", *SHAPE_OPTIONS)
 _TRAIN = tuple(f.name for f in TrainSpec.__dataclass_fields__.values())
 _BUDGET = ("flops", "wall_clock_s", "on_over")
 _EXECUTION = ("workers", "max_retries", "executor")
