@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scalinglab._version import __version__
 from scalinglab.report.content import ReportContent
 from scalinglab.report.figures import ReportFigure, figure_bytes, make_figures
 
@@ -325,8 +326,6 @@ def render_html(
         Figures already rendered by :func:`~scalinglab.report.figures.figure_bytes`, by name
         (rendering is the slow part: a caller that also saves SVG files renders once).
     """
-    from scalinglab import __version__
-
     if figures is None:
         figures = make_figures(content)
     stamp = (generated or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")

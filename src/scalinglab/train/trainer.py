@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from scalinglab._version import __version__
 from scalinglab.counting import TransformerShape, count_params, flops_per_token
 from scalinglab.train.corpus import Corpus, load_corpus
 from scalinglab.train.device import PRECISIONS, Runtime, default_threads, resolve_runtime
@@ -526,13 +527,11 @@ def _save(path: Path, state: dict[str, Any]) -> None:
 
 
 def _versions() -> dict[str, str]:
-    import scalinglab
-
     return {
         "torch": str(torch.__version__),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "scalinglab": scalinglab.__version__,
+        "scalinglab": __version__,
     }
 
 
