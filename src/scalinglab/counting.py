@@ -18,12 +18,19 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "FLOPS_PER_PARAM_TOKEN",
     "FlopsPerToken",
     "ParamCount",
     "TransformerShape",
     "count_params",
     "flops_per_token",
 ]
+
+# The 6 of C ≈ 6·N·D, written once for the whole package: each parameter costs 2 FLOP per token
+# in the forward pass (a multiply and an add) and 4 in the backward pass (gradients with respect
+# to both the activations and the weight), Kaplan et al. (2020), §2.1. It leaves out attention
+# over the context and the embeddings, which the per-operation count below adds.
+FLOPS_PER_PARAM_TOKEN = 6.0
 
 Positional = Literal["learned", "rotary"]
 MLPKind = Literal["gelu", "gated"]
@@ -217,8 +224,8 @@ def flops_per_token(shape: TransformerShape) -> FlopsPerToken:
     forward = 2 * v * d + shape.n_layer * (attention + ffn) + 2 * d * v
     counts = count_params(shape)
     return FlopsPerToken(
-        six_n_total=6 * counts.total,
-        six_n_non_embedding=6 * counts.non_embedding,
+        six_n_total=int(FLOPS_PER_PARAM_TOKEN) * counts.total,
+        six_n_non_embedding=int(FLOPS_PER_PARAM_TOKEN) * counts.non_embedding,
         per_operation=3 * forward,
         forward=forward,
     )

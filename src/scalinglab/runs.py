@@ -28,18 +28,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scalinglab.counting import FLOPS_PER_PARAM_TOKEN
+
 __all__ = [
     "ALIASES",
     "CANONICAL_COLUMNS",
-    "FLOPS_PER_PARAM_TOKEN",
     "Runs",
     "RunsError",
     "RunsWarning",
+    "as_runs",
     "load_runs",
 ]
 
-# C ≈ 6·N·D: forward (2) plus backward (4) FLOP per parameter per token (Kaplan et al. 2020, §2.1).
-FLOPS_PER_PARAM_TOKEN = 6.0
 # Beyond this relative gap between C and 6·N·D the user is told: it usually means another FLOP count
 # (attention FLOPs, embeddings) or a unit slip (PF-days given as FLOP).
 _FLOPS_MISMATCH_RTOL = 0.10
@@ -259,6 +259,15 @@ def load_runs(
         table = _drop_top_loss(table, drop_top_loss, notes)
 
     return Runs(frame=table, param_basis=basis, source=source_name, notes=tuple(notes))
+
+
+def as_runs(runs: Runs | pd.DataFrame | str | Path) -> Runs:
+    """``runs`` as a :class:`Runs`: a Runs is returned as is, a DataFrame or a path is read by
+    :func:`load_runs` with its defaults.
+
+    Every function that takes runs accepts all three through this.
+    """
+    return runs if isinstance(runs, Runs) else load_runs(runs)
 
 
 # ---------------------------------------------------------------------------------------------

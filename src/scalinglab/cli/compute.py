@@ -8,7 +8,12 @@ import typer
 from rich.table import Table
 
 from scalinglab.cli._common import console, fail, positive, print_json
-from scalinglab.counting import TransformerShape, count_params, flops_per_token
+from scalinglab.counting import (
+    FLOPS_PER_PARAM_TOKEN,
+    TransformerShape,
+    count_params,
+    flops_per_token,
+)
 from scalinglab.units import UnitError, compute_cost
 
 
@@ -85,20 +90,20 @@ def compute(
         report.update(
             params=counts.total,
             non_embedding_params=counts.non_embedding,
-            flops_6nd=6 * counts.total * tokens,  # type: ignore[operator]
+            flops_6nd=per_token.six_n_total * tokens,  # type: ignore[operator]
             flops_method="per-operation (Hoffmann et al. 2022, App. F)",
         )
     elif flops is None:
         if params is None or tokens is None:
             fail("give --params and --tokens, a model shape with --tokens, or --flops")
-        flops = 6 * params * tokens
+        flops = FLOPS_PER_PARAM_TOKEN * params * tokens
         report["flops_method"] = "6·N·D"
     else:
         report["flops_method"] = "given"
         if params is not None and tokens is None:
-            report["tokens"] = flops / (6 * params)
+            report["tokens"] = flops / (FLOPS_PER_PARAM_TOKEN * params)
         if tokens is not None and params is None:
-            report["params"] = flops / (6 * tokens)
+            report["params"] = flops / (FLOPS_PER_PARAM_TOKEN * tokens)
 
     try:
         cost = compute_cost(flops, gpu=gpu, mfu=mfu, count=count, price_per_gpu_hour=price, pue=pue)

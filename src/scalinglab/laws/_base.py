@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike
 
-from scalinglab.runs import FLOPS_PER_PARAM_TOKEN
+from scalinglab.counting import FLOPS_PER_PARAM_TOKEN
 
 __all__ = ["BaseLaw", "Law", "LawError", "logsumexp_rows"]
 

@@ -27,7 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from scalinglab.counting import TransformerShape, count_params, flops_per_token
+from scalinglab.counting import (
+    FLOPS_PER_PARAM_TOKEN,
+    TransformerShape,
+    count_params,
+    flops_per_token,
+)
 from scalinglab.sweep.spec import SpecError, SweepSpec
 
 __all__ = [
@@ -295,7 +300,11 @@ def _declared(shape: TransformerShape, basis: str) -> tuple[int, int, int]:
 
 
 def _flops_per_token(shape: TransformerShape, params: int, method: str) -> float:
-    return 6.0 * params if method == "6nd" else float(flops_per_token(shape).per_operation)
+    return (
+        FLOPS_PER_PARAM_TOKEN * params
+        if method == "6nd"
+        else float(flops_per_token(shape).per_operation)
+    )
 
 
 def _snap(ctx: _Context, target: float, key: str) -> TransformerShape:
@@ -390,7 +399,7 @@ def _isoflop(ctx: _Context) -> list[RunSpec]:
     assert d.sizes_per_level and d.width_decades is not None and d.tokens_per_param
     runs: list[RunSpec] = []
     for level in d.compute_levels():
-        n_opt = math.sqrt(level / (6.0 * d.tokens_per_param))
+        n_opt = math.sqrt(level / (FLOPS_PER_PARAM_TOKEN * d.tokens_per_param))
         if d.sizes_per_level == 1:
             offsets = np.zeros(1)
         else:

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from scalinglab.counting import FLOPS_PER_PARAM_TOKEN
+
 if TYPE_CHECKING:
     from scalinglab.sweep.design import RunSpec
     from scalinglab.sweep.spec import SweepSpec
@@ -642,7 +644,7 @@ class Store:
         params = raw["params_non_embedding"].where(
             raw["basis"] == "non_embedding", raw["params_total"]
         )
-        flops = (6.0 * params * raw["tokens"]).where(
+        flops = (FLOPS_PER_PARAM_TOKEN * params * raw["tokens"]).where(
             raw["method"] == "6nd", raw["flops_per_operation"]
         )
         frame = pd.DataFrame(
