@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scalinglab.cli import app
-from scalinglab.sweep.store import APPLICATION_ID, SCHEMA_VERSION
+from scalinglab.store import APPLICATION_ID, SCHEMA_VERSION
 
 pytest.importorskip("scalinglab.train.trainer")
 

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from scalinglab.cli import app
 from scalinglab.counting import count_params, flops_per_token
 from scalinglab.report.demo import BUDGET_MULTIPLE, DEMO_SPEC, demo_plan, run_demo
+from scalinglab.store import Store
 from scalinglab.sweep.design import plan_sweep
 from scalinglab.sweep.spec import load_spec, parse_spec
-from scalinglab.sweep.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.34, 0.28

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from scalinglab.counting import count_params, flops_per_token
+from scalinglab.store import Store, load_store_runs
 from scalinglab.sweep.design import plan_sweep
 from scalinglab.sweep.executors import run_sweep, threads_per_worker
 from scalinglab.sweep.spec import parse_spec
-from scalinglab.sweep.store import Store, load_store_runs
 
 pytest.importorskip("scalinglab.train.trainer")
 
@@ -248,8 +248,8 @@ def test_interrupted_driver_keeps_finished_runs_and_resumes(tmp_path, fake_env):
 
 
 def test_one_driver_per_store(tmp_path, fake_env):
+    from scalinglab.store import StoreError
     from scalinglab.sweep.executors import _driver_lock
-    from scalinglab.sweep.store import StoreError
 
     plan = _plan()
     with Store(tmp_path / "one.db") as store:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 import warnings
 
 import numpy as np
@@ -12,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import scalinglab.runs as runs_module
 from scalinglab.runs import Runs, RunsError, RunsWarning, load_runs
 
 
@@ -170,21 +169,23 @@ def test_drop_top_loss_validation():
 def test_store_dispatch(tmp_path, monkeypatch):
     store = tmp_path / "scalinglab.db"
     store.write_bytes(b"")
-    fake = types.ModuleType("scalinglab.sweep.store")
-    fake.load_store_runs = lambda path: _frame().rename(columns={"N": "params"})  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "scalinglab.sweep.store", fake)
+    monkeypatch.setattr(runs_module, "load_store_runs", lambda path: _frame())
     runs = load_runs(store)
     assert isinstance(runs, Runs) and len(runs) == 6 and runs.source == str(store)
 
-    def broken(path):
-        raise RuntimeError(f"{path}: not a scalinglab store")
 
-    fake.load_store_runs = broken  # type: ignore[attr-defined]
-    with pytest.raises(RunsError, match="not a scalinglab store"):
-        load_runs(store)
-    monkeypatch.setitem(sys.modules, "scalinglab.sweep.store", types.ModuleType("empty"))
-    with pytest.raises(RunsError, match=r"needs scalinglab\.sweep\.store\.load_store_runs"):
-        load_runs(store)
+def test_store_errors_are_runs_errors(tmp_path):
+    """The store's own error, whatever went wrong, reaches the user as one RunsError."""
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    with pytest.raises(RunsError, match="an empty file, not a scalinglab store"):
+        load_runs(empty)
+    text = tmp_path / "text.sqlite"
+    text.write_text("hello, not a database, " * 100)
+    with pytest.raises(RunsError, match="not a SQLite database"):
+        load_runs(text)
+    with pytest.raises(RunsError, match="no such store"):
+        load_runs(tmp_path / "absent.db")
 
 
 _BAD = st.sampled_from([np.nan, np.inf, -np.inf, -3.0, 0.0, "x", ""])

@@ -9,14 +9,14 @@ import sqlite3
 import pytest
 
 from scalinglab.counting import TransformerShape, count_params, flops_per_token
-from scalinglab.sweep.design import BranchSpec, RunSpec, run_key
-from scalinglab.sweep.spec import parse_spec
-from scalinglab.sweep.store import (
+from scalinglab.store import (
     SCHEMA_VERSION,
     Store,
     StoreError,
     load_store_runs,
 )
+from scalinglab.sweep.design import BranchSpec, RunSpec, run_key
+from scalinglab.sweep.spec import parse_spec
 
 SPEC = parse_spec('[sweep]\nname = "s1"\n[design]\nkind = "grid"\nparams = [1e5]\ntokens = [1e6]\n')
 

@@ -19,7 +19,6 @@ Rows are numbered from 1 in source order, header excluded, in every message.
 from __future__ import annotations
 
 import re
-import sqlite3
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.counting import FLOPS_PER_PARAM_TOKEN
+from scalinglab.store import StoreError, load_store_runs
 
 __all__ = [
     "ALIASES",
@@ -313,21 +313,11 @@ def _read(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 
 def _read_store(path: Path) -> pd.DataFrame:
-    # Imported here, only for stores: the store module belongs to the sweep side of the package.
-    try:
-        from scalinglab.sweep.store import load_store_runs  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise RunsError(
-            f"{path}: reading a scalinglab store needs scalinglab.sweep.store.load_store_runs, "
-            "which this installation does not provide"
-        ) from exc
     try:
         frame = load_store_runs(path)
-    except (RuntimeError, OSError, ValueError, sqlite3.Error) as exc:  # the store's StoreError
+    except StoreError as exc:
         message = str(exc)
         raise RunsError(message if str(path) in message else f"{path}: {message}") from exc
-    if not isinstance(frame, pd.DataFrame):
-        raise RunsError(f"{path}: the store returned {type(frame).__name__}, not a DataFrame")
     return frame.reset_index(drop=True)
 
 

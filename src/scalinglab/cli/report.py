@@ -39,7 +39,7 @@ def _load(store: Path | None, runs: Path | None, sweep: str | None, drop_top_los
         if store is not None:
             if not store.is_file():
                 fail(f"--store: no such store {str(store)!r}")
-            from scalinglab.sweep.store import StoreError, load_store_runs
+            from scalinglab.store import StoreError, load_store_runs
 
             try:
                 frame = load_store_runs(store, sweep=sweep)
@@ -62,7 +62,7 @@ def _load(store: Path | None, runs: Path | None, sweep: str | None, drop_top_los
 
 def _store_curves(store: Path, sweep: str | None) -> Any:
     """The store's loss curves (``None`` if it keeps none): a figure, never a failure."""
-    from scalinglab.sweep.store import Store, StoreError
+    from scalinglab.store import Store, StoreError
 
     try:
         with Store(store, readonly=True) as db:
@@ -362,8 +362,8 @@ def demo(
 
     from scalinglab.fit import FitError
     from scalinglab.report.demo import demo_plan, run_demo
+    from scalinglab.store import StoreError
     from scalinglab.sweep.spec import SpecError
-    from scalinglab.sweep.store import StoreError
 
     t0 = time.monotonic()
     if workers is not None and workers < 1:
@@ -434,7 +434,7 @@ def _finished_keys(store: Path, plan: Any) -> set[str]:
     """Keys of the plan's runs that the store already holds finished (reused, not retrained)."""
     if not store.is_file():
         return set()
-    from scalinglab.sweep.store import Store, StoreError
+    from scalinglab.store import Store, StoreError
 
     try:
         with Store(store, readonly=True) as db:

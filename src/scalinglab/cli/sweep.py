@@ -350,13 +350,13 @@ def run_command(
 
     Example: scalinglab sweep run examples/isoflop_stdlib.toml --workers 2
     """
+    from scalinglab.store import Store, StoreError
     from scalinglab.sweep.executors import (
         EXECUTORS,
         default_ray_temp_dir,
         iter_pending,
         run_sweep,
     )
-    from scalinglab.sweep.store import Store, StoreError
 
     spec = _load(spec_path)
     executor = executor or spec.execution.executor
@@ -468,7 +468,7 @@ def _import_function(target: str) -> Any:
 
 
 def _open_readonly(store_path: Path) -> Any:
-    from scalinglab.sweep.store import Store, StoreError
+    from scalinglab.store import Store, StoreError
 
     try:
         return Store(store_path, readonly=True)
@@ -555,7 +555,7 @@ def export_command(
 
     Example: scalinglab sweep export --format parquet --out runs.parquet
     """
-    from scalinglab.sweep.store import StoreError
+    from scalinglab.store import StoreError
 
     if fmt not in ("csv", "parquet", "jsonl"):
         fail(f"--format must be csv, parquet or jsonl, got {fmt!r}")

@@ -175,8 +175,8 @@ def run_demo(
     RuntimeError
         Some runs failed, so there is nothing honest to fit.
     """
+    from scalinglab.store import Store, load_store_runs
     from scalinglab.sweep.executors import run_sweep
-    from scalinglab.sweep.store import Store, load_store_runs
 
     t0 = time.monotonic()
     stage = on_stage or (lambda name: None)

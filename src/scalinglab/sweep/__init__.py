@@ -7,6 +7,7 @@ file the fit engine reads directly; ``executors`` trains the runs that are missi
 Importing this package is cheap: torch is imported only when a run is designed or trained.
 """
 
+from scalinglab.store import Store, StoreError, load_store_runs
 from scalinglab.sweep.design import (
     BudgetError,
     Coverage,
@@ -19,7 +20,6 @@ from scalinglab.sweep.design import (
 )
 from scalinglab.sweep.executors import RunEvent, SweepSummary, measure_throughput, run_sweep
 from scalinglab.sweep.spec import SpecError, SweepSpec, load_spec, parse_spec
-from scalinglab.sweep.store import Store, StoreError, load_store_runs
 
 __all__ = [
     "BudgetError",

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scalinglab.store import Store, StoreError
 from scalinglab.sweep.design import Plan, RunSpec, ThroughputModel, makespan_s
-from scalinglab.sweep.store import Store, StoreError
 from scalinglab.units import cached_measurement, machine_ident
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""The sweep store: one SQLite file per project that keeps every planned and finished run.
+"""The store: one SQLite file per project that keeps every planned and finished run.
 
 Why SQLite: one file to copy, atomic transactions, and WAL mode lets ``sweep status`` or a
 report read while the driver writes. Only the driver process writes. Each finished run is
@@ -31,15 +31,12 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pandas as pd
 
-from scalinglab.counting import FLOPS_PER_PARAM_TOKEN
-
-if TYPE_CHECKING:
-    from scalinglab.sweep.design import RunSpec
-    from scalinglab.sweep.spec import SweepSpec
+from scalinglab.counting import FLOPS_PER_PARAM_TOKEN, TransformerShape, flops_per_token
+from scalinglab.errors import ScalingLabError
 
 __all__ = [
     "DEFAULT_STORE",
@@ -130,8 +127,80 @@ CREATE TABLE curves (
 """
 
 
-class StoreError(RuntimeError):
+class StoreError(ScalingLabError):
     """A store that cannot be opened or read: missing, not a scalinglab store, or too new."""
+
+
+# The store sits below the sweep layer, so it names what it reads of a sweep's spec and of its
+# planned runs as read-only protocols; scalinglab.sweep's SweepSpec and RunSpec satisfy them.
+class _Design(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+
+class _Model(Protocol):
+    @property
+    def param_basis(self) -> str: ...
+    @property
+    def flops_method(self) -> str: ...
+
+
+class SweepRecord(Protocol):
+    """What the store records of a sweep (:class:`scalinglab.sweep.SweepSpec` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def design(self) -> _Design: ...
+    @property
+    def model(self) -> _Model: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class BranchRecord(Protocol):
+    """A planned WSD cooldown point: its key, where it branches, its total tokens."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def branch_tokens(self) -> int: ...
+    @property
+    def tokens(self) -> int: ...
+
+
+class RunRecord(Protocol):
+    """What the store records of a planned run (:class:`scalinglab.sweep.RunSpec` is one)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def config(self) -> str: ...
+    @property
+    def config_dict(self) -> dict[str, Any]: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def shape(self) -> TransformerShape: ...
+    @property
+    def tokens(self) -> int: ...
+    @property
+    def params_total(self) -> int: ...
+    @property
+    def params_non_embedding(self) -> int: ...
+    @property
+    def param_basis(self) -> str: ...
+    @property
+    def flops_method(self) -> str: ...
+    @property
+    def compute_level(self) -> float | None: ...
+    @property
+    def schedule(self) -> str | None: ...
+    @property
+    def warmup_tokens(self) -> int | None: ...
+    @property
+    def decay_tokens(self) -> int | None: ...
+    @property
+    def branches(self) -> Sequence[BranchRecord]: ...
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -243,7 +312,7 @@ class Store:
 
     # -- writing (driver only) ----------------------------------------------------------
 
-    def add_sweep(self, spec: SweepSpec, runs: Sequence[RunSpec]) -> int:
+    def add_sweep(self, spec: SweepRecord, runs: Sequence[RunRecord]) -> int:
         """Record a sweep and its planned runs; runs already in the store are kept as they are.
 
         Returns
@@ -288,10 +357,9 @@ class Store:
         return added
 
     @staticmethod
-    def _row_common(run: RunSpec) -> dict[str, Any]:
+    def _row_common(run: RunRecord) -> dict[str, Any]:
         config = run.config_dict
         s = run.shape
-        from scalinglab.counting import flops_per_token
 
         return {
             "config_json": run.config,
@@ -312,7 +380,7 @@ class Store:
             "per_op": float(flops_per_token(s).per_operation),
         }
 
-    def _insert_run(self, cur: sqlite3.Cursor, run: RunSpec, now: float) -> int:
+    def _insert_run(self, cur: sqlite3.Cursor, run: RunRecord, now: float) -> int:
         c = self._row_common(run)
         decay = run.decay_tokens
         if decay is None:
@@ -348,7 +416,9 @@ class Store:
         )
         return cur.rowcount
 
-    def _insert_branch(self, cur: sqlite3.Cursor, run: RunSpec, branch: Any, now: float) -> int:
+    def _insert_branch(
+        self, cur: sqlite3.Cursor, run: RunRecord, branch: BranchRecord, now: float
+    ) -> int:
         c = self._row_common(run)
         cur.execute(
             "INSERT INTO runs (key, kind, parent_key, branch_tokens, status, config_json, seed, "
@@ -415,7 +485,7 @@ class Store:
                     (f"the parent run {key[:12]} failed", time.time(), key),
                 )
 
-    def record_result(self, run: RunSpec, result: Mapping[str, Any]) -> bool:
+    def record_result(self, run: RunRecord, result: Mapping[str, Any]) -> bool:
         """Commit a finished run, its curve and its cooldown points in one transaction.
 
         Parameters
@@ -607,7 +677,8 @@ class Store:
         if found is None:
             names = [r[0] for r in self._conn.execute("SELECT name FROM sweeps ORDER BY name")]
             raise StoreError(
-                f"{self.path}: no sweep named {sweep!r}; sweeps: {', '.join(names) or 'none'}"
+                f"{self.path}: no sweep named {sweep!r}; sweeps: {', '.join(names) or 'none'}",
+                field="sweep",
             )
 
     def points(self, sweep: str | None = None) -> pd.DataFrame:
@@ -634,7 +705,8 @@ class Store:
         if len(bases) > 1:
             raise StoreError(
                 f"{self.path}: sweeps count N differently ({', '.join(bases)}); "
-                "read one sweep at a time (sweep=...)"
+                "read one sweep at a time (sweep=...)",
+                field="sweep",
             )
         if sweep is not None and not bases:
             basis_row = self._conn.execute(
