@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from scalinglab.cli import app
 from scalinglab.counting import count_params, flops_per_token
-from scalinglab.report.demo import BUDGET_MULTIPLE, DEMO_SPEC, demo_plan, run_demo
+from scalinglab.demo import BUDGET_MULTIPLE, DEMO_SPEC, demo_plan, run_demo
 from scalinglab.store import Store
 from scalinglab.sweep.design import plan_sweep
 from scalinglab.sweep.spec import load_spec, parse_spec
@@ -184,7 +184,7 @@ def test_demo_with_real_training_reports_and_reuses(tmp_path, monkeypatch):
     """Real models on the stdlib corpus (a small version of the demo's sweep), via the CLI."""
     monkeypatch.chdir(tmp_path)
     spec = parse_spec(SMALL.replace("tokens = 400_000", "tokens = 120_000"))
-    import scalinglab.report.demo as demo_module
+    import scalinglab.demo as demo_module
 
     monkeypatch.setattr(demo_module, "demo_plan", lambda workers=None: plan_sweep(spec))
     result = runner.invoke(app, ["demo", "--bootstrap", "20", "--json"])

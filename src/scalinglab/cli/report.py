@@ -360,8 +360,8 @@ def demo(
     """
     import time
 
+    from scalinglab.demo import demo_plan, run_demo
     from scalinglab.fit import FitError
-    from scalinglab.report.demo import demo_plan, run_demo
     from scalinglab.store import StoreError
     from scalinglab.sweep.spec import SpecError
 

@@ -3,19 +3,15 @@
 - :func:`build_report`: runs (and optionally a fit) → fit, held-out check, plan, figures, page;
 - :func:`build_content`: the values a report shows; :func:`make_figures` draws them and
   :func:`write_report` writes the page;
-- :func:`run_demo`: the whole loop on this machine, from training to report (``scalinglab demo``).
 """
 
 from scalinglab.report.build import CHINCHILLA_FLOPS, ReportResult, build_report
 from scalinglab.report.content import ReportContent, build_content
-from scalinglab.report.demo import DEMO_SPEC, DemoResult, run_demo
 from scalinglab.report.figures import ReportFigure, figure_bytes, make_figures, save_figures
 from scalinglab.report.html import render_html, write_report
 
 __all__ = [
     "CHINCHILLA_FLOPS",
-    "DEMO_SPEC",
-    "DemoResult",
     "ReportContent",
     "ReportFigure",
     "ReportResult",
@@ -24,7 +20,6 @@ __all__ = [
     "figure_bytes",
     "make_figures",
     "render_html",
-    "run_demo",
     "save_figures",
     "write_report",
 ]

@@ -33,7 +33,7 @@ __all__ = ["DEMO_SPEC", "DemoResult", "demo_plan", "run_demo"]
 # Tuned on real runs on a 2-core CPU (the README's demo section gives the measured wall time and
 # held-out error).
 DEMO_SPEC = """\
-# The sweep `scalinglab demo` trains: the same text is DEMO_SPEC in scalinglab/report/demo.py.
+# The sweep `scalinglab demo` trains: the same text is DEMO_SPEC in scalinglab/demo.py.
 # Train it alone with: scalinglab sweep run examples/demo.toml
 #
 # Six one-layer GPTs whose width alone varies (32 to 112, 16-wide heads: the shape rule keeps
