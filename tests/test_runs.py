@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import scalinglab.runs as runs_module
+from scalinglab.errors import ScalingLabError
 from scalinglab.runs import Runs, RunsError, RunsWarning, load_runs
 
 
@@ -135,6 +136,7 @@ def test_bad_value_names_row_and_column(value, message):
     assert "row 4" in str(info.value)
     assert "column 'loss'" in str(info.value)
     assert message in str(info.value)
+    assert info.value.field == "loss"
 
 
 def test_missing_columns_listed():
@@ -157,6 +159,36 @@ def test_warnings_for_duplicates_and_flops_mismatch():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_runs(_frame())  # a clean table warns of nothing
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda: load_runs(pd.DataFrame({"N": [1e8], "loss": [3.0]})), "tokens"),
+        (lambda: load_runs(_frame().drop(columns=["loss"])), "loss"),
+        (lambda: load_runs(_frame(), columns={"params": "Size"}), "columns"),
+        (lambda: load_runs(_frame(), param_basis="some"), "param_basis"),
+        (lambda: load_runs(_frame(3), drop_top_loss=3), "drop_top_loss"),
+        (lambda: load_runs("no/such/file.csv"), "source"),
+        (lambda: load_runs(_frame()).cluster_ids("group"), "group"),
+        (lambda: load_runs(_frame()).cluster_ids("seed"), "by"),
+    ],
+)
+def test_errors_name_their_field(call, field):
+    # The CLI maps an error to its option by this field, never by the message's text.
+    with pytest.raises(ScalingLabError) as info:
+        call()
+    assert isinstance(info.value, RunsError) and info.value.field == field
+
+
+def test_html_repr_shows_counts_ranges_rows_and_notes():
+    runs = load_runs(_frame(30).rename(columns={"N": "Model Size"}))
+    page = runs._repr_html_()
+    assert "<strong>30 runs</strong> from &lt;DataFrame&gt;" in page
+    assert "N counts unknown parameters" in page
+    assert "loss 0.1–3" in page
+    assert "<table" in page and page.count("<tr") < 30  # long tables are cut to their ends
+    assert "column &#x27;Model Size&#x27; read as params" in page
 
 
 def test_drop_top_loss_validation():

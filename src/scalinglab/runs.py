@@ -18,6 +18,7 @@ Rows are numbered from 1 in source order, header excluded, in every message.
 
 from __future__ import annotations
 
+import html
 import re
 import warnings
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.counting import FLOPS_PER_PARAM_TOKEN
+from scalinglab.errors import ScalingLabError
 from scalinglab.store import StoreError, load_store_runs
 
 __all__ = [
@@ -108,8 +110,12 @@ ALIASES: Mapping[str, tuple[str, ...]] = {
 _BASIS_HINTS = {_key("non_embedding_params"): "non_embedding", _key("total_params"): "total"}
 
 
-class RunsError(ValueError):
-    """A runs table cannot be used; the message names the row and the column at fault."""
+class RunsError(ScalingLabError):
+    """A runs table cannot be used; the message names the row and the column at fault.
+
+    ``field`` is the canonical column at fault (``"loss"``, ``"params"``, ...), or the argument
+    of :func:`load_runs` (``"source"``, ``"columns"``, ``"param_basis"``, ``"drop_top_loss"``).
+    """
 
 
 class RunsWarning(UserWarning):
@@ -143,6 +149,22 @@ class Runs:
     def __len__(self) -> int:
         return len(self.frame)
 
+    def _repr_html_(self) -> str:
+        """The table for notebooks: a heading (runs, source, N basis, ranges) over the first
+        and last rows of the canonical columns, then the loading notes."""
+        columns = [c for c in CANONICAL_COLUMNS if c in self.frame]
+        ranges = ", ".join(
+            f"{name} {self.frame[name].min():.3g}–{self.frame[name].max():.3g}"
+            for name in ("params", "tokens", "flops", "loss")
+        )
+        heading = (
+            f"<strong>{len(self)} runs</strong> from {html.escape(self.source)} "
+            f"(N counts {html.escape(self.param_basis)} parameters; {ranges})"
+        )
+        table = self.frame[columns].to_html(max_rows=10, float_format="{:.4g}".format, border=0)
+        notes = "".join(f"<li>{html.escape(note)}</li>" for note in self.notes)
+        return f"<div>{heading}{table}" + (f"<ul>{notes}</ul>" if notes else "") + "</div>"
+
     def column(self, name: str) -> np.ndarray:
         """Return canonical column ``name`` as a read-only numpy array."""
         values = self.frame[name].to_numpy()
@@ -167,9 +189,11 @@ class Runs:
             return pd.factorize(self.frame["run_id"])[0]
         if by == "group":
             if "group" not in self.frame:
-                raise RunsError("cannot resample by group: the runs table has no 'group' column")
+                raise RunsError(
+                    "cannot resample by group: the runs table has no 'group' column", field="group"
+                )
             return pd.factorize(self.frame["group"])[0]
-        raise ValueError(f"cluster 'by' must be 'run' or 'group', got {by!r}")
+        raise RunsError(f"cluster 'by' must be 'run' or 'group', got {by!r}", field="by")
 
 
 def load_runs(
@@ -220,7 +244,7 @@ def load_runs(
     if basis == "unknown" and isinstance(frame.attrs.get("param_basis"), str):
         basis = _normalise_basis(frame.attrs["param_basis"])
     if frame.shape[0] == 0:
-        raise RunsError(f"{source_name}: the table has no rows")
+        raise RunsError(f"{source_name}: the table has no rows", field="source")
 
     mapping = _resolve_columns(frame, columns, notes)
     if basis == "unknown" and "params" in mapping:
@@ -235,7 +259,8 @@ def load_runs(
     if "loss" not in out:
         raise RunsError(
             f"{source_name}: missing column loss (accepted names: "
-            f"{', '.join(ALIASES['loss'])}); columns found: {_listing(frame.columns)}"
+            f"{', '.join(ALIASES['loss'])}); columns found: {_listing(frame.columns)}",
+            field="loss",
         )
 
     if "step" in mapping:
@@ -284,10 +309,10 @@ def _read(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
     suffix = "".join(path.suffixes[-1:]).lower()
     if suffix in {".db", ".sqlite", ".sqlite3"}:
         if not path.exists():
-            raise RunsError(f"{name}: no such store")
+            raise RunsError(f"{name}: no such store", field="source")
         return _read_store(path), name
     if not path.exists():
-        raise RunsError(f"{name}: no such file")
+        raise RunsError(f"{name}: no such file", field="source")
     try:
         if suffix in {".csv", ".txt"}:
             frame = pd.read_csv(path)
@@ -302,13 +327,14 @@ def _read(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
         else:
             raise RunsError(
                 f"{name}: unknown file type {suffix or '(none)'!r}; use .csv, .tsv, .parquet, "
-                ".jsonl, .json, or a .db/.sqlite store"
+                ".jsonl, .json, or a .db/.sqlite store",
+                field="source",
             )
     except RunsError:
         raise
     except Exception as exc:  # pandas raises many types; the user needs the file and the reason
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RunsError(f"{name}: cannot read as {suffix[1:]}: {reason}") from exc
+        raise RunsError(f"{name}: cannot read as {suffix[1:]}: {reason}", field="source") from exc
     return frame, name
 
 
@@ -317,7 +343,9 @@ def _read_store(path: Path) -> pd.DataFrame:
         frame = load_store_runs(path)
     except StoreError as exc:
         message = str(exc)
-        raise RunsError(message if str(path) in message else f"{path}: {message}") from exc
+        raise RunsError(
+            message if str(path) in message else f"{path}: {message}", field="source"
+        ) from exc
     return frame.reset_index(drop=True)
 
 
@@ -325,7 +353,10 @@ def _normalise_basis(value: str) -> str:
     key = str(value).strip().lower().replace("-", "_").replace(" ", "_")
     key = {"nonembedding": "non_embedding", "non_emb": "non_embedding"}.get(key, key)
     if key not in PARAM_BASES:
-        raise RunsError(f"param_basis must be one of {', '.join(PARAM_BASES)}; got {value!r}")
+        raise RunsError(
+            f"param_basis must be one of {', '.join(PARAM_BASES)}; got {value!r}",
+            field="param_basis",
+        )
     return key
 
 
@@ -348,12 +379,14 @@ def _resolve_columns(
             missing = right if left in CANONICAL_COLUMNS else left
             raise RunsError(
                 f"column mapping {left!r}: {right!r}: the table has no column {missing!r}; "
-                f"columns found: {_listing(frame.columns)}"
+                f"columns found: {_listing(frame.columns)}",
+                field="columns",
             )
         else:
             raise RunsError(
                 f"column mapping {left!r}: {right!r} names no canonical column; "
-                f"canonical columns are {', '.join(CANONICAL_COLUMNS)}"
+                f"canonical columns are {', '.join(CANONICAL_COLUMNS)}",
+                field="columns",
             )
         mapping[canonical] = present[column]
 
@@ -384,7 +417,7 @@ def _positive_numeric(frame: pd.DataFrame, column: str, canonical: str) -> pd.Se
     raw = frame[column]
     label = f"column {str(column)!r}" + (f" ({canonical})" if str(column) != canonical else "")
     if pd.api.types.is_bool_dtype(raw):
-        raise RunsError(f"{label} holds true/false values, not numbers")
+        raise RunsError(f"{label} holds true/false values, not numbers", field=canonical)
     try:
         values = pd.to_numeric(raw, errors="coerce").astype("float64")
     except (TypeError, ValueError):  # object cells pandas cannot vectorise (arrays, lists)
@@ -393,7 +426,8 @@ def _positive_numeric(frame: pd.DataFrame, column: str, canonical: str) -> pd.Se
     if bad_text.any():
         rows = np.flatnonzero(bad_text.to_numpy())
         raise RunsError(
-            f"{_row_label(rows[0])}, {label}: {raw.iloc[rows[0]]!r} is not a number" + _more(rows)
+            f"{_row_label(rows[0])}, {label}: {raw.iloc[rows[0]]!r} is not a number" + _more(rows),
+            field=canonical,
         )
     arr = values.to_numpy()
     checks = (
@@ -405,7 +439,10 @@ def _positive_numeric(frame: pd.DataFrame, column: str, canonical: str) -> pd.Se
         if mask.any():
             rows = np.flatnonzero(mask)
             shown = "" if what.startswith("is missing") else f" (got {arr[rows[0]]!r})"
-            raise RunsError(f"{_row_label(rows[0])}, {label}: value {what}{shown}" + _more(rows))
+            raise RunsError(
+                f"{_row_label(rows[0])}, {label}: value {what}{shown}" + _more(rows),
+                field=canonical,
+            )
     return pd.Series(arr, dtype="float64")
 
 
@@ -425,7 +462,8 @@ def _integer(frame: pd.DataFrame, column: str) -> pd.Series:
         rows = np.flatnonzero(bad)
         raise RunsError(
             f"{_row_label(rows[0])}, column {str(column)!r} (step): {raw.iloc[rows[0]]!r} is not "
-            "a whole number >= 0" + _more(rows)
+            "a whole number >= 0" + _more(rows),
+            field="step",
         )
     return pd.Series(arr.astype("int64"))
 
@@ -436,7 +474,8 @@ def _text(frame: pd.DataFrame, column: str, canonical: str) -> pd.Series:
         rows = np.flatnonzero(raw.isna().to_numpy())
         raise RunsError(
             f"{_row_label(rows[0])}, column {str(column)!r} ({canonical}): value is missing"
-            + _more(rows)
+            + _more(rows),
+            field=canonical,
         )
     return pd.Series(raw.astype(str).to_numpy(), dtype="object")
 
@@ -461,7 +500,8 @@ def _derive_third(
         raise RunsError(
             f"{source_name}: missing columns {', '.join(lacking)}: need at least two of params "
             f"(N), tokens (D), flops (C) (accepted names: {hints}); columns found: "
-            f"{_listing(frame.columns)}"
+            f"{_listing(frame.columns)}",
+            field=lacking[0],
         )
     if "flops" not in out:
         out["flops"] = FLOPS_PER_PARAM_TOKEN * out["params"] * out["tokens"]
@@ -506,9 +546,13 @@ def _warn_duplicates(table: pd.DataFrame) -> None:
 
 def _drop_top_loss(table: pd.DataFrame, k: int, notes: list[str]) -> pd.DataFrame:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
-        raise RunsError(f"drop_top_loss must be a whole number >= 0, got {k!r}")
+        raise RunsError(
+            f"drop_top_loss must be a whole number >= 0, got {k!r}", field="drop_top_loss"
+        )
     if k >= len(table):
-        raise RunsError(f"drop_top_loss={k} would drop all {len(table)} runs")
+        raise RunsError(
+            f"drop_top_loss={k} would drop all {len(table)} runs", field="drop_top_loss"
+        )
     threshold = np.sort(table["loss"].to_numpy())[-k]
     keep = table["loss"].to_numpy() < threshold
     notes.append(

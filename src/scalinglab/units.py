@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scalinglab.errors import ScalingLabError
+
 __all__ = [
     "HARDWARE",
     "PF_DAY_FLOPS",
@@ -40,8 +42,11 @@ PF_DAY_FLOPS = 1e15 * 86_400.0
 BUDGET_UNITS = ("flops", "pf-days", "gpu-hours", "usd")
 
 
-class UnitError(ValueError):
-    """A unit, hardware name or utilisation that scalinglab cannot interpret."""
+class UnitError(ScalingLabError):
+    """A unit, hardware name or utilisation that scalinglab cannot interpret.
+
+    ``field`` names the argument at fault: ``"gpu"``, ``"mfu"``, ``"unit"``, ``"value"``, ...
+    """
 
 
 @dataclass(frozen=True)
@@ -104,13 +109,13 @@ def get_hardware(name: str) -> Hardware:
         return Hardware("cpu", measured_cpu_peak_flops("fp32"), None, _memory_gib(), "matmul probe")
     if key not in HARDWARE:
         known = ", ".join([*HARDWARE, "cpu"])
-        raise UnitError(f"unknown GPU {name!r}; known: {known}")
+        raise UnitError(f"unknown GPU {name!r}; known: {known}", field="gpu")
     return HARDWARE[key]
 
 
 def _check_mfu(mfu: float) -> None:
     if not (math.isfinite(mfu) and 0 < mfu <= 1):
-        raise UnitError(f"MFU must be in (0, 1], got {mfu!r}")
+        raise UnitError(f"MFU must be in (0, 1], got {mfu!r}", field="mfu")
 
 
 @dataclass(frozen=True)
@@ -170,16 +175,19 @@ def compute_cost(
     560897
     """
     if not (math.isfinite(flops) and flops > 0):
-        raise UnitError(f"FLOPs must be a finite number > 0, got {flops!r}")
+        raise UnitError(f"FLOPs must be a finite number > 0, got {flops!r}", field="flops")
     _check_mfu(mfu)
     if count < 1:
-        raise UnitError(f"count must be ≥ 1, got {count!r}")
+        raise UnitError(f"count must be ≥ 1, got {count!r}", field="count")
     if not (math.isfinite(pue) and pue >= 1):
-        raise UnitError(f"PUE must be ≥ 1, got {pue!r}")
+        raise UnitError(f"PUE must be ≥ 1, got {pue!r}", field="pue")
     if price_per_gpu_hour is not None and not (
         math.isfinite(price_per_gpu_hour) and price_per_gpu_hour >= 0
     ):
-        raise UnitError(f"price per GPU-hour must be ≥ 0, got {price_per_gpu_hour!r}")
+        raise UnitError(
+            f"price per GPU-hour must be ≥ 0, got {price_per_gpu_hour!r}",
+            field="price_per_gpu_hour",
+        )
     hw = gpu if isinstance(gpu, Hardware) else get_hardware(gpu)
     gpu_hours = flops / (hw.peak_flops * mfu) / 3600.0
     energy = None if hw.board_power_watts is None else gpu_hours * hw.board_power_watts * pue / 1e3
@@ -223,19 +231,21 @@ def flops_from_budget(
         For a non-positive budget, an unknown unit, or money without a price.
     """
     if not (math.isfinite(value) and value > 0):
-        raise UnitError(f"budget must be a finite number > 0, got {value!r}")
+        raise UnitError(f"budget must be a finite number > 0, got {value!r}", field="value")
     unit = unit.strip().lower().replace("_", "-")
     if unit == "flops":
         return value
     if unit == "pf-days":
         return pf_days_to_flops(value)
     if unit not in BUDGET_UNITS:
-        raise UnitError(f"unknown unit {unit!r}; allowed: {', '.join(BUDGET_UNITS)}")
+        raise UnitError(f"unknown unit {unit!r}; allowed: {', '.join(BUDGET_UNITS)}", field="unit")
     _check_mfu(mfu)
     hw = gpu if isinstance(gpu, Hardware) else get_hardware(gpu)
     if unit == "usd":
         if not price_per_gpu_hour:
-            raise UnitError("a budget in usd needs a price per GPU-hour (--price)")
+            raise UnitError(
+                "a budget in usd needs a price per GPU-hour", field="price_per_gpu_hour"
+            )
         value = value / price_per_gpu_hour
     return value * 3600.0 * hw.peak_flops * mfu
 
@@ -322,7 +332,7 @@ def measured_cpu_peak_flops(
     import torch  # imported here: the calculator must not pay for torch unless it probes
 
     if precision not in ("fp32", "bf16"):
-        raise UnitError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        raise UnitError(f"precision must be 'fp32' or 'bf16', got {precision!r}", field="precision")
     threads = threads or torch.get_num_threads()
     dtype = torch.float32 if precision == "fp32" else torch.bfloat16
 
