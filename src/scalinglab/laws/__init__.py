@@ -64,8 +64,10 @@ def get_law(name: str, **options: Any) -> BaseLaw:
     try:
         cls = LAWS[name]
     except KeyError:
-        raise LawError(f"unknown law {name!r}; choose one of {', '.join(LAWS)}") from None
+        raise LawError(
+            f"unknown law {name!r}; choose one of {', '.join(LAWS)}", field="law"
+        ) from None
     try:
         return cls(**options)
     except TypeError as exc:
-        raise LawError(f"law {name!r}: {exc}") from None
+        raise LawError(f"law {name!r}: {exc}", field="law_options") from None

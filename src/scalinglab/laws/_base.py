@@ -19,14 +19,19 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from scalinglab.counting import FLOPS_PER_PARAM_TOKEN
+from scalinglab.errors import ScalingLabError
 
 __all__ = ["BaseLaw", "Law", "LawError", "logsumexp_rows"]
 
 INPUT_NAMES = ("params", "tokens", "flops", "unique_tokens")
 
 
-class LawError(ValueError):
-    """A law was asked for with unknown options, missing inputs or missing parameters."""
+class LawError(ScalingLabError):
+    """A law was asked for with unknown options, missing inputs or missing parameters.
+
+    ``field`` names the law option, parameter or input at fault (``"x"``, ``"E"``,
+    ``"tokens"``), or ``"law"`` for an unknown law.
+    """
 
 
 @runtime_checkable
@@ -116,14 +121,17 @@ class BaseLaw(ABC):
         if missing:
             raise LawError(
                 f"law {self.name!r} needs parameters {', '.join(self.param_names)}; "
-                f"missing {', '.join(missing)}"
+                f"missing {', '.join(missing)}",
+                field=missing[0],
             )
         values = np.array([float(theta[p]) for p in self.param_names])
         mask = self._log_mask()
         if np.any(values[mask] <= 0):
             names = np.array(self.param_names)
             bad = list(names[mask & (values <= 0)])
-            raise LawError(f"law {self.name!r}: parameters {', '.join(bad)} must be > 0")
+            raise LawError(
+                f"law {self.name!r}: parameters {', '.join(bad)} must be > 0", field=str(bad[0])
+            )
         with np.errstate(divide="ignore"):
             values[mask] = np.log(values[mask])
         return values
@@ -155,16 +163,17 @@ class BaseLaw(ABC):
         if unknown:
             raise LawError(
                 f"law {self.name!r} has no parameters {', '.join(sorted(unknown))}; "
-                f"its parameters are {', '.join(self.param_names)}"
+                f"its parameters are {', '.join(self.param_names)}",
+                field=sorted(unknown)[0],
             )
         out = np.empty((self.n_params, 2))
         for i, p in enumerate(self.param_names):
             lo, hi = (float(v) for v in merged[p])
             if not lo < hi:
-                raise LawError(f"bounds of {p} must satisfy low < high, got ({lo}, {hi})")
+                raise LawError(f"bounds of {p} must satisfy low < high, got ({lo}, {hi})", field=p)
             if p in self.log_params:
                 if hi <= 0:
-                    raise LawError(f"upper bound of {p} must be > 0, got {hi}")
+                    raise LawError(f"upper bound of {p} must be > 0, got {hi}", field=p)
                 lo = np.log(lo) if lo > 0 else -np.inf
                 hi = np.log(hi)
             out[i] = lo, hi
@@ -180,7 +189,8 @@ class BaseLaw(ABC):
         unknown = set(inputs) - set(INPUT_NAMES)
         if unknown:
             raise LawError(
-                f"unknown inputs {', '.join(sorted(unknown))}; inputs are {', '.join(INPUT_NAMES)}"
+                f"unknown inputs {', '.join(sorted(unknown))}; inputs are {', '.join(INPUT_NAMES)}",
+                field=sorted(unknown)[0],
             )
         arrays = {k: np.asarray(v, dtype=float) for k, v in inputs.items() if v is not None}
         ndc = [k for k in ("params", "tokens", "flops") if k in arrays]
@@ -197,13 +207,14 @@ class BaseLaw(ABC):
         if needed:
             raise LawError(
                 f"law {self.name!r} needs inputs {', '.join(self.inputs)}; missing "
-                f"{', '.join(needed)}"
+                f"{', '.join(needed)}",
+                field=needed[0],
             )
         shaped = np.broadcast_arrays(*(arrays[k] for k in self.inputs))
         out = dict(zip(self.inputs, (np.asarray(a, dtype=float) for a in shaped), strict=True))
         for k, a in out.items():
             if np.any(~np.isfinite(a)) or np.any(a <= 0):
-                raise LawError(f"input {k} must be finite and > 0")
+                raise LawError(f"input {k} must be finite and > 0", field=k)
         return out
 
     # -- evaluation -----------------------------------------------------------------------------

@@ -31,9 +31,13 @@ class BrokenPowerLaw(BaseLaw):
 
     def __init__(self, x: str = "flops", smoothness: float = 1.0) -> None:
         if x not in _X_CHOICES:
-            raise LawError(f"broken power law: x must be one of {', '.join(_X_CHOICES)}, got {x!r}")
+            raise LawError(
+                f"broken power law: x must be one of {', '.join(_X_CHOICES)}, got {x!r}", field="x"
+            )
         if not (np.isfinite(smoothness) and smoothness > 0):
-            raise LawError(f"broken power law: smoothness must be > 0, got {smoothness!r}")
+            raise LawError(
+                f"broken power law: smoothness must be > 0, got {smoothness!r}", field="smoothness"
+            )
         super().__init__(x=x, smoothness=float(smoothness))
         self.x = x
         self.smoothness = float(smoothness)

@@ -53,7 +53,9 @@ class DataConstrainedLaw(BaseLaw):
 
     def __init__(self, excess_params: bool = False, tokens_per_param: float = 20.0) -> None:
         if not tokens_per_param > 0:
-            raise LawError(f"tokens_per_param must be > 0, got {tokens_per_param!r}")
+            raise LawError(
+                f"tokens_per_param must be > 0, got {tokens_per_param!r}", field="tokens_per_param"
+            )
         super().__init__(
             excess_params=bool(excess_params), tokens_per_param=float(tokens_per_param)
         )

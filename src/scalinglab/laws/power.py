@@ -25,7 +25,9 @@ class PowerLaw(BaseLaw):
 
     def __init__(self, x: str = "flops", fix_E: bool = False) -> None:
         if x not in _X_CHOICES:
-            raise LawError(f"power law: x must be one of {', '.join(_X_CHOICES)}, got {x!r}")
+            raise LawError(
+                f"power law: x must be one of {', '.join(_X_CHOICES)}, got {x!r}", field="x"
+            )
         super().__init__(x=x, fix_E=bool(fix_E))
         self.x = x
         self.fix_E = bool(fix_E)
