@@ -268,11 +268,17 @@ def design_runs(
     defaults = _trainer_defaults()
     batch = spec.train.batch_size or defaults.get("batch_size")
     if not isinstance(batch, int):
-        raise SpecError("train.batch_size: the trainer has no default; set it in [train]")
+        raise SpecError(
+            "train.batch_size: the trainer has no default; set it in [train]",
+            field="train.batch_size",
+        )
     schedule = spec.train.schedule
     if spec.design.kind == "wsd":
         if schedule not in (None, "wsd"):
-            raise SpecError(f"train.schedule: a wsd design trains with 'wsd', got {schedule!r}")
+            raise SpecError(
+                f"train.schedule: a wsd design trains with 'wsd', got {schedule!r}",
+                field="train.schedule",
+            )
         schedule = "wsd"
     fraction = spec.train.cooldown_fraction
     if fraction is None:
@@ -314,7 +320,9 @@ def _snap(ctx: _Context, target: float, key: str) -> TransformerShape:
     except ValueError as exc:
         # The shape options come from [model]: an empty aspect band is the spec's fault.
         where = "model" if "aspect" in str(exc) else key
-        raise SpecError(f"{where}: no model of {target:.3g} parameters: {exc}") from None
+        raise SpecError(
+            f"{where}: no model of {target:.3g} parameters: {exc}", field=where
+        ) from None
     params = _declared(shape, ctx.spec.model.param_basis)[0]
     # The shape rule rounds to whole layers and heads; beyond a factor 2 the target is
     # outside what the family can build (e.g. below one layer of the narrowest width).
@@ -322,7 +330,8 @@ def _snap(ctx: _Context, target: float, key: str) -> TransformerShape:
         basis = ctx.spec.model.param_basis.replace("_", "-")
         raise SpecError(
             f"{key}: {target:.3g} {basis} parameters cannot be built; the nearest model has "
-            f"{params:,} (n_layer={shape.n_layer}, d_model={shape.d_model})"
+            f"{params:,} (n_layer={shape.n_layer}, d_model={shape.d_model})",
+            field=key,
         )
     return shape
 
@@ -361,7 +370,7 @@ def _make_run(
     except (TypeError, ValueError) as exc:
         # The trainer's own checks (warmup vs branches, option ranges) apply to the design.
         where = "design.branch_tokens" if branch_points else "train"
-        raise SpecError(f"{where}: {exc}") from None
+        raise SpecError(f"{where}: {exc}", field=where) from None
     key = run_key(canonical)
     branches = []
     for b in branch_points:
@@ -436,7 +445,8 @@ def _isoflop(ctx: _Context) -> list[RunSpec]:
             raise SpecError(
                 f"design.flops: the level {level:.3g} FLOP leaves no model with at least "
                 f"design.min_steps ({d.min_steps}) steps of {ctx.step_tokens} tokens; raise the "
-                "level or lower train.batch_size"
+                "level or lower train.batch_size",
+                field="design.flops",
             )
     return runs
 
@@ -457,7 +467,8 @@ def _grid(ctx: _Context) -> list[RunSpec]:
         if steps < d.min_steps:
             raise SpecError(
                 f"design.tokens[{j}]: {tokens:.3g} tokens is {steps} steps of {ctx.step_tokens} "
-                f"tokens, fewer than design.min_steps ({d.min_steps})"
+                f"tokens, fewer than design.min_steps ({d.min_steps})",
+                field="design.tokens",
             )
         if steps * ctx.step_tokens in lengths:
             ctx.notes.append(f"design.tokens[{j}] rounds to a length already planned")
@@ -473,7 +484,8 @@ def _wsd(ctx: _Context) -> list[RunSpec]:
     if steps < d.min_steps:
         raise SpecError(
             f"design.tokens: {d.tokens[0]:.3g} tokens is {steps} steps of {ctx.step_tokens} "
-            f"tokens, fewer than design.min_steps ({d.min_steps})"
+            f"tokens, fewer than design.min_steps ({d.min_steps})",
+            field="design.tokens",
         )
     total = steps * ctx.step_tokens
     # The trainer's WSD cooldown takes max(1, round(f·S)) of the S steps.
@@ -484,11 +496,15 @@ def _wsd(ctx: _Context) -> list[RunSpec]:
         key = "design.branch_tokens" if d.branch_tokens else "design.branch_fractions"
         snapped = _steps(ctx, b) * ctx.step_tokens
         if snapped < d.min_steps * ctx.step_tokens:
-            raise SpecError(f"{key}[{i}]: the branch at {b:.3g} tokens is before design.min_steps")
+            raise SpecError(
+                f"{key}[{i}]: the branch at {b:.3g} tokens is before design.min_steps",
+                field=key,
+            )
         if snapped > stable_end:
             raise SpecError(
                 f"{key}[{i}]: the branch at {b:.3g} tokens is past the stable phase, which ends "
-                f"at {stable_end} tokens (train.cooldown_fraction = {ctx.cooldown_fraction:g})"
+                f"at {stable_end} tokens (train.cooldown_fraction = {ctx.cooldown_fraction:g})",
+                field=key,
             )
         if snapped not in points:
             points.append(snapped)
@@ -797,7 +813,8 @@ def plan_sweep(
         if tp is None:
             raise BudgetError(
                 "budget.wall_clock_s: a wall-clock budget needs a measured throughput; plan "
-                "it with the probe on (the default of `scalinglab sweep plan`)"
+                "it with the probe on (the default of `scalinglab sweep plan`)",
+                field="budget.wall_clock_s",
             )
     trimmed: list[str] = []
 
@@ -820,14 +837,17 @@ def plan_sweep(
         if budget.on_over == "refuse":
             key = "budget.flops" if budget.flops is not None else "budget.wall_clock_s"
             raise BudgetError(
-                f'{key}: the design {reason}; shrink the design or set budget.on_over = "trim"'
+                f'{key}: the design {reason}; shrink the design or set budget.on_over = "trim"',
+                field=key,
             )
         while reason is not None and runs:
             runs, dropped = _trim_once(spec, runs)
             trimmed.append(f"{reason}: dropped {dropped}")
             reason = over(runs)
         if not runs:
-            raise BudgetError(f"budget: even the cheapest part of the design {trimmed[-1]}")
+            raise BudgetError(
+                f"budget: even the cheapest part of the design {trimmed[-1]}", field="budget"
+            )
     if tp is None and measure is not None:  # measured only once the design is known to fit
         tp = measure(runs)
     # Longest first: the executors submit in this order, which keeps the makespan short.

@@ -55,6 +55,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scalinglab.errors import ScalingLabError
+
 __all__ = [
     "BudgetSpec",
     "DataSpec",
@@ -89,15 +91,19 @@ SHAPE_OPTIONS = (
 TOKENIZERS = ("byte", "char", "bpe", "symbol")
 
 
-class SpecError(ValueError):
-    """A sweep spec that cannot be read or validated; the message names the key."""
+class SpecError(ScalingLabError):
+    """A sweep spec that cannot be read or validated; the message names the key.
+
+    ``field`` is the dotted key at fault (``"train.batch_size"``, ``"design.flops"``), or
+    ``"spec"`` when the spec as a whole cannot be read.
+    """
 
 
 # --- value checks: each returns the clean value or raises SpecError naming the key ----------
 
 
 def _fail(key: str, message: str) -> SpecError:
-    return SpecError(f"{key}: {message}")
+    return SpecError(f"{key}: {message}", field=key)
 
 
 def _is_number(value: Any) -> bool:
@@ -366,7 +372,9 @@ def load_spec(path: str | Path) -> SweepSpec:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SpecError(f"{path}: cannot read the spec ({exc.strerror or exc})") from None
+        raise SpecError(
+            f"{path}: cannot read the spec ({exc.strerror or exc})", field="spec"
+        ) from None
     return parse_spec(text, default_name=path.stem)
 
 
@@ -382,7 +390,7 @@ def parse_spec(text: str | Mapping[str, Any], *, default_name: str = "sweep") ->
         try:
             raw: Mapping[str, Any] = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise SpecError(f"not valid TOML: {exc}") from None
+            raise SpecError(f"not valid TOML: {exc}", field="spec") from None
     else:
         raw = text
     _check_keys("", raw, _TOP)
