@@ -15,13 +15,16 @@ projections that 6·N leaves out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
+
+from scalinglab.errors import ScalingLabError
 
 __all__ = [
     "FLOPS_PER_PARAM_TOKEN",
     "FlopsPerToken",
     "ParamCount",
     "TransformerShape",
+    "complete_ndc",
     "count_params",
     "flops_per_token",
 ]
@@ -31,6 +34,55 @@ __all__ = [
 # to both the activations and the weight), Kaplan et al. (2020), §2.1. It leaves out attention
 # over the context and the embeddings, which the per-operation count below adds.
 FLOPS_PER_PARAM_TOKEN = 6.0
+
+
+# A float, a numpy array or a pandas Series: whatever supports the arithmetic.
+Count = TypeVar("Count")
+
+
+def complete_ndc(
+    params: Count | None = None, tokens: Count | None = None, flops: Count | None = None
+) -> tuple[Count, Count, Count]:
+    """Any two of N, D, C as all three, the third from C = 6·N·D.
+
+    Parameters
+    ----------
+    params, tokens, flops
+        Two or three of parameters N, training tokens D and training FLOPs C: floats, numpy
+        arrays or pandas Series. Given all three, they are returned unchanged.
+
+    Returns
+    -------
+    tuple
+        ``(params, tokens, flops)``.
+
+    Raises
+    ------
+    ScalingLabError
+        Fewer than two given (``field`` names the first missing one).
+
+    Examples
+    --------
+    >>> complete_ndc(params=70e9, tokens=1.4e12)[2]
+    5.88e+23
+    """
+    six = FLOPS_PER_PARAM_TOKEN
+    if flops is None and params is not None and tokens is not None:
+        return params, tokens, six * params * tokens  # type: ignore[operator,return-value]
+    if tokens is None and params is not None and flops is not None:
+        return params, flops / (six * params), flops  # type: ignore[operator,return-value]
+    if params is None and tokens is not None and flops is not None:
+        return flops / (six * tokens), tokens, flops  # type: ignore[operator,return-value]
+    if params is None or tokens is None or flops is None:
+        lacking = [
+            n for n, v in (("params", params), ("tokens", tokens), ("flops", flops)) if v is None
+        ]
+        raise ScalingLabError(
+            f"need two of params, tokens and flops (C = 6·N·D); missing {', '.join(lacking)}",
+            field=lacking[0],
+        )
+    return params, tokens, flops
+
 
 Positional = Literal["learned", "rotary"]
 MLPKind = Literal["gelu", "gated"]
@@ -76,17 +128,25 @@ class TransformerShape:
         for name in ("n_layer", "d_model", "n_head", "vocab_size", "context_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ScalingLabError(
+                    f"{name} must be a positive integer, got {value!r}", field=name
+                )
         if self.d_ff is not None and (not isinstance(self.d_ff, int) or self.d_ff <= 0):
-            raise ValueError(f"d_ff must be a positive integer or None, got {self.d_ff!r}")
+            raise ScalingLabError(
+                f"d_ff must be a positive integer or None, got {self.d_ff!r}", field="d_ff"
+            )
         if self.d_model % self.n_head:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})"
+            raise ScalingLabError(
+                f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})",
+                field="n_head",
             )
         if self.positional not in ("learned", "rotary"):
-            raise ValueError(f"positional must be 'learned' or 'rotary', got {self.positional!r}")
+            raise ScalingLabError(
+                f"positional must be 'learned' or 'rotary', got {self.positional!r}",
+                field="positional",
+            )
         if self.mlp not in ("gelu", "gated"):
-            raise ValueError(f"mlp must be 'gelu' or 'gated', got {self.mlp!r}")
+            raise ScalingLabError(f"mlp must be 'gelu' or 'gated', got {self.mlp!r}", field="mlp")
 
     @property
     def ffn_width(self) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scalinglab.counting import FLOPS_PER_PARAM_TOKEN
+from scalinglab.counting import FLOPS_PER_PARAM_TOKEN, complete_ndc
 from scalinglab.errors import ScalingLabError
 from scalinglab.store import StoreError, load_store_runs
 
@@ -503,15 +503,17 @@ def _derive_third(
             f"{_listing(frame.columns)}",
             field=lacking[0],
         )
-    if "flops" not in out:
-        out["flops"] = FLOPS_PER_PARAM_TOKEN * out["params"] * out["tokens"]
-        notes.append("flops derived as 6*params*tokens")
-    elif "tokens" not in out:
-        out["tokens"] = out["flops"] / (FLOPS_PER_PARAM_TOKEN * out["params"])
-        notes.append("tokens derived as flops/(6*params)")
-    else:
-        out["params"] = out["flops"] / (FLOPS_PER_PARAM_TOKEN * out["tokens"])
-        notes.append("params derived as flops/(6*tokens)")
+    derived = next(c for c in ("params", "tokens", "flops") if c not in out)
+    out["params"], out["tokens"], out["flops"] = complete_ndc(
+        out.get("params"), out.get("tokens"), out.get("flops")
+    )
+    notes.append(
+        {
+            "flops": "flops derived as 6*params*tokens",
+            "tokens": "tokens derived as flops/(6*params)",
+            "params": "params derived as flops/(6*tokens)",
+        }[derived]
+    )
 
 
 def _warn_flops_mismatch(table: pd.DataFrame, mapping: dict[str, str]) -> None:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike
 
-from scalinglab.counting import FLOPS_PER_PARAM_TOKEN
+from scalinglab.counting import complete_ndc
 from scalinglab.errors import ScalingLabError
 
 __all__ = ["BaseLaw", "Law", "LawError", "logsumexp_rows"]
@@ -196,13 +196,9 @@ class BaseLaw(ABC):
         ndc = [k for k in ("params", "tokens", "flops") if k in arrays]
         needed = [k for k in self.inputs if k not in arrays]
         if needed and len(ndc) == 2 and set(needed) <= {"params", "tokens", "flops"}:
-            six = FLOPS_PER_PARAM_TOKEN
-            if "flops" not in arrays:
-                arrays["flops"] = six * arrays["params"] * arrays["tokens"]
-            elif "tokens" not in arrays:
-                arrays["tokens"] = arrays["flops"] / (six * arrays["params"])
-            else:
-                arrays["params"] = arrays["flops"] / (six * arrays["tokens"])
+            arrays["params"], arrays["tokens"], arrays["flops"] = complete_ndc(
+                arrays.get("params"), arrays.get("tokens"), arrays.get("flops")
+            )
             needed = [k for k in self.inputs if k not in arrays]
         if needed:
             raise LawError(
