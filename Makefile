@@ -1,5 +1,6 @@
 # Two commands on a fresh machine (see README): `make demo` and `make test`.
-# Both create .venv and install everything the project needs into it.
+# Both create .venv and install everything into it: the package with its train (torch,
+# tokenizers), ray and test extras. `pip install scalinglab` alone fits, plans and reports.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# The pinned CPU build lies on these machines' disk; an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[train,ray,test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,14 +24,19 @@ demo: $(STAMP)
 browser:
 	sh scripts/ensure-chromium.sh
 
-# Every test, the slow ones included: 2 min 38 s + 6 min 6 s on an idle 2-core Zen 3 (2026-11-28);
-# CI's budget is 90 minutes. `.venv/bin/pytest` alone runs the default suite without them.
+# The layer contract (pyproject.toml, [tool.importlinter]), then every test, the slow ones
+# included: 2 min 38 s + 6 min 6 s on an idle 2-core Zen 3 (2026-11-28, before this session's
+# restructuring); CI's budget is 90 minutes. `.venv/bin/pytest` alone runs the default suite
+# without the slow tests.
 test: $(STAMP) browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -m 'slow or not slow'
 
+# ruff, and the layer contract: a lower layer never imports a higher one.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -9,8 +9,10 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from scalinglab import __version__
+from scalinglab._optional import as_missing_dependency
 from scalinglab.cli import backtest as backtest_cli
 from scalinglab.cli import compute
 from scalinglab.cli import fit as fit_cli
@@ -77,6 +79,14 @@ def main() -> None:
             f"[bold red]error:[/] {command}: {exc.format_message()}",
             highlight=False,
             soft_wrap=True,
+        )
+        code = 2
+    except ImportError as exc:  # an optional dependency (torch, ray): say which extra installs it
+        missing = as_missing_dependency(exc)
+        if missing is None:
+            raise
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(missing))}", highlight=False, soft_wrap=True
         )
         code = 2
     except (typer.Abort, KeyboardInterrupt):

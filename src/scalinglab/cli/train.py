@@ -118,9 +118,18 @@ def train(
     if warmup_tokens is not None and not (math.isfinite(warmup_tokens) and warmup_tokens >= 0):
         fail(f"--warmup-tokens must be a number ≥ 0, got {warmup_tokens!r}")
 
+    from rich.markup import escape
+
+    from scalinglab._optional import MissingDependencyError, require
     from scalinglab.counting import TransformerShape, count_params
+    from scalinglab.train.config import TrainConfig
     from scalinglab.train.corpus import load_corpus
     from scalinglab.train.shapes import shape_for_params
+
+    try:  # before the corpus is built: without torch nothing here can run
+        require("torch", "scalinglab train")
+    except MissingDependencyError as exc:
+        fail(escape(str(exc)))  # escaped: rich would read [train] as markup
 
     out = err_console if as_json else console
     try:
@@ -129,8 +138,6 @@ def train(
     except ValueError as exc:
         fail(f"--corpus {corpus}: {exc}")
 
-    # Imported only now: torch takes seconds to load, and bad input should fail at once.
-    from scalinglab.train.trainer import TrainConfig
     from scalinglab.train.trainer import train as run_training
 
     options: dict[str, Any] = dict(

@@ -22,7 +22,7 @@ import heapq
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,9 @@ from scalinglab.counting import (
     flops_per_token,
 )
 from scalinglab.sweep.spec import SpecError, SweepSpec
+from scalinglab.train.config import TrainConfig
+from scalinglab.train.schedule import branch_total_steps
+from scalinglab.train.shapes import shape_for_params
 
 __all__ = [
     "BranchSpec",
@@ -158,12 +161,10 @@ def _branch_key(parent: str, branch_tokens: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-# --- hooks into the trainer, imported late so that validating a spec stays light -----------
+# --- the trainer's rules (its torch-free config, shape rule and schedules) -----------------
 
 
 def _shape_for_params(target: float, spec: SweepSpec, vocab_size: int) -> TransformerShape:
-    from scalinglab.train.shapes import shape_for_params
-
     return shape_for_params(
         target,
         vocab_size=vocab_size,
@@ -176,15 +177,11 @@ def _shape_for_params(target: float, spec: SweepSpec, vocab_size: int) -> Transf
 def _canonical_config(config: dict[str, Any]) -> dict[str, Any]:
     # Round-trip through the trainer's own config so that its defaults are part of the key:
     # a trainer whose default lr changed trains different runs, and must not match old rows.
-    from scalinglab.train.trainer import TrainConfig
-
     return TrainConfig.from_dict(config).to_dict()
 
 
 def _schedule_tokens(config: dict[str, Any]) -> tuple[int, int]:
     """Warmup and decay horizon in tokens, as the trainer resolves them for ``config``."""
-    from scalinglab.train.trainer import TrainConfig
-
     cfg = TrainConfig.from_dict(config)
     sched = cfg.schedule_for_run()
     step = cfg.tokens_per_step
@@ -193,15 +190,7 @@ def _schedule_tokens(config: dict[str, Any]) -> tuple[int, int]:
 
 
 def _trainer_defaults() -> dict[str, Any]:
-    import dataclasses
-
-    from scalinglab.train.trainer import TrainConfig
-
-    return {
-        f.name: f.default
-        for f in dataclasses.fields(TrainConfig)
-        if f.default is not dataclasses.MISSING
-    }
+    return {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 
 
 def _cooldown_end(branch_tokens: int, cooldown_fraction: float, step_tokens: int) -> int:
@@ -211,8 +200,6 @@ def _cooldown_end(branch_tokens: int, cooldown_fraction: float, step_tokens: int
     so a branch at step s ends at step S with S − round(f·S) = s
     (:func:`scalinglab.train.schedule.branch_total_steps`).
     """
-    from scalinglab.train.schedule import branch_total_steps
-
     return branch_total_steps(branch_tokens // step_tokens, cooldown_fraction) * step_tokens
 
 

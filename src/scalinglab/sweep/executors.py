@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scalinglab._optional import require
 from scalinglab.store import Store, StoreError
 from scalinglab.sweep.design import Plan, RunSpec, ThroughputModel, makespan_s
 from scalinglab.units import cached_measurement, machine_ident
@@ -165,7 +166,7 @@ def _execute(
     the driver as the executor's own error.
     """
     try:
-        from scalinglab.train.trainer import TrainConfig
+        from scalinglab.train.config import TrainConfig
 
         if train_fn is None:
             from scalinglab.train.trainer import train as train_fn
@@ -318,12 +319,7 @@ class _RayBackend:
         address: str | None,
         temp_dir: str | None,
     ) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise RuntimeError(
-                "the ray executor needs Ray: pip install 'scalinglab[ray]'"
-            ) from None
+        ray = require("ray", "the ray executor")
         self._ray = ray
         self.threads, self.train_fn = threads, train_fn
         self._started = False
@@ -588,6 +584,8 @@ def _drive(
     """The driver loop of :func:`run_sweep`, run under the store's driver lock."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if train_fn is None:  # say what to install now, not in every worker's traceback
+        require("torch", "training a sweep")
     t0 = time.monotonic()
     workers = workers or plan.workers
     if threads is None:
@@ -755,9 +753,10 @@ def measure_throughput(
         Ignore the cache.
     """
     from scalinglab.counting import flops_per_token
-    from scalinglab.train.trainer import TrainConfig
+    from scalinglab.train.config import TrainConfig
 
     if train_fn is None:
+        require("torch", "measuring training throughput")
         from scalinglab.train.trainer import train as train_fn
     if not runs:
         raise ValueError("no runs to probe")

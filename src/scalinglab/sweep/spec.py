@@ -56,6 +56,8 @@ from pathlib import Path
 from typing import Any
 
 from scalinglab.errors import ScalingLabError
+from scalinglab.train.config import PRECISIONS
+from scalinglab.train.schedule import SCHEDULES
 
 __all__ = [
     "BudgetSpec",
@@ -73,11 +75,9 @@ __all__ = [
 PARAM_BASES = ("non_embedding", "total")
 FLOPS_METHODS = ("6nd", "per_operation")
 DESIGN_KINDS = ("isoflop", "grid", "wsd")
-SCHEDULES = ("cosine", "wsd")
 ON_OVER = ("refuse", "trim")
 POSITIONALS = ("learned", "rotary")
 MLPS = ("gelu", "gated")
-PRECISIONS = ("auto", "fp32", "bf16", "bf16-matmul")  # as scalinglab.train.device, without torch
 # [model] keys passed on to the trainer's shape rule (scalinglab.train.shapes.shape_for_params).
 SHAPE_OPTIONS = (
     "tied_embeddings",

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from scalinglab.train.config import PRECISIONS
 from scalinglab.units import (
     cached_measurement,
     cpu_model,
@@ -46,7 +47,6 @@ __all__ = [
     "resolve_runtime",
 ]
 
-PRECISIONS = ("auto", "fp32", "bf16", "bf16-matmul")
 CPU_CANDIDATES = ("fp32", "bf16", "bf16-matmul")  # what auto times on a CPU with bf16 units
 MIN_GAIN = 1.05  # below this a short timing cannot tell a gain from noise: keep fp32
 

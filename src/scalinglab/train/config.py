@@ -1,0 +1,197 @@
+"""What defines a training run, with no torch: :class:`TrainConfig` and the precisions.
+
+The sweep designs runs, keys them and checks their schedules through :class:`TrainConfig`, and
+the CLI validates its options against :data:`PRECISIONS`; both must work in an install without
+torch (``pip install scalinglab``), so they live here rather than beside the training loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from scalinglab.counting import TransformerShape
+from scalinglab.train.schedule import SCHEDULES, Schedule
+
+__all__ = ["PRECISIONS", "TrainConfig"]
+
+# "bf16": autocast; "bf16-matmul": fp32 tensors with bf16 matmuls in oneDNN (CPU); "auto" times
+# them on a CPU with bf16 units (see scalinglab.train.device).
+PRECISIONS = ("auto", "fp32", "bf16", "bf16-matmul")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (and nothing about where it runs but ``device``).
+
+    Parameters
+    ----------
+    shape
+        The model. Its ``vocab_size`` must cover the corpus vocabulary.
+    tokens
+        Training tokens D; the run takes ``round(tokens / tokens_per_step)`` steps.
+    corpus, tokenizer, corpus_vocab_size, corpus_seed
+        Passed to :func:`scalinglab.train.corpus.load_corpus` (``vocab_size`` and ``seed``).
+    batch_size
+        Sequences per step; a step holds ``batch_size · context_length`` tokens. 32 sequences
+        of 256 tokens = 8 192 tokens, small enough for many steps on a CPU budget.
+    lr
+        Peak learning rate. 1e-3: nanoGPT's value for its small char model, and in the range
+        Kaplan et al. (2020, Fig. 22) found best for models of 1e5–1e7 parameters.
+    min_lr_ratio
+        Final learning rate over peak: 0.1 as in Chinchilla and nanoGPT.
+    warmup_tokens
+        Linear warmup; ``None`` = 5 % of the run (nanoGPT's 100 of 2 000 steps).
+    schedule
+        ``"cosine"`` or ``"wsd"``.
+    cooldown_fraction
+        WSD cooldown as a fraction of the run: 0.2, Hägele et al. (2024).
+    branch_tokens
+        WSD: the token counts at which extra cooldowns branch off the stable phase; each yields
+        a :class:`BranchResult` for a run of ``≈ branch / (1 − cooldown_fraction)`` tokens.
+    weight_decay
+        AdamW decoupled decay on matrices (not gains or biases): 0.1 as GPT-3 and nanoGPT.
+    grad_clip
+        Clip the global gradient norm at this value (0 disables): 1.0 as GPT-3 and nanoGPT.
+    beta1, beta2
+        AdamW betas; 0.95 is GPT-3's β2 (nanoGPT's char recipe uses 0.99 for its tiny batches).
+    dropout
+        Off: single-epoch scaling runs do not overfit.
+    eval_interval_tokens
+        Validate every this many tokens; ``None`` = a tenth of the run. Always at the end.
+    eval_tokens
+        Validation tokens of the final evaluation (and of WSD branches): 2^17, a standard
+        error of ≈ 0.3 % of the loss. Intermediate evaluations use an evenly strided subset
+        of these windows holding at most a quarter of the tokens trained since the previous
+        evaluation, so they cost at most ≈ 8 % of training (a forward pass is ≈ ⅓ of a step).
+    log_interval_tokens
+        Record a training-loss point this often; ``None`` = 1 % of the run.
+    seed
+        Initial weights and batch order.
+    device, threads, precision
+        ``"cpu"``/``"cuda"``; torch threads (``None`` = physical cores); ``"auto"``, ``"fp32"``,
+        ``"bf16"`` (autocast) or ``"bf16-matmul"`` (CPU: fp32 tensors, bf16 matmuls in oneDNN),
+        see :mod:`scalinglab.train.device`. On a CPU with bf16 units, auto times a few steps of
+        this model at each precision (once per machine and model, cached).
+    compile
+        Wrap the model in ``torch.compile`` (off: it did not pay on CPU, see the module notes).
+    """
+
+    shape: TransformerShape
+    tokens: int
+    corpus: str = "stdlib"
+    tokenizer: str = "byte"
+    corpus_vocab_size: int | None = None
+    corpus_seed: int = 0
+    batch_size: int = 32
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_tokens: int | None = None
+    schedule: str = "cosine"
+    cooldown_fraction: float = 0.2
+    branch_tokens: tuple[int, ...] = ()
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    dropout: float = 0.0
+    eval_interval_tokens: int | None = None
+    eval_tokens: int = 1 << 17
+    log_interval_tokens: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    precision: str = "auto"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "branch_tokens", tuple(int(b) for b in self.branch_tokens))
+        object.__setattr__(self, "tokens", int(self.tokens))
+        positive_ints = ("tokens", "batch_size", "eval_tokens")
+        for name in positive_ints:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)!r}")
+        for name in ("warmup_tokens",):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {value!r}")
+        for name in ("eval_interval_tokens", "log_interval_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {value!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.branch_tokens and self.schedule != "wsd":
+            raise ValueError("branch_tokens needs schedule='wsd'")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("weight_decay and grad_clip must be ≥ 0")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"betas must be in [0, 1), got {self.beta1}, {self.beta2}")
+        # Builds the schedule once so bad warmup/cooldown/branches fail here, not mid-run.
+        self.schedule_for_run()
+        self.branch_steps()
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens in one optimizer step."""
+        return self.batch_size * self.shape.context_length
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the main run."""
+        return max(1, round(self.tokens / self.tokens_per_step))
+
+    def schedule_for_run(self) -> Schedule:
+        """The learning-rate schedule of the main run, in steps."""
+        total = self.total_steps
+        if self.warmup_tokens is None:
+            warmup = round(0.05 * total)
+        else:
+            warmup = round(self.warmup_tokens / self.tokens_per_step)
+        return Schedule(
+            self.schedule,
+            self.lr,
+            total,
+            min(warmup, total - 1),
+            self.min_lr_ratio,
+            self.cooldown_fraction,
+        )
+
+    def branch_steps(self) -> tuple[int, ...]:
+        """Steps at which the WSD branches start, sorted and deduplicated."""
+        if not self.branch_tokens:
+            return ()
+        sched = self.schedule_for_run()
+        steps = sorted({round(b / self.tokens_per_step) for b in self.branch_tokens})
+        for s in steps:
+            if not sched.warmup_steps <= s <= sched.cooldown_start:
+                lo = sched.warmup_steps * self.tokens_per_step
+                hi = sched.cooldown_start * self.tokens_per_step
+                raise ValueError(
+                    f"branch at {s * self.tokens_per_step} tokens is outside the stable phase "
+                    f"[{lo}, {hi}] tokens"
+                )
+        return tuple(steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict; :meth:`from_dict` rebuilds an equal config."""
+        d = dataclasses.asdict(self)
+        d["branch_tokens"] = list(self.branch_tokens)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict` (unknown keys raise)."""
+        d = dict(d)
+        shape = d.pop("shape")
+        if not isinstance(shape, TransformerShape):
+            shape = TransformerShape(**shape)
+        d["branch_tokens"] = tuple(d.get("branch_tokens", ()))
+        return cls(shape=shape, **d)
