@@ -29,8 +29,9 @@ from pathlib import Path
 import pandas as pd
 
 from scalinglab import load_runs
-from scalinglab.backtest import BacktestResult, backtest, backtest_figure
-from scalinglab.fit import FitWarning
+from scalinglab.fitting import FitWarning
+from scalinglab.procedures import BacktestResult, backtest
+from scalinglab.report.extrapolation import backtest_figure
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"

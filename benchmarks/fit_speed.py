@@ -38,7 +38,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from scalinglab import fit, load_runs
-from scalinglab.fit import make_objective
+from scalinglab.fitting import make_objective
 from scalinglab.laws import get_law
 
 HERE = Path(__file__).resolve().parent

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scalinglab import allocate, compare, frontier, least_compute
-from scalinglab.fit import Fit
+from scalinglab import Fit, allocate, compare, frontier, least_compute
 
 BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 CHINCHILLA_FLOPS = 5.76e23  # Hoffmann et al. (2022): Chinchilla's training compute
@@ -59,13 +58,13 @@ def main() -> None:
 
     data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_epoch"
     if (data / "chinchilla_epoch_nd.csv").exists():
-        from scalinglab.fit import fit as fit_law
+        import scalinglab
         from scalinglab.runs import load_runs
 
         frame = pd.read_csv(data / "chinchilla_epoch_nd.csv")
         frame = frame[frame["in_epoch_fit"]]
         runs = load_runs(frame, columns={"params": "N", "tokens": "D", "flops": "C"})
-        ours = allocate(fit_law("chinchilla", runs), CHINCHILLA_FLOPS)
+        ours = allocate(scalinglab.fit("chinchilla", runs), CHINCHILLA_FLOPS)
         print(f"our fit of the 240 runs: N = {ours.params:.3g}, D = {ours.tokens:.3g}")
         for warning in ours.warnings:
             print("  note:", warning)

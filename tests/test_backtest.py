@@ -12,17 +12,17 @@ import pandas as pd
 import pytest
 
 from scalinglab import load_runs
-from scalinglab.backtest import (
-    MAX_PROJECTED_ERROR,
+from scalinglab.fitting import FitWarning
+from scalinglab.procedures import (
     BacktestError,
+    Procedure,
     ProcedureFit,
     backtest,
-    backtest_figure,
     fit_procedure,
     inner_backtest,
 )
-from scalinglab.fit import FitWarning
-from scalinglab.procedures import Procedure
+from scalinglab.procedures.choice import MAX_PROJECTED_ERROR
+from scalinglab.report.extrapolation import backtest_figure
 
 # Besiroglu et al. (2024, Table 1) fitted values, used only to generate synthetic runs.
 TRUTH = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.35, "beta": 0.37}

@@ -15,7 +15,7 @@ import matplotlib as mpl
 import numpy as np
 import pytest
 
-from scalinglab.fit import Fit, fit
+from scalinglab import Fit, fit
 from scalinglab.report.content import build_content
 from scalinglab.report.figures import (
     ReportFigure,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import sys
 import warnings
 
 import numpy as np
@@ -16,7 +15,14 @@ from scipy.optimize import minimize
 from scipy.special import huber
 
 from scalinglab import Fit, fit, get_law, load_fit, load_runs
-from scalinglab.fit import FitError, FitWarning, RobustLoss, make_objective, minimize_batch
+from scalinglab.fitting import (
+    FitError,
+    FitWarning,
+    RobustLoss,
+    make_objective,
+    minimize_batch,
+    optimiser,
+)
 
 # Besiroglu et al. (2024), fitted on the 240 runs: E, A, B, α, β.
 BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
@@ -198,8 +204,8 @@ def test_never_nan_on_arbitrary_positive_data(seed, law, n):
 
 
 def test_bootstrap_reproducible_and_thread_independent(epoch_240, monkeypatch):
-    # 5 chunks, shared by 1 or 2 threads. (The attribute scalinglab.fit is the function.)
-    monkeypatch.setattr(sys.modules["scalinglab.fit"], "_CHUNK_ROWS", 8)
+    # 5 chunks, shared by 1 or 2 threads.
+    monkeypatch.setattr(optimiser, "_CHUNK_ROWS", 8)
     a = fit("chinchilla", epoch_240, bootstrap=40, seed=3, n_jobs=1)
     b = fit("chinchilla", epoch_240, bootstrap=40, seed=3, n_jobs=2)
     c = fit("chinchilla", epoch_240, bootstrap=40, seed=4)
@@ -439,3 +445,100 @@ def test_several_groups_are_flagged(epoch_240):
     frame["group"] = np.where(np.arange(240) % 2 == 0, "recipe-a", "recipe-b")
     with pytest.warns(FitWarning, match="the runs hold 2 groups"):
         fit("chinchilla", frame)
+
+
+# --- what a person reads: the report, the notebook table, the errors -----------------------------
+
+
+def test_report_is_the_table_the_cli_prints(epoch_240):
+    result = fit("chinchilla", epoch_240, bootstrap=30, holdout_top=0.05)
+    text = result.report(prediction={"inputs": {"params": 7e10, "tokens": 1.4e12}, "loss": 1.97})
+    lines = text.splitlines()
+    assert lines[0] == "L(N, D) = E + A/N^alpha + B/D^beta"
+    assert lines[1].startswith(f"chinchilla: {result.n_runs} runs from ")
+    assert lines[2].split() == ["parameter", "value", "95%", "CI"]
+    alpha = next(line for line in lines if line.startswith("alpha "))
+    lo, hi = result.ci["alpha"]
+    assert alpha.split() == [
+        "alpha",
+        f"{result.params['alpha']:.4g}",
+        f"{lo:.4g}",
+        "–",
+        f"{hi:.4g}",
+    ]
+    assert any(line.startswith("a (derived) ") for line in lines)
+    assert f"summed over log residuals): {result.objective:.10g}" in text
+    assert f"held out {result.holdout['n_holdout']} runs with C > " in text
+    assert "predicted loss at params=7e+10, tokens=1.4e+12: 1.9700" in text
+    # The runs' notes come from the fit's own record unless the caller gives the table's.
+    assert "note: dropped the 5 runs with loss >= 3.447 (drop_top_loss=5)" in text
+    assert "note:" not in result.report(notes=())
+
+
+def test_report_without_bootstrap_and_with_warnings():
+    hoffmann = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 1.5, "beta": 0.28}
+    reason = "implausible exponent alpha = 1.5"
+    result = Fit.from_params(
+        "chinchilla", hoffmann, warnings=("w <1>", reason), reasons=(reason,), reliable=False
+    )
+    text = result.report(warnings=("from the runs table",), source="runs.csv")
+    assert "CI" not in text and "chinchilla: 0 runs from runs.csv" in text
+    warned = [line for line in text.splitlines() if line.startswith("warning: ")]
+    # The caller's warnings first, then the fit's; a reason already warned is said once.
+    assert warned == ["warning: from the runs table", "warning: w <1>", f"warning: {reason}"]
+    assert "unreliable" in repr(result)
+
+
+def test_repr_html_is_an_escaped_table(default_fit):
+    page = default_fit._repr_html_()
+    assert page.startswith("<div") and "<table>" in page
+    assert "<td>alpha</td>" in page and f"<td>{default_fit.params['alpha']:.4g}</td>" in page
+    flagged = dataclasses.replace(default_fit, warnings=("B < 0 & worse",))
+    assert "<li>B &lt; 0 &amp; worse</li>" in flagged._repr_html_()
+
+
+def test_log_predict_agrees_with_predict(epoch_240):
+    result = fit("chinchilla", epoch_240, bootstrap=10)
+    n = np.array([[1e9, 1e10], [7e10, 1e11]])
+    logs = result.log_predict(params=n, tokens=2e11)
+    np.testing.assert_allclose(np.exp(logs), result.predict(params=n, tokens=2e11), rtol=1e-12)
+    boot = result.log_predict_bootstrap(params=n, flops=6 * n * 2e11)
+    assert boot.shape == (10, 2, 2)
+    lo, hi = result.prediction_interval(0.9, params=n, tokens=2e11)
+    assert lo.shape == n.shape and np.all(lo <= np.exp(np.median(boot, axis=0)) + 1e-12)
+    assert np.all(np.exp(np.median(boot, axis=0)) <= hi + 1e-12)
+    assert (
+        Fit.from_params("chinchilla", dict(result.params)).log_predict_bootstrap(
+            params=1e9, tokens=1e10
+        )
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"loss": "l1"}, "loss"),
+        ({"huber_delta": 0.0}, "huber_delta"),
+        ({"holdout_top": 2.0}, "holdout_top"),
+        ({"holdout_above": -1.0}, "holdout_above"),
+        ({"bootstrap": -1}, "bootstrap"),
+        ({"weights": "absent"}, "weights"),
+        ({"starts": {"E": [1.0]}}, "starts"),
+    ],
+)
+def test_fit_errors_name_their_option(epoch_240, options, field):
+    from scalinglab.errors import ScalingLabError
+
+    with pytest.raises(FitError) as caught:
+        fit("chinchilla", epoch_240, **options)
+    assert isinstance(caught.value, ScalingLabError) and caught.value.field == field
+
+
+def test_law_log_predict_at_is_predict_for_many_rows():
+    rows = np.array([LAW.to_raw(BESIROGLU), LAW.to_raw({**BESIROGLU, "alpha": 0.3})])
+    n = np.array([1e9, 1e10, 1e11])
+    logs = LAW.log_predict_at(rows, {"params": n, "flops": 6 * n * 2e10, "tokens": None})
+    assert logs.shape == (2, 3)
+    for row, theta in zip(logs, (BESIROGLU, {**BESIROGLU, "alpha": 0.3}), strict=True):
+        np.testing.assert_allclose(np.exp(row), LAW.predict(theta, params=n, tokens=2e10))

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from scalinglab import Fit
 from scalinglab.cli import app
-from scalinglab.fit import Fit
 from scalinglab.report.content import build_content
 from scalinglab.report.figures import figure_bytes, loss_vs_compute_figure, residuals_figure
 from scalinglab.report.html import embed_svg, format_number, render_html, write_report

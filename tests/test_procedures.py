@@ -10,14 +10,13 @@ import pandas as pd
 import pytest
 
 from scalinglab import Fit, load_runs
-from scalinglab.fit import FitWarning, fit
+from scalinglab.fitting import FitWarning, fit, implausible_exponents
 from scalinglab.procedures import (
     PROCEDURES,
     Procedure,
     ProcedureError,
     fit_recipe,
     get_procedure,
-    implausible_exponents,
     near_frontier_mask,
     run_weights,
     trust_mask,

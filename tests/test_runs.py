@@ -228,3 +228,21 @@ def test_any_bad_cell_is_named(row, column, bad):
         load_runs(frame)
     text = str(info.value)
     assert f"row {row + 1}," in text and f"column '{column}'" in text
+
+
+def test_as_runs_takes_runs_frames_and_paths(tmp_path):
+    from scalinglab.runs import as_runs
+
+    frame = pd.DataFrame({"N": [1e6, 2e6], "D": [1e8, 2e8], "loss": [4.0, 3.5]})
+    runs = as_runs(frame)
+    assert isinstance(runs, Runs) and runs.source == "<DataFrame>" and len(runs) == 2
+    assert as_runs(runs) is runs
+    path = tmp_path / "runs.csv"
+    frame.to_csv(path, index=False)
+    assert (
+        as_runs(path)
+        .frame[["params", "tokens", "loss"]]
+        .equals(runs.frame[["params", "tokens", "loss"]])
+    )
+    with pytest.raises(RunsError, match="no such file"):
+        as_runs(tmp_path / "absent.csv")

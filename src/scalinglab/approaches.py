@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalinglab.fit import FitError
-from scalinglab.runs import FLOPS_PER_PARAM_TOKEN, Runs, load_runs
+from scalinglab.counting import FLOPS_PER_PARAM_TOKEN
+from scalinglab.fitting import FitError
+from scalinglab.runs import Runs, as_runs
 
 __all__ = [
     "ApproachError",
@@ -111,24 +112,29 @@ class ApproachResult:
 # shared
 
 
-def _as_runs(runs: Runs | pd.DataFrame | str | Path, group: str | None) -> Runs:
-    table = runs if isinstance(runs, Runs) else load_runs(runs)
+def _select_group(runs: Runs | pd.DataFrame | str | Path, group: str | None) -> Runs:
+    """The runs of ``group``; refused when the runs hold several groups and none is chosen."""
+    table = as_runs(runs)
     if "group" in table.frame.columns:
         groups = pd.unique(table.frame["group"])
         if group is not None:
             if group not in set(groups):
                 raise ApproachError(
                     f"group {group!r} is not in the runs; groups: {', '.join(map(str, groups[:8]))}"
-                    + (" ..." if len(groups) > 8 else "")
+                    + (" ..." if len(groups) > 8 else ""),
+                    field="group",
                 )
             table = table.subset(table.frame["group"] == group, f"group {group}")
         elif len(groups) > 1:
             raise ApproachError(
                 f"the runs hold {len(groups)} groups (recipes or data sets), whose optima differ: "
-                f"choose one with group=..., e.g. {groups[0]!r}"
+                f"choose one with group=..., e.g. {groups[0]!r}",
+                field="group",
             )
     elif group is not None:
-        raise ApproachError(f"group={group!r} given, but the runs table has no 'group' column")
+        raise ApproachError(
+            f"group={group!r} given, but the runs table has no 'group' column", field="group"
+        )
     return table
 
 
@@ -274,10 +280,10 @@ def isoflop(
         Edge minima (with ``on_edge="raise"``), fewer than two usable levels, several groups.
     """
     if on_edge not in ("raise", "skip"):
-        raise ApproachError(f"on_edge must be 'raise' or 'skip', got {on_edge!r}")
+        raise ApproachError(f"on_edge must be 'raise' or 'skip', got {on_edge!r}", field="on_edge")
     if window is not None and window < 1:
-        raise ApproachError(f"window must be >= 1 or None, got {window!r}")
-    table = _as_runs(runs, group)
+        raise ApproachError(f"window must be >= 1 or None, got {window!r}", field="window")
+    table = _select_group(runs, group)
     fr = table.frame
     flops = fr["flops"].to_numpy()
     labels = _levels(flops, level_rtol)
@@ -448,7 +454,7 @@ def envelope(
     ApproachError
         Fewer than three envelope points, several groups.
     """
-    table = _as_runs(runs, group)
+    table = _select_group(runs, group)
     fr = table.frame
     labels = _run_labels(fr)
     c, n_opt = _envelope_points(fr, labels, None, grid_size)

@@ -101,10 +101,9 @@ def backtest(
 
     Example: scalinglab backtest porian.csv --group-by config --cut 1.6e18 --min-factor 8
     """
-    from scalinglab.backtest import BacktestError, backtest_figure
-    from scalinglab.backtest import backtest as run_backtest
-    from scalinglab.fit import FitError, FitWarning
-    from scalinglab.procedures import PROCEDURES
+    from scalinglab import procedures
+    from scalinglab.fitting import FitError, FitWarning
+    from scalinglab.procedures import PROCEDURES, BacktestError
     from scalinglab.runs import RunsError, RunsWarning, load_runs
 
     if list_procedures:
@@ -138,7 +137,7 @@ def backtest(
         try:
             table = load_runs(runs, columns=mapping or None, drop_top_loss=drop_top_loss)
             with stage_progress(not as_json) as update:
-                result = run_backtest(
+                result = procedures.backtest(
                     table,
                     names,
                     cuts=cut or None,
@@ -157,6 +156,8 @@ def backtest(
         except FileNotFoundError:
             fail(f"RUNS: no such file {runs!r}")
     if figure is not None:
+        from scalinglab.report.extrapolation import backtest_figure
+
         fig = backtest_figure(result)
         try:
             fig.savefig(figure)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from scalinglab.cli._common import (
     column_mapping,
@@ -124,11 +123,10 @@ def fit(
 
     Example: scalinglab fit runs.csv --procedure auto --predict params=7e10,tokens=1.4e12
     """
-    from scalinglab.backtest import BacktestError
-    from scalinglab.fit import FitError, FitWarning
-    from scalinglab.fit import fit as fit_law
+    from scalinglab import fitting
+    from scalinglab.fitting import FitError, FitWarning
     from scalinglab.laws import LawError
-    from scalinglab.procedures import ProcedureError
+    from scalinglab.procedures import BacktestError, ProcedureError
     from scalinglab.runs import RunsError, RunsWarning, load_runs
 
     if law not in _LAWS:
@@ -190,7 +188,7 @@ def fit(
             else:
                 chosen = None
                 with stage_progress(not as_json and bootstrap > 0) as progress:
-                    result = fit_law(
+                    result = fitting.fit(
                         law,
                         table,
                         law_options=options,
@@ -281,7 +279,7 @@ def _fit_procedure(
     quiet: bool,
 ) -> tuple[Any, dict[str, Any] | None, Any]:
     """Fit by a procedure: its verdict-carrying member fit, the prediction, the ProcedureFit."""
-    from scalinglab.backtest import fit_procedure
+    from scalinglab.procedures import fit_procedure
 
     status = (
         contextlib.nullcontext()
@@ -317,65 +315,11 @@ def _prediction(result: Any, target: dict[str, float], level: float) -> dict[str
     return row
 
 
-def _fmt(value: float) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    return f"{value:.4g}"
-
-
 def _print(result: Any, runs: Any, runs_warnings: list[str], prediction: Any, out: Any) -> None:
-    law = result.law_object
-    # Headings as lines of their own: rich would wrap a title to the narrow table's width.
-    console.print(f"[bold]{law.formula}[/]", highlight=False)
-    console.print(f"{result.law}: {result.n_runs} runs from {runs.source}", highlight=False)
-    table = Table()
-    table.add_column("parameter", style="bold")
-    table.add_column("value", justify="right")
-    if result.ci is not None:
-        table.add_column(f"{result.ci_level:.0%} CI", justify="right")
-    rows = [(name, result.params[name]) for name in law.param_names]
-    rows += [(f"{k} (derived)", v) for k, v in result.derived.items()]
-    for name, value in rows:
-        cells = [name, _fmt(value)]
-        if result.ci is not None:
-            key = name.removesuffix(" (derived)")
-            lo, hi = result.ci.get(key, (float("nan"), float("nan")))
-            cells.append(f"{_fmt(lo)} – {_fmt(hi)}")
-        table.add_row(*cells)
-    console.print(table)
-    objective = f"{result.loss}" + (
-        f" δ={result.huber_delta:g}" if result.loss in ("huber", "asymmetric") else ""
+    # The fit's own report, with the table's source and notes (not the trusted subset's).
+    text = result.report(
+        source=runs.source, notes=runs.notes, warnings=runs_warnings, prediction=prediction
     )
-    console.print(
-        f"objective ({objective}, summed over log residuals): {result.objective:.10g}; "
-        f"N counts {result.param_basis} parameters",
-        highlight=False,
-    )
-    if result.holdout is not None:
-        h = result.holdout
-        console.print(
-            f"held out {h['n_holdout']} runs with C > {h['threshold_flops']:.3g} FLOP (fitted on "
-            f"{h['n_train']}): mean |relative error| {h['mean_abs_rel_error']:.2%}, mean "
-            f"relative error {h['mean_rel_error']:+.2%}, worst {h['max_abs_rel_error']:.2%}"
-            + (
-                f", {h['coverage']:.0%} inside their {result.ci_level:.0%} intervals"
-                if "coverage" in h
-                else ""
-            ),
-            highlight=False,
-        )
-    if prediction is not None:
-        inputs = ", ".join(f"{k}={v:.4g}" for k, v in prediction["inputs"].items())
-        text = f"predicted loss at {inputs}: {prediction['loss']:.4f}"
-        if "interval" in prediction:
-            lo, hi = prediction["interval"]
-            text += f"  ({prediction['level']:.0%} interval {lo:.4f} – {hi:.4f})"
-        console.print(text, highlight=False)
-    for note in runs.notes:
-        console.print(f"[dim]note: {note}[/]", highlight=False)
-    # The fit's verdict (implausible exponents, ...) joins its warnings, each said once.
-    reasons = [r for r in getattr(result, "reasons", ()) if r not in result.warnings]
-    for message in [*runs_warnings, *result.warnings, *reasons]:
-        console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
     if out is not None:
         console.print(f"fit written to {out}", highlight=False)

@@ -152,7 +152,7 @@ def report(
 
     Example: scalinglab report --runs runs.csv --drop-top-loss 5 --out report.html
     """
-    from scalinglab.fit import FitError
+    from scalinglab.fitting import FitError
     from scalinglab.laws import LAWS
     from scalinglab.plan import PlanError
     from scalinglab.report import CHINCHILLA_FLOPS, build_report
@@ -361,7 +361,7 @@ def demo(
     import time
 
     from scalinglab.demo import demo_plan, run_demo
-    from scalinglab.fit import FitError
+    from scalinglab.fitting import FitError
     from scalinglab.store import StoreError
     from scalinglab.sweep.spec import SpecError
 

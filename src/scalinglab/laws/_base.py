@@ -261,6 +261,23 @@ class BaseLaw(ABC):
         """Log prediction ``[K, n]`` for raw parameters ``[K, P]``."""
         return self.log_predict_jac(raw, design, jac=False)[0]
 
+    def log_predict_at(self, raw: ArrayLike, inputs: Mapping[str, ArrayLike]) -> np.ndarray:
+        """Log prediction ``[K, *shape]`` of raw parameter rows ``[K, P]`` at ``inputs``.
+
+        The one path from inputs to predictions: the inputs are checked and broadcast
+        (:meth:`prepare_inputs` derives one of N, D, C from the other two; inputs given as None
+        are ignored), flattened into the design, and predicted for every row. ``shape`` is the
+        inputs' broadcast shape. Overflow gives inf, not a warning: a far-off bootstrap row or
+        start may overflow, and its caller decides what that means.
+        """
+        x = self.prepare_inputs(inputs)
+        shape = next(iter(x.values())).shape
+        design = self.design({k: v.reshape(-1) for k, v in x.items()})
+        rows = np.atleast_2d(np.asarray(raw, dtype=float))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            out = self.log_predict(rows, design)
+        return out.reshape((rows.shape[0], *shape))
+
     @abstractmethod
     def default_starts(self, design: Mapping[str, np.ndarray], log_loss: np.ndarray) -> np.ndarray:
         """A grid of raw starting points ``[K, P]`` anchored on the data's scale."""
@@ -270,11 +287,7 @@ class BaseLaw(ABC):
 
         Any two of ``params``, ``tokens``, ``flops`` stand for the third through C = 6·N·D.
         """
-        x = self.prepare_inputs(inputs)
-        shape = next(iter(x.values())).shape
-        design = self.design({k: v.reshape(-1) for k, v in x.items()})
-        raw = self.to_raw(theta)[None, :]
-        return np.exp(self.log_predict(raw, design)[0]).reshape(shape)
+        return np.exp(self.log_predict_at(self.to_raw(theta), inputs)[0])
 
     def gradient(self, theta: Mapping[str, float], **inputs: ArrayLike) -> np.ndarray:
         """Analytic gradient of the predicted loss with respect to the natural parameters.

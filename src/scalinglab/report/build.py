@@ -16,12 +16,12 @@ from typing import Any
 
 import pandas as pd
 
-from scalinglab.fit import Fit, FitError, FitWarning, load_fit, refit
-from scalinglab.fit import fit as fit_law
+from scalinglab import fitting
+from scalinglab.fitting import Fit, FitError, FitWarning, load_fit, refit
 from scalinglab.report.content import ReportContent, build_content
 from scalinglab.report.figures import ReportFigure, figure_bytes, make_figures, save_figures
 from scalinglab.report.html import write_report
-from scalinglab.runs import Runs, load_runs
+from scalinglab.runs import Runs, as_runs
 
 __all__ = ["CHINCHILLA_FLOPS", "ReportResult", "build_report"]
 
@@ -115,10 +115,10 @@ def build_report(
 
     Raises
     ------
-    scalinglab.runs.RunsError, scalinglab.fit.FitError
+    scalinglab.runs.RunsError, scalinglab.fitting.FitError
         Unusable runs; a fit that cannot be made.
     """
-    table = runs if isinstance(runs, Runs) else load_runs(runs)
+    table = as_runs(runs)
     given = load_fit(fit) if isinstance(fit, str | Path) else fit
     with warnings.catch_warnings():
         # Every FitWarning is also kept in Fit.warnings, which the page and the CLI show once.
@@ -161,7 +161,7 @@ def _fits(
 ) -> tuple[Fit, Fit | None, Runs]:
     """The fit drawn (given or made on every run) and the check fit that holds runs out."""
     if given is None:
-        main = fit_law(
+        main = fitting.fit(
             law,
             table,
             law_options=law_options,

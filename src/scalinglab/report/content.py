@@ -20,7 +20,7 @@ import pandas as pd
 from scalinglab.runs import Runs
 
 if TYPE_CHECKING:
-    from scalinglab.fit import Fit
+    from scalinglab.fitting import Fit
 
 __all__ = [
     "Curve",

@@ -8,16 +8,16 @@ them lets a backtest compare them on equal terms and lets a user say exactly wha
 Three kinds:
 
 ``single``
-    One law fitted once by :func:`scalinglab.fit.fit` on the runs the recipe trusts.
+    One law fitted once by :func:`scalinglab.fitting.fit` on the runs the recipe trusts.
 ``average``
     Several single recipes fitted on the same runs; the prediction is the weighted geometric mean
     of theirs. Weights are equal, or (``weighting="backtest"``) proportional to 1/err² of each
-    member's backtest *inside* the fitted runs (see :mod:`scalinglab.backtest`).
+    member's backtest *inside* the fitted runs (see :mod:`scalinglab.procedures.inner`).
 ``auto``
     Chooses one of its candidates by a rolling-origin backtest inside the fitted runs (nested:
     the runs above the user's cut are never seen) and fits it: its ``default`` (a hedge) unless
     another candidate predicted better at every inner origin. It says which and why
-    (:func:`scalinglab.backtest.fit_procedure`).
+    (:func:`scalinglab.procedures.fit_procedure`).
 
 Every recipe is listed in :data:`PROCEDURES` and returned by :func:`get_procedure`.
 ``besiroglu2024`` is the published procedure (Besiroglu et al. 2024, following Hoffmann et al.
@@ -27,38 +27,18 @@ many starts, the fit engine's wide default bounds.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import numpy as np
+from scalinglab.fitting import PLAUSIBLE_EXPONENTS
+from scalinglab.procedures.errors import ProcedureError
 
-from scalinglab.fit import PLAUSIBLE_EXPONENTS, Fit, fit, implausible_exponents
-from scalinglab.runs import Runs
-
-__all__ = [
-    "DEFAULT_PROCEDURE",
-    "PLAUSIBLE_EXPONENTS",
-    "PROCEDURES",
-    "Procedure",
-    "ProcedureError",
-    "fit_recipe",
-    "get_procedure",
-    "implausible_exponents",
-    "near_frontier_mask",
-    "run_weights",
-    "trust_mask",
-    "trusted_runs",
-]
+__all__ = ["DEFAULT_PROCEDURE", "KINDS", "PROCEDURES", "Procedure", "get_procedure"]
 
 DEFAULT_PROCEDURE = "auto"
 KINDS = ("single", "average", "auto")
-
-
-class ProcedureError(ValueError):
-    """Unknown procedure name or inconsistent recipe."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +56,7 @@ class Procedure:
     law, law_options:
         The law form of a single recipe (a name of :data:`scalinglab.laws.LAWS`).
     loss, huber_delta:
-        Robust loss of log residuals (see :func:`scalinglab.fit.fit`).
+        Robust loss of log residuals (see :func:`scalinglab.fitting.fit`).
     bounds:
         Natural bounds overriding the law's (e.g. ``{"alpha": (0.05, 1.0)}``): a prior that
         keeps a flat direction of the objective from landing on an absurd exponent.
@@ -124,21 +104,27 @@ class Procedure:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ProcedureError(f"procedure kind must be one of {', '.join(KINDS)}")
+            raise ProcedureError(f"procedure kind must be one of {', '.join(KINDS)}", field="kind")
         if self.kind == "average" and len(self.members) < 2:
-            raise ProcedureError(f"average procedure {self.name!r} needs two or more members")
+            raise ProcedureError(
+                f"average procedure {self.name!r} needs two or more members", field="members"
+            )
         if self.kind == "auto" and not self.candidates:
-            raise ProcedureError(f"auto procedure {self.name!r} needs candidates")
+            raise ProcedureError(
+                f"auto procedure {self.name!r} needs candidates", field="candidates"
+            )
         if self.default is not None and self.default not in self.candidates:
-            raise ProcedureError(f"default {self.default!r} of {self.name!r} is not a candidate")
+            raise ProcedureError(
+                f"default {self.default!r} of {self.name!r} is not a candidate", field="default"
+            )
         if self.weighting not in ("equal", "backtest"):
-            raise ProcedureError("weighting must be 'equal' or 'backtest'")
+            raise ProcedureError("weighting must be 'equal' or 'backtest'", field="weighting")
         if self.min_flops_ratio is not None and not 0 < self.min_flops_ratio <= 1:
-            raise ProcedureError("min_flops_ratio must lie in (0, 1]")
+            raise ProcedureError("min_flops_ratio must lie in (0, 1]", field="min_flops_ratio")
         if self.near_frontier is not None and not self.near_frontier > 0:
-            raise ProcedureError("near_frontier must be > 0")
+            raise ProcedureError("near_frontier must be > 0", field="near_frontier")
         if not self.frontier_window > 1:
-            raise ProcedureError("frontier_window must be > 1")
+            raise ProcedureError("frontier_window must be > 1", field="frontier_window")
         object.__setattr__(self, "law_options", MappingProxyType(dict(self.law_options)))
         if self.bounds is not None:
             object.__setattr__(self, "bounds", MappingProxyType(dict(self.bounds)))
@@ -168,163 +154,10 @@ class Procedure:
         return d
 
 
-# ---------------------------------------------------------------------------------------------
-# which runs to trust, and how much
-
-
-def near_frontier_mask(
-    flops: np.ndarray, loss: np.ndarray, tolerance: float, window: float = 2**0.25
-) -> np.ndarray:
-    """Runs whose loss is within ``tolerance`` (a fraction) of the lowest loss among the runs
-    whose compute lies within a factor ``window`` of theirs.
-
-    On an IsoFLOP grid (budgets 2× apart) each budget is its own neighbourhood; on scattered
-    compute the neighbourhood slides. A run alone in its neighbourhood is always kept.
-    """
-    flops = np.asarray(flops, dtype=float)
-    loss = np.asarray(loss, dtype=float)
-    n = flops.shape[0]
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    order = np.argsort(flops, kind="stable")
-    logc = np.log(flops[order])
-    sorted_loss = loss[order]
-    half = math.log(window)
-    lo = np.searchsorted(logc, logc - half, side="left")
-    hi = np.searchsorted(logc, logc + half, side="right")  # exclusive
-    # Range minimum by a sparse table: O(n log n), and exact for any window (a sliding minimum
-    # over a value window, which scipy.ndimage's index-window filters do not offer).
-    table = [sorted_loss]
-    span = 1
-    while 2 * span <= n:
-        prev = table[-1]
-        table.append(np.minimum(prev[:-span], prev[span:]))
-        span *= 2
-    length = hi - lo
-    level = np.floor(np.log2(np.maximum(length, 1))).astype(int)
-    ref = np.empty(n)
-    for k in np.unique(level):
-        rows = np.flatnonzero(level == k)
-        t = table[k]
-        a = lo[rows]
-        b = hi[rows] - (1 << k)
-        ref[rows] = np.minimum(t[a], t[b])
-    keep_sorted = sorted_loss <= ref * (1.0 + tolerance)
-    keep = np.empty(n, dtype=bool)
-    keep[order] = keep_sorted
-    return keep
-
-
-def trust_mask(procedure: Procedure, runs: Runs) -> tuple[np.ndarray, list[str]]:
-    """Which runs a single recipe trusts (a boolean mask) and notes on what it left out, why."""
-    mask = np.ones(len(runs), dtype=bool)
-    notes: list[str] = []
-    flops = runs.column("flops")
-    if procedure.min_flops_ratio is not None and procedure.min_flops_ratio < 1:
-        floor = float(flops.max()) * procedure.min_flops_ratio
-        small = flops < floor * (1 - 1e-12)
-        if small.any():
-            notes.append(
-                f"left out {int(small.sum())} runs below {floor:.3g} FLOP "
-                f"(1/{1 / procedure.min_flops_ratio:.3g} of the largest budget)"
-            )
-        mask &= ~small
-    if procedure.near_frontier is not None:
-        near = near_frontier_mask(
-            flops[mask],
-            runs.column("loss")[mask],
-            procedure.near_frontier,
-            procedure.frontier_window,
-        )
-        dropped = int((~near).sum())
-        if dropped:
-            notes.append(
-                f"left out {dropped} runs more than {procedure.near_frontier:.0%} above the "
-                "lowest loss at their compute"
-            )
-        idx = np.flatnonzero(mask)
-        mask[idx[~near]] = False
-    return mask, notes
-
-
-def trusted_runs(procedure: Procedure, runs: Runs) -> tuple[Runs, list[str]]:
-    """The runs a single recipe fits on, and notes saying what was left out and why."""
-    mask, notes = trust_mask(procedure, runs)
-    if mask.all():
-        return runs, notes
-    return runs.subset(mask, "; ".join(notes) if notes else None), notes
-
-
-def run_weights(procedure: Procedure, runs: Runs) -> np.ndarray | None:
-    """Per-run weights of a single recipe (None: every run weighs 1)."""
-    if procedure.flops_weight_power == 0:
-        return None
-    flops = runs.column("flops")
-    return (flops / flops.max()) ** procedure.flops_weight_power
-
-
-def fit_recipe(
-    procedure: Procedure | str,
-    runs: Runs,
-    *,
-    bootstrap: int = 0,
-    seed: int = 0,
-    target: Mapping[str, float] | None = None,
-    refine: int = 64,
-    n_jobs: int | None = None,
-) -> Fit:
-    """Fit a single recipe to ``runs``: trust filter, weights, bounds, law, robust loss.
-
-    Parameters
-    ----------
-    procedure:
-        A ``single`` :class:`Procedure` or its name.
-    runs:
-        The runs to fit (all of them are candidates; the recipe decides which it trusts).
-    bootstrap, seed, target, refine, n_jobs:
-        Passed to :func:`scalinglab.fit.fit`.
-
-    Returns
-    -------
-    Fit
-        With ``diagnostics["procedure"]`` naming the recipe and ``diagnostics["trusted_runs"]``
-        how many runs it fitted on.
-    """
-    proc = get_procedure(procedure) if isinstance(procedure, str) else procedure
-    if proc.kind != "single":
-        raise ProcedureError(
-            f"procedure {proc.name!r} is an {proc.kind}; fit it with scalinglab.fit_procedure"
-        )
-    trusted, notes = trusted_runs(proc, runs)
-    result = fit(
-        proc.law,
-        trusted,
-        loss=proc.loss,
-        huber_delta=proc.huber_delta,
-        law_options=dict(proc.law_options) or None,
-        weights=run_weights(proc, trusted),
-        bounds=None if proc.bounds is None else dict(proc.bounds),
-        bootstrap=bootstrap,
-        seed=seed,
-        target=target,
-        refine=refine,
-        n_jobs=n_jobs,
-    )
-    diagnostics = {
-        **result.diagnostics,
-        "procedure": proc.name,
-        "trusted_runs": len(trusted),
-        "given_runs": len(runs),
-        "trust_notes": notes,
-    }
-    return replace(result, diagnostics=diagnostics)
-
-
-# ---------------------------------------------------------------------------------------------
-# the registry
-
-_CHINCHILLA_PRIOR = {"alpha": (0.05, 1.0), "beta": (0.05, 1.0)}
-_KAPLAN_PRIOR = {"alpha_N": (0.01, 1.0), "alpha_D": (0.01, 1.0)}
+# The exponent priors of the bounded recipes are the plausible ranges the verdicts use: a fit
+# bounded to them cannot land on an exponent the verdict would call implausible.
+_CHINCHILLA_PRIOR = PLAUSIBLE_EXPONENTS["chinchilla"]
+_KAPLAN_PRIOR = PLAUSIBLE_EXPONENTS["kaplan-nd"]
 # Runs within 5% of the best loss at their compute: on Porian et al.'s IsoFLOP grids that keeps
 # the two to six runs around each curve's minimum, the part of the curve a target lies on.
 _FRONTIER = 0.05
@@ -438,5 +271,6 @@ def get_procedure(name: str | Procedure) -> Procedure:
         return PROCEDURES[name]
     except KeyError:
         raise ProcedureError(
-            f"unknown procedure {name!r}; choose one of {', '.join(PROCEDURES)}"
+            f"unknown procedure {name!r}; choose one of {', '.join(PROCEDURES)}",
+            field="procedure",
         ) from None

@@ -1,0 +1,165 @@
+"""Single recipes: which runs a procedure trusts, how much each weighs, and the fit it makes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
+
+from scalinglab.fitting import Fit, fit
+from scalinglab.procedures.errors import ProcedureError
+from scalinglab.procedures.registry import Procedure, get_procedure
+from scalinglab.runs import Runs
+
+__all__ = ["fit_recipe", "near_frontier_mask", "run_weights", "trust_mask", "trusted_runs"]
+
+
+def near_frontier_mask(
+    flops: np.ndarray, loss: np.ndarray, tolerance: float, window: float = 2**0.25
+) -> np.ndarray:
+    """Runs whose loss is within ``tolerance`` (a fraction) of the lowest loss among the runs
+    whose compute lies within a factor ``window`` of theirs.
+
+    On an IsoFLOP grid (budgets 2× apart) each budget is its own neighbourhood; on scattered
+    compute the neighbourhood slides. A run alone in its neighbourhood is always kept.
+    """
+    flops = np.asarray(flops, dtype=float)
+    loss = np.asarray(loss, dtype=float)
+    n = flops.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.argsort(flops, kind="stable")
+    logc = np.log(flops[order])
+    sorted_loss = loss[order]
+    half = math.log(window)
+    lo = np.searchsorted(logc, logc - half, side="left")
+    hi = np.searchsorted(logc, logc + half, side="right")  # exclusive
+    # Range minimum by a sparse table: O(n log n), and exact for any window (a sliding minimum
+    # over a value window, which scipy.ndimage's index-window filters do not offer).
+    table = [sorted_loss]
+    span = 1
+    while 2 * span <= n:
+        prev = table[-1]
+        table.append(np.minimum(prev[:-span], prev[span:]))
+        span *= 2
+    length = hi - lo
+    level = np.floor(np.log2(np.maximum(length, 1))).astype(int)
+    ref = np.empty(n)
+    for k in np.unique(level):
+        rows = np.flatnonzero(level == k)
+        t = table[k]
+        a = lo[rows]
+        b = hi[rows] - (1 << k)
+        ref[rows] = np.minimum(t[a], t[b])
+    keep_sorted = sorted_loss <= ref * (1.0 + tolerance)
+    keep = np.empty(n, dtype=bool)
+    keep[order] = keep_sorted
+    return keep
+
+
+def trust_mask(procedure: Procedure, runs: Runs) -> tuple[np.ndarray, list[str]]:
+    """Which runs a single recipe trusts (a boolean mask) and notes on what it left out, why."""
+    mask = np.ones(len(runs), dtype=bool)
+    notes: list[str] = []
+    flops = runs.column("flops")
+    if procedure.min_flops_ratio is not None and procedure.min_flops_ratio < 1:
+        floor = float(flops.max()) * procedure.min_flops_ratio
+        small = flops < floor * (1 - 1e-12)
+        if small.any():
+            notes.append(
+                f"left out {int(small.sum())} runs below {floor:.3g} FLOP "
+                f"(1/{1 / procedure.min_flops_ratio:.3g} of the largest budget)"
+            )
+        mask &= ~small
+    if procedure.near_frontier is not None:
+        near = near_frontier_mask(
+            flops[mask],
+            runs.column("loss")[mask],
+            procedure.near_frontier,
+            procedure.frontier_window,
+        )
+        dropped = int((~near).sum())
+        if dropped:
+            notes.append(
+                f"left out {dropped} runs more than {procedure.near_frontier:.0%} above the "
+                "lowest loss at their compute"
+            )
+        idx = np.flatnonzero(mask)
+        mask[idx[~near]] = False
+    return mask, notes
+
+
+def trusted_runs(procedure: Procedure, runs: Runs) -> tuple[Runs, list[str]]:
+    """The runs a single recipe fits on, and notes saying what was left out and why."""
+    mask, notes = trust_mask(procedure, runs)
+    if mask.all():
+        return runs, notes
+    return runs.subset(mask, "; ".join(notes) if notes else None), notes
+
+
+def run_weights(procedure: Procedure, runs: Runs) -> np.ndarray | None:
+    """Per-run weights of a single recipe (None: every run weighs 1)."""
+    if procedure.flops_weight_power == 0:
+        return None
+    flops = runs.column("flops")
+    return (flops / flops.max()) ** procedure.flops_weight_power
+
+
+def fit_recipe(
+    procedure: Procedure | str,
+    runs: Runs,
+    *,
+    bootstrap: int = 0,
+    seed: int = 0,
+    target: Mapping[str, float] | None = None,
+    refine: int = 64,
+    n_jobs: int | None = None,
+) -> Fit:
+    """Fit a single recipe to ``runs``: trust filter, weights, bounds, law, robust loss.
+
+    Parameters
+    ----------
+    procedure:
+        A ``single`` :class:`Procedure` or its name.
+    runs:
+        The runs to fit (all of them are candidates; the recipe decides which it trusts).
+    bootstrap, seed, target, refine, n_jobs:
+        Passed to :func:`scalinglab.fitting.fit`.
+
+    Returns
+    -------
+    Fit
+        With ``diagnostics["procedure"]`` naming the recipe and ``diagnostics["trusted_runs"]``
+        how many runs it fitted on.
+    """
+    proc = get_procedure(procedure) if isinstance(procedure, str) else procedure
+    if proc.kind != "single":
+        raise ProcedureError(
+            f"procedure {proc.name!r} is an {proc.kind}; fit it with scalinglab.fit_procedure",
+            field="procedure",
+        )
+    trusted, notes = trusted_runs(proc, runs)
+    result = fit(
+        proc.law,
+        trusted,
+        loss=proc.loss,
+        huber_delta=proc.huber_delta,
+        law_options=dict(proc.law_options) or None,
+        weights=run_weights(proc, trusted),
+        bounds=None if proc.bounds is None else dict(proc.bounds),
+        bootstrap=bootstrap,
+        seed=seed,
+        target=target,
+        refine=refine,
+        n_jobs=n_jobs,
+    )
+    diagnostics = {
+        **result.diagnostics,
+        "procedure": proc.name,
+        "trusted_runs": len(trusted),
+        "given_runs": len(runs),
+        "trust_notes": notes,
+    }
+    return replace(result, diagnostics=diagnostics)

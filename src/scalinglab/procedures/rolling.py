@@ -1,0 +1,329 @@
+"""The rolling-origin backtest: how well each procedure predicted runs it did not see.
+
+For a series of compute cuts, fit on the runs at or below the cut, predict the runs above, and
+record each prediction's error against its *extrapolation factor* (the run's compute over the
+largest fitted compute). Groups (recipes, configurations) are backtested separately and
+summarised. Each fit is a :func:`~scalinglab.procedures.fit_procedure` on the runs below the cut
+only, so an ``auto`` procedure's nested choice never sees the runs it is scored on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scalinglab.fitting import FitError
+from scalinglab.procedures.choice import fit_procedure
+from scalinglab.procedures.errors import BacktestError, ProcedureError
+from scalinglab.procedures.inner import INCLUSIVE, INNER_CUTS, runs_inputs
+from scalinglab.procedures.registry import DEFAULT_PROCEDURE, Procedure, get_procedure
+from scalinglab.runs import Runs, as_runs
+
+__all__ = ["BacktestResult", "backtest"]
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestResult:
+    """Every held-out prediction of a rolling-origin backtest, and summaries of them.
+
+    Attributes
+    ----------
+    predictions:
+        One row per (group, cut, procedure, held-out run): ``group``, ``cut_flops``,
+        ``procedure``, ``chosen``, ``params``, ``tokens``, ``flops``, ``loss``, ``predicted``,
+        ``rel_error``, ``factor``, ``lo``, ``hi``, ``covered``, ``reliable``, ``reasons``.
+    fits:
+        One row per (group, cut, procedure): the chosen recipe, why, its parameters, verdict.
+    level:
+        Level of the prediction intervals.
+    """
+
+    predictions: pd.DataFrame
+    fits: pd.DataFrame
+    level: float
+    procedures: tuple[str, ...]
+
+    FACTOR_BINS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, math.inf)
+
+    def summary(self, by: Sequence[str] = ("procedure",)) -> pd.DataFrame:
+        """Mean and max |relative error|, interval coverage, flagged share, grouped by ``by``."""
+        p = self.predictions
+        if p.empty:
+            return pd.DataFrame()
+        g = p.assign(abs_error=p["rel_error"].abs()).groupby(list(by), sort=False)
+        out = g.agg(
+            n=("abs_error", "size"),
+            mean_abs_error=("abs_error", "mean"),
+            max_abs_error=("abs_error", "max"),
+            mean_error=("rel_error", "mean"),
+            coverage=("covered", "mean"),
+            unreliable=("reliable", lambda s: float(np.mean(~s.astype(bool)))),
+        )
+        return out.reset_index()
+
+    def by_group(self) -> pd.DataFrame:
+        """Per group and procedure: errors, coverage, and the verdict (reasons joined)."""
+        s = self.summary(("group", "procedure"))
+        if s.empty:
+            return s
+        verdict = (
+            self.fits.groupby(["group", "procedure"], sort=False)
+            .agg(
+                reliable=("reliable", "all"),
+                chosen=("chosen", lambda c: ", ".join(dict.fromkeys(c))),
+                reasons=("reasons", lambda rs: sorted({r for x in rs for r in x})),
+            )
+            .reset_index()
+        )
+        return s.merge(verdict, on=["group", "procedure"], how="left")
+
+    def overall(self) -> pd.DataFrame:
+        """Per procedure: the mean over groups of each group's mean |error|, the worst group,
+        and the pooled coverage (what the issue's targets are stated in)."""
+        g = self.by_group()
+        if g.empty:
+            return g
+        out = g.groupby("procedure", sort=False).agg(
+            groups=("group", "size"),
+            mean_abs_error=("mean_abs_error", "mean"),
+            worst_group_error=("mean_abs_error", "max"),
+            flagged_groups=("reliable", lambda s: int((~s.astype(bool)).sum())),
+        )
+        cov = self.predictions.groupby("procedure", sort=False)["covered"].mean()
+        out["coverage"] = cov
+        out["n_predictions"] = self.predictions.groupby("procedure", sort=False).size()
+        return out.reset_index()
+
+    def by_factor(self) -> pd.DataFrame:
+        """Mean |error| and coverage by extrapolation-factor bin (1–2, 2–4, ...) and procedure."""
+        p = self.predictions
+        if p.empty:
+            return pd.DataFrame()
+        bins = pd.cut(p["factor"], list(self.FACTOR_BINS), right=False)
+        g = p.assign(abs_error=p["rel_error"].abs(), factor_bin=bins.astype(str)).groupby(
+            ["procedure", "factor_bin"], sort=False, observed=True
+        )
+        out = g.agg(
+            n=("abs_error", "size"),
+            mean_abs_error=("abs_error", "mean"),
+            coverage=("covered", "mean"),
+            factor_mid=("factor", "median"),
+        ).reset_index()
+        rank = {name: i for i, name in enumerate(self.procedures)}
+        out = out.assign(_rank=out["procedure"].map(rank))
+        out = out.sort_values(["_rank", "factor_mid"], kind="stable").drop(columns="_rank")
+        return out.reset_index(drop=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: summaries, fits and every prediction."""
+        fits = self.fits.copy()
+        fits["reasons"] = fits["reasons"].map(list)
+        preds = self.predictions.copy()
+        preds["reasons"] = preds["reasons"].map(list)
+        by_group = self.by_group()
+        if not by_group.empty:
+            by_group["reasons"] = by_group["reasons"].map(list)
+        return {
+            "level": self.level,
+            "procedures": list(self.procedures),
+            "overall": self.overall().to_dict(orient="records"),
+            "by_group": by_group.to_dict(orient="records"),
+            "by_factor": self.by_factor().to_dict(orient="records"),
+            "fits": fits.to_dict(orient="records"),
+            "predictions": preds.to_dict(orient="records"),
+        }
+
+
+def _default_cuts(flops: np.ndarray, n_cuts: int) -> list[float]:
+    # Rolling origin: the largest compute halved, quartered, ... (n_cuts cuts).
+    c_max = float(flops.max())
+    return [c_max / 2.0**k for k in range(1, n_cuts + 1)]
+
+
+def backtest(
+    runs: Runs | pd.DataFrame | str | Path,
+    procedures: Sequence[str | Procedure] = ("besiroglu2024", DEFAULT_PROCEDURE),
+    *,
+    cuts: Sequence[float] | None = None,
+    n_cuts: int = 4,
+    min_factor: float = 1.0,
+    group_by: str | None = None,
+    level: float = 0.9,
+    bootstrap: int = 100,
+    seed: int = 0,
+    inner_cuts: Sequence[float] = INNER_CUTS,
+    n_jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BacktestResult:
+    """Rolling-origin backtest of ``procedures`` on ``runs``.
+
+    For each group and each compute cut, every procedure is fitted on the runs with C ≤ cut
+    (nothing else is passed to it) and predicts the runs with C > cut (and ≥ ``min_factor`` ×
+    cut); each prediction's relative error, extrapolation factor, interval and verdict is kept.
+
+    Parameters
+    ----------
+    runs:
+        The runs (a :class:`~scalinglab.runs.Runs`, DataFrame or path).
+    procedures:
+        Procedure names (or :class:`~scalinglab.procedures.Procedure` values) to compare.
+    cuts:
+        Compute cuts in FLOP. Default: ``n_cuts`` cuts at C_max/2, C_max/4, ... of each group.
+    min_factor:
+        Predict only runs with C ≥ ``min_factor`` · cut (e.g. 8 to test 8× extrapolation only).
+    group_by:
+        A column of the runs table; each of its values is backtested separately (e.g. ``group``).
+    level:
+        Level of the prediction intervals.
+    bootstrap:
+        Bootstrap resamples per fit, for the intervals.
+    progress:
+        Called as ``progress(done, total)`` after each fit.
+
+    Raises
+    ------
+    BacktestError
+        Unknown group column, bad cuts, or no cut leaves runs on both sides.
+    """
+    table = as_runs(runs)
+    procs = [get_procedure(p) for p in procedures]
+    if not procs:
+        raise BacktestError("give at least one procedure", field="procedures")
+    if not 0 < level < 1:
+        raise BacktestError(f"level must lie in (0, 1), got {level!r}", field="level")
+    if not (math.isfinite(min_factor) and min_factor >= 1):
+        raise BacktestError(f"min_factor must be >= 1, got {min_factor!r}", field="min_factor")
+    if cuts is not None:
+        bad = [c for c in cuts if not (math.isfinite(c) and c > 0)]
+        if bad or not len(cuts):
+            raise BacktestError(f"cuts must be FLOP counts > 0, got {list(cuts)!r}", field="cuts")
+    if group_by is not None and group_by not in table.frame.columns:
+        raise BacktestError(
+            f"--group-by {group_by!r} is not a column of the runs table; columns: "
+            f"{', '.join(map(str, table.frame.columns))}",
+            field="group_by",
+        )
+    if group_by is None:
+        groups: list[tuple[str, Runs]] = [("all", table)]
+    else:
+        keys = table.frame[group_by].astype(str)
+        groups = [(str(k), table.subset((keys == k).to_numpy())) for k in dict.fromkeys(keys)]
+    plan: list[tuple[str, Runs, float]] = []
+    for name, g in groups:
+        flops = g.column("flops")
+        gcuts = list(cuts) if cuts is not None else _default_cuts(flops, n_cuts)
+        for c in gcuts:
+            below = flops <= c * INCLUSIVE
+            above = flops >= c / INCLUSIVE * min_factor if min_factor > 1 else ~below
+            if below.sum() >= 2 and above.any():
+                plan.append((name, g, float(c)))
+    if not plan:
+        raise BacktestError(
+            "no cut leaves runs on both sides"
+            + (f" at ≥ {min_factor:g}× the cut" if min_factor > 1 else "")
+            + f" (compute from {table.column('flops').min():.3g} to "
+            f"{table.column('flops').max():.3g} FLOP)",
+            field="cuts",
+        )
+    total = len(plan) * len(procs)
+    done = 0
+    pred_rows: list[dict[str, Any]] = []
+    fit_rows: list[dict[str, Any]] = []
+    for name, g, cut in plan:
+        flops = g.column("flops")
+        train = g.subset(flops <= cut * INCLUSIVE)
+        above = flops >= cut / INCLUSIVE * min_factor if min_factor > 1 else flops > cut * INCLUSIVE
+        test = g.subset(above)
+        t_in = runs_inputs(test)
+        obs = test.column("loss")
+        for proc in procs:
+            t0 = time.perf_counter()
+            try:
+                pf = fit_procedure(
+                    proc,
+                    train,
+                    bootstrap=bootstrap,
+                    seed=seed,
+                    inner_cuts=inner_cuts,
+                    n_jobs=n_jobs,
+                )
+            except (FitError, BacktestError, ProcedureError) as exc:
+                fit_rows.append(
+                    {
+                        "group": name,
+                        "cut_flops": cut,
+                        "procedure": proc.name,
+                        "chosen": None,
+                        "why": f"could not fit: {exc}",
+                        "params": None,
+                        "reliable": False,
+                        "reasons": (f"could not fit: {exc}",),
+                        "n_train": len(train),
+                        "seconds": time.perf_counter() - t0,
+                    }
+                )
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+                continue
+            pred = np.asarray(pf.predict(**t_in), dtype=float).reshape(-1)
+            lo, hi = pf.interval(level, **t_in)
+            lo = np.asarray(lo).reshape(-1)
+            hi = np.asarray(hi).reshape(-1)
+            factor = test.column("flops") / pf.max_fitted_flops
+            verdicts = [
+                pf.assess(params=test.column("params")[i], tokens=test.column("tokens")[i])
+                for i in range(len(test))
+            ]
+            fit_verdict = pf.assess(**t_in)
+            fit_rows.append(
+                {
+                    "group": name,
+                    "cut_flops": cut,
+                    "procedure": proc.name,
+                    "chosen": pf.chosen,
+                    "why": pf.why,
+                    "params": [dict(f.params) for f in pf.fits],
+                    "reliable": fit_verdict.reliable,
+                    "reasons": fit_verdict.reasons,
+                    "n_train": len(train),
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            for i in range(len(test)):
+                pred_rows.append(
+                    {
+                        "group": name,
+                        "cut_flops": cut,
+                        "procedure": proc.name,
+                        "chosen": pf.chosen,
+                        "params": float(test.column("params")[i]),
+                        "tokens": float(test.column("tokens")[i]),
+                        "flops": float(test.column("flops")[i]),
+                        "loss": float(obs[i]),
+                        "predicted": float(pred[i]),
+                        "rel_error": float(pred[i] / obs[i] - 1.0),
+                        "factor": float(factor[i]),
+                        "lo": float(lo[i]),
+                        "hi": float(hi[i]),
+                        "covered": bool(lo[i] <= obs[i] <= hi[i]),
+                        "reliable": verdicts[i].reliable,
+                        "reasons": verdicts[i].reasons,
+                    }
+                )
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return BacktestResult(
+        predictions=pd.DataFrame(pred_rows),
+        fits=pd.DataFrame(fit_rows),
+        level=level,
+        procedures=tuple(p.name for p in procs),
+    )
