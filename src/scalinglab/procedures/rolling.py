@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.fitting import FitError
-from scalinglab.procedures.choice import fit_procedure
+from scalinglab.procedures.choice import ProcedureFit, fit_procedure
 from scalinglab.procedures.errors import BacktestError, ProcedureError
 from scalinglab.procedures.inner import INCLUSIVE, INNER_CUTS, runs_inputs
 from scalinglab.procedures.registry import DEFAULT_PROCEDURE, Procedure, get_procedure
@@ -194,36 +194,8 @@ def backtest(
     """
     table = as_runs(runs)
     procs = [get_procedure(p) for p in procedures]
-    if not procs:
-        raise BacktestError("give at least one procedure", field="procedures")
-    if not 0 < level < 1:
-        raise BacktestError(f"level must lie in (0, 1), got {level!r}", field="level")
-    if not (math.isfinite(min_factor) and min_factor >= 1):
-        raise BacktestError(f"min_factor must be >= 1, got {min_factor!r}", field="min_factor")
-    if cuts is not None:
-        bad = [c for c in cuts if not (math.isfinite(c) and c > 0)]
-        if bad or not len(cuts):
-            raise BacktestError(f"cuts must be FLOP counts > 0, got {list(cuts)!r}", field="cuts")
-    if group_by is not None and group_by not in table.frame.columns:
-        raise BacktestError(
-            f"--group-by {group_by!r} is not a column of the runs table; columns: "
-            f"{', '.join(map(str, table.frame.columns))}",
-            field="group_by",
-        )
-    if group_by is None:
-        groups: list[tuple[str, Runs]] = [("all", table)]
-    else:
-        keys = table.frame[group_by].astype(str)
-        groups = [(str(k), table.subset((keys == k).to_numpy())) for k in dict.fromkeys(keys)]
-    plan: list[tuple[str, Runs, float]] = []
-    for name, g in groups:
-        flops = g.column("flops")
-        gcuts = list(cuts) if cuts is not None else _default_cuts(flops, n_cuts)
-        for c in gcuts:
-            below = flops <= c * INCLUSIVE
-            above = flops >= c / INCLUSIVE * min_factor if min_factor > 1 else ~below
-            if below.sum() >= 2 and above.any():
-                plan.append((name, g, float(c)))
+    _check_options(table, procs, cuts, min_factor, group_by, level)
+    plan = _plan_cuts(_groups(table, group_by), cuts, n_cuts, min_factor)
     if not plan:
         raise BacktestError(
             "no cut leaves runs on both sides"
@@ -241,8 +213,7 @@ def backtest(
         train = g.subset(flops <= cut * INCLUSIVE)
         above = flops >= cut / INCLUSIVE * min_factor if min_factor > 1 else flops > cut * INCLUSIVE
         test = g.subset(above)
-        t_in = runs_inputs(test)
-        obs = test.column("loss")
+        where = {"group": name, "cut_flops": cut}
         for proc in procs:
             t0 = time.perf_counter()
             try:
@@ -255,69 +226,16 @@ def backtest(
                     n_jobs=n_jobs,
                 )
             except (FitError, BacktestError, ProcedureError) as exc:
+                pf = None
+                fit_rows.append(_failed_row(where, proc, exc, len(train), t0))
+            if pf is not None:
+                rows, fit_row = _score(pf, test, level)
+                seconds = time.perf_counter() - t0
                 fit_rows.append(
-                    {
-                        "group": name,
-                        "cut_flops": cut,
-                        "procedure": proc.name,
-                        "chosen": None,
-                        "why": f"could not fit: {exc}",
-                        "params": None,
-                        "reliable": False,
-                        "reasons": (f"could not fit: {exc}",),
-                        "n_train": len(train),
-                        "seconds": time.perf_counter() - t0,
-                    }
+                    {**where, "procedure": proc.name, **fit_row}
+                    | {"n_train": len(train), "seconds": seconds}
                 )
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-                continue
-            pred = np.asarray(pf.predict(**t_in), dtype=float).reshape(-1)
-            lo, hi = pf.interval(level, **t_in)
-            lo = np.asarray(lo).reshape(-1)
-            hi = np.asarray(hi).reshape(-1)
-            factor = test.column("flops") / pf.max_fitted_flops
-            verdicts = [
-                pf.assess(params=test.column("params")[i], tokens=test.column("tokens")[i])
-                for i in range(len(test))
-            ]
-            fit_verdict = pf.assess(**t_in)
-            fit_rows.append(
-                {
-                    "group": name,
-                    "cut_flops": cut,
-                    "procedure": proc.name,
-                    "chosen": pf.chosen,
-                    "why": pf.why,
-                    "params": [dict(f.params) for f in pf.fits],
-                    "reliable": fit_verdict.reliable,
-                    "reasons": fit_verdict.reasons,
-                    "n_train": len(train),
-                    "seconds": time.perf_counter() - t0,
-                }
-            )
-            for i in range(len(test)):
-                pred_rows.append(
-                    {
-                        "group": name,
-                        "cut_flops": cut,
-                        "procedure": proc.name,
-                        "chosen": pf.chosen,
-                        "params": float(test.column("params")[i]),
-                        "tokens": float(test.column("tokens")[i]),
-                        "flops": float(test.column("flops")[i]),
-                        "loss": float(obs[i]),
-                        "predicted": float(pred[i]),
-                        "rel_error": float(pred[i] / obs[i] - 1.0),
-                        "factor": float(factor[i]),
-                        "lo": float(lo[i]),
-                        "hi": float(hi[i]),
-                        "covered": bool(lo[i] <= obs[i] <= hi[i]),
-                        "reliable": verdicts[i].reliable,
-                        "reasons": verdicts[i].reasons,
-                    }
-                )
+                pred_rows += [{**where, "procedure": proc.name, **row} for row in rows]
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -327,3 +245,110 @@ def backtest(
         level=level,
         procedures=tuple(p.name for p in procs),
     )
+
+
+def _check_options(
+    table: Runs,
+    procs: Sequence[Procedure],
+    cuts: Sequence[float] | None,
+    min_factor: float,
+    group_by: str | None,
+    level: float,
+) -> None:
+    if not procs:
+        raise BacktestError("give at least one procedure", field="procedures")
+    if not 0 < level < 1:
+        raise BacktestError(f"level must lie in (0, 1), got {level!r}", field="level")
+    if not (math.isfinite(min_factor) and min_factor >= 1):
+        raise BacktestError(f"min_factor must be >= 1, got {min_factor!r}", field="min_factor")
+    if cuts is not None:
+        bad = [c for c in cuts if not (math.isfinite(c) and c > 0)]
+        if bad or not len(cuts):
+            raise BacktestError(f"cuts must be FLOP counts > 0, got {list(cuts)!r}", field="cuts")
+    if group_by is not None and group_by not in table.frame.columns:
+        raise BacktestError(
+            f"--group-by {group_by!r} is not a column of the runs table; columns: "
+            f"{', '.join(map(str, table.frame.columns))}",
+            field="group_by",
+        )
+
+
+def _groups(table: Runs, group_by: str | None) -> list[tuple[str, Runs]]:
+    """The runs of each value of ``group_by``, in order of first appearance (or all as one)."""
+    if group_by is None:
+        return [("all", table)]
+    keys = table.frame[group_by].astype(str)
+    return [(str(k), table.subset((keys == k).to_numpy())) for k in dict.fromkeys(keys)]
+
+
+def _plan_cuts(
+    groups: list[tuple[str, Runs]], cuts: Sequence[float] | None, n_cuts: int, min_factor: float
+) -> list[tuple[str, Runs, float]]:
+    """Every (group, cut) that leaves two runs or more to fit and one or more to predict."""
+    plan: list[tuple[str, Runs, float]] = []
+    for name, g in groups:
+        flops = g.column("flops")
+        gcuts = list(cuts) if cuts is not None else _default_cuts(flops, n_cuts)
+        for c in gcuts:
+            below = flops <= c * INCLUSIVE
+            above = flops >= c / INCLUSIVE * min_factor if min_factor > 1 else ~below
+            if below.sum() >= 2 and above.any():
+                plan.append((name, g, float(c)))
+    return plan
+
+
+def _failed_row(
+    where: dict[str, Any], proc: Procedure, exc: Exception, n_train: int, t0: float
+) -> dict[str, Any]:
+    return {
+        **where,
+        "procedure": proc.name,
+        "chosen": None,
+        "why": f"could not fit: {exc}",
+        "params": None,
+        "reliable": False,
+        "reasons": (f"could not fit: {exc}",),
+        "n_train": n_train,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _score(
+    pf: ProcedureFit, test: Runs, level: float
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Each held-out run's prediction, interval and verdict, and the fit's own row."""
+    t_in = runs_inputs(test)
+    obs = test.column("loss")
+    pred = np.asarray(pf.predict(**t_in), dtype=float).reshape(-1)
+    lo, hi = (np.asarray(v).reshape(-1) for v in pf.interval(level, **t_in))
+    factor = test.column("flops") / pf.max_fitted_flops
+    params, tokens, flops = test.column("params"), test.column("tokens"), test.column("flops")
+    rows = []
+    for i in range(len(test)):
+        verdict = pf.assess(params=params[i], tokens=tokens[i])
+        rows.append(
+            {
+                "chosen": pf.chosen,
+                "params": float(params[i]),
+                "tokens": float(tokens[i]),
+                "flops": float(flops[i]),
+                "loss": float(obs[i]),
+                "predicted": float(pred[i]),
+                "rel_error": float(pred[i] / obs[i] - 1.0),
+                "factor": float(factor[i]),
+                "lo": float(lo[i]),
+                "hi": float(hi[i]),
+                "covered": bool(lo[i] <= obs[i] <= hi[i]),
+                "reliable": verdict.reliable,
+                "reasons": verdict.reasons,
+            }
+        )
+    fit_verdict = pf.assess(**t_in)
+    fit_row = {
+        "chosen": pf.chosen,
+        "why": pf.why,
+        "params": [dict(f.params) for f in pf.fits],
+        "reliable": fit_verdict.reliable,
+        "reasons": fit_verdict.reasons,
+    }
+    return rows, fit_row
