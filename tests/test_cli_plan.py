@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scalinglab.cli import app
-from scalinglab.fit import Fit
+from scalinglab.fitting import Fit
 
 runner = CliRunner()
 BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
@@ -164,6 +164,12 @@ def test_help():
         (["--budget", "1e21", "--max-params", "0"], "--max-params"),
         (["--budget", "1e21", "--gpu", "tpu-v9"], "--gpu"),
         (["--budget", "1e21", "--unit", "usd"], "--price"),
+        (["--budget", "1e21", "--mfu", "2"], "--mfu"),
+        (["--budget", "1e21", "--count", "0"], "--count"),
+        (["--budget", "1e21", "--pue", "0.5"], "--pue"),
+        (["--budget", "1e21", "--level", "1.5"], "--level"),
+        (["--budget", "1e21", "--inference-tokens", "-1"], "--inference-tokens"),
+        (["--frontier", "1e19:1e21", "--unit", "gpu-hours", "--gpu", "x"], "--gpu"),
         (["--budget", "1e21", "--target-loss", "2"], "exactly one"),
     ],
 )

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab.fit import Domain, Fit
+from scalinglab.errors import ScalingLabError
+from scalinglab.fitting import Domain, Fit
 from scalinglab.laws import get_law
 from scalinglab.plan import (
     Allocation,
@@ -482,6 +483,32 @@ def test_bad_inputs(besiroglu, tmp_path):
         allocate(bad, 1e21)
 
 
+def test_plan_errors_are_scalinglab_errors_with_fields(besiroglu):
+    with pytest.raises(ScalingLabError) as info:
+        least_compute(besiroglu, 1.0)
+    assert isinstance(info.value, PlanError) and info.value.field == "target_loss"
+    with pytest.raises(ScalingLabError) as info:
+        allocate(besiroglu, 1e21, gpu="tpu-v9")
+    assert info.value.field == "gpu"  # the unit error of the cost, passed through unchanged
+
+
+def test_summary_and_html_show_the_plan(besiroglu):
+    plan = allocate(with_bootstrap(besiroglu), 1e22, max_params=3e9, price_per_gpu_hour=2.0)
+    rows = dict(plan.summary())
+    assert rows["parameters N"].startswith(f"{plan.params:.4g}")
+    assert rows["predicted loss"].startswith(f"{plan.loss:.4f}  [")  # with its interval
+    assert rows["binding limits"] == "max_params"
+    assert rows["loss paid for the limits"] == f"{plan.loss_penalty:+.4f}"
+    assert rows["cost"] == f"{plan.cost.cost:,.0f}"
+    assert "inference FLOPs" not in rows  # rows that do not apply are left out
+    assert plan.title == "chinchilla fit (90% interval)"
+    page = plan._repr_html_()
+    assert "Plan: chinchilla fit (90% interval)" in page
+    assert all(label in page for label in ("parameters N", "binding limits", "method"))
+    assert "the parameter cap binds" in page  # the warnings, listed under the table
+    assert page.count("<tr>") == len(plan.summary())
+
+
 def test_fit_file_path(besiroglu, tmp_path):
     path = tmp_path / "fit.json"
     besiroglu.save(path)
@@ -534,13 +561,13 @@ def test_counted_flops_nearest_real_shape(besiroglu):
 
 
 def test_plan_on_a_real_fit(shared_data):
-    from scalinglab.fit import fit as fit_law
+    from scalinglab.fitting import fit
     from scalinglab.runs import load_runs
 
     frame = pd.read_csv(shared_data / "chinchilla_epoch" / "chinchilla_epoch_nd.csv")
     frame = frame[frame["in_epoch_fit"]]  # the 240 rows Besiroglu et al. fit
     runs = load_runs(frame, columns={"params": "N", "tokens": "D", "flops": "C"})
-    fitted = fit_law("chinchilla", runs)
+    fitted = fit("chinchilla", runs)
     plan = allocate(fitted, CHINCHILLA_FLOPS)
     # Besiroglu et al.'s refit of the same data gives N_opt ≈ 7.22e10; an independent fit of
     # the digitised points lands within a few percent.

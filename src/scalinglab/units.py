@@ -23,6 +23,7 @@ from scalinglab.errors import ScalingLabError
 
 __all__ = [
     "HARDWARE",
+    "HARDWARE_CHOICES",
     "PF_DAY_FLOPS",
     "ComputeCost",
     "Hardware",
@@ -83,6 +84,8 @@ HARDWARE: dict[str, Hardware] = {
     "h200": Hardware("h200", 989.4e12, 700.0, 141.0, "NVIDIA H200 data sheet (SXM)"),
 }
 _ALIASES = {"a100": "a100-80gb", "a100-sxm": "a100-80gb", "h100": "h100-sxm", "h200-sxm": "h200"}
+# Every name get_hardware accepts besides aliases: the presets, and this machine's CPU (probed).
+HARDWARE_CHOICES = (*HARDWARE, "cpu")
 
 
 def flops_to_pf_days(flops: float) -> float:
@@ -108,7 +111,7 @@ def get_hardware(name: str) -> Hardware:
     if key == "cpu":
         return Hardware("cpu", measured_cpu_peak_flops("fp32"), None, _memory_gib(), "matmul probe")
     if key not in HARDWARE:
-        known = ", ".join([*HARDWARE, "cpu"])
+        known = ", ".join(HARDWARE_CHOICES)
         raise UnitError(f"unknown GPU {name!r}; known: {known}", field="gpu")
     return HARDWARE[key]
 

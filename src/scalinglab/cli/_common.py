@@ -3,9 +3,10 @@ NAME=VALUE options and a progress bar for staged work."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -13,14 +14,59 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from scalinglab.errors import ScalingLabError
+from scalinglab.units import HARDWARE_CHOICES
+
+try:  # recent typer vendors click; older releases use click itself
+    from typer._click.globals import get_current_context
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import get_current_context  # type: ignore[no-redef]
+
 console = Console()
 err_console = Console(stderr=True)
+
+GPU_HELP = f"Accelerator: {', '.join(HARDWARE_CHOICES)}."
+# A shape's vocabulary and context when the command line gives none: GPT-2's tokenizer
+# (50 257 tokens) and a 2 048-token context, the setting of Hoffmann et al. (2022).
+VOCAB_DEFAULT = 50257
+CONTEXT_DEFAULT = 2048
+
+
+def api_default(function: Callable[..., Any], name: str) -> Any:
+    """The default of ``function``'s argument ``name``: an option's default is the API's own."""
+    return inspect.signature(function).parameters[name].default
 
 
 def fail(message: str) -> NoReturn:
     """Print one clear line to stderr and exit with code 2 (usage error), no traceback."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+def option_of(field: str | None, overrides: Mapping[str, str] | None = None) -> str | None:
+    """The command-line option (or argument) an API argument named ``field`` came from.
+
+    ``overrides`` maps fields whose option is named otherwise (``{"flops": "--budget"}``);
+    any other field maps to the running command's parameter of that name (``max_params`` is
+    ``--max-params``, ``runs`` is ``RUNS``). ``None`` when the command has no such parameter.
+    """
+    if field is None:
+        return None
+    if overrides and field in overrides:
+        return overrides[field]
+    context = get_current_context(silent=True)
+    for param in context.command.params if context is not None else ():
+        if param.name == field:
+            if param.param_type_name == "argument":
+                return param.human_readable_name
+            return max(param.opts, key=len)
+    return None
+
+
+def fail_with(error: ScalingLabError, overrides: Mapping[str, str] | None = None) -> NoReturn:
+    """Fail with ``error``'s message, led by the option its ``field`` concerns (if any)."""
+    option = option_of(error.field, overrides)
+    fail(f"{option}: {error}" if option else str(error))
 
 
 def positive(value: float | None, option: str) -> float | None:

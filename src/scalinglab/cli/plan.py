@@ -9,43 +9,32 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from scalinglab.cli._common import console, err_console, fail, positive, print_json
-from scalinglab.units import BUDGET_UNITS, UnitError, flops_from_budget
+from scalinglab import plan as planning
+from scalinglab.cli._common import (
+    CONTEXT_DEFAULT,
+    GPU_HELP,
+    VOCAB_DEFAULT,
+    api_default,
+    console,
+    err_console,
+    fail,
+    fail_with,
+    print_json,
+)
+from scalinglab.errors import ScalingLabError
+from scalinglab.units import BUDGET_UNITS, flops_from_budget
 
 _UNIT_HELP = f"Unit of the budget: {', '.join(BUDGET_UNITS)}."
+# The API's arguments whose options are named otherwise; the rest map by name (cli._common).
+_OPTIONS = {"flops": "--budget", "shape": "--count-flops", "price_per_gpu_hour": "--price"}
 
 
 def _to_flops(value: float, option: str, unit: str, gpu: str, mfu: float, price: float | None):
+    """A budget given in ``unit`` as FLOPs; an error names ``option`` for the budget itself."""
     try:
         return flops_from_budget(value, unit, gpu=gpu, mfu=mfu, price_per_gpu_hour=price)
-    except UnitError as exc:
-        message = str(exc)
-        if message.startswith("unknown unit"):
-            fail(f"--unit: {message}")
-        if message.startswith("unknown GPU"):
-            fail(f"--gpu: {message}")
-        if message.startswith("MFU"):
-            fail(f"--mfu: {message}")
-        fail(f"{option}: {message}")
-
-
-_OPTIONS = {
-    "fit": "--fit",
-    "flops": "--budget",
-    "target_loss": "--target-loss",
-    "max_params": "--max-params",
-    "max_unique_tokens": "--max-unique-tokens",
-    "inference_tokens": "--inference-tokens",
-    "level": "--level",
-    "shape": "--count-flops",
-}
-
-
-def _with_option(exc: Exception, overrides: dict[str, str] | None = None) -> str:
-    """The error's message, led by the option it concerns (PlanError.field)."""
-    field = getattr(exc, "field", None)
-    option = {**_OPTIONS, **(overrides or {})}.get(field or "")
-    return f"{option}: {exc}" if option else str(exc)
+    except ScalingLabError as exc:
+        fail_with(exc, {**_OPTIONS, "value": option})
 
 
 def _parse_range(text: str, option: str) -> tuple[float, float, int | None]:
@@ -95,14 +84,33 @@ def plan(
         help="Count FLOPs per operation for real shapes (--vocab, --context) and report the "
         "nearest real shape.",
     ),
-    vocab: int = typer.Option(50257, "--vocab", help="With --count-flops: vocabulary size."),
-    context: int = typer.Option(2048, "--context", help="With --count-flops: sequence length."),
-    gpu: str = typer.Option("h100-sxm", "--gpu", help="a100-80gb, h100-sxm, h200 or cpu."),
-    mfu: float = typer.Option(0.4, "--mfu", help="Model FLOP utilisation in (0, 1]."),
-    count: int = typer.Option(1, "--count", "-k", help="Devices in parallel (sets wall days)."),
+    vocab: int = typer.Option(
+        VOCAB_DEFAULT, "--vocab", help="With --count-flops: vocabulary size."
+    ),
+    context: int = typer.Option(
+        CONTEXT_DEFAULT, "--context", help="With --count-flops: sequence length."
+    ),
+    gpu: str = typer.Option(api_default(planning.allocate, "gpu"), "--gpu", help=GPU_HELP),
+    mfu: float = typer.Option(
+        api_default(planning.allocate, "mfu"), "--mfu", help="Model FLOP utilisation in (0, 1]."
+    ),
+    count: int = typer.Option(
+        api_default(planning.allocate, "count"),
+        "--count",
+        "-k",
+        help="Devices in parallel (sets wall days).",
+    ),
     price: float | None = typer.Option(None, "--price", help="Price per device-hour."),
-    pue: float = typer.Option(1.0, "--pue", help="Data-centre power usage effectiveness."),
-    level: float = typer.Option(0.9, "--level", help="Level of bootstrap intervals, in (0, 1)."),
+    pue: float = typer.Option(
+        api_default(planning.allocate, "pue"),
+        "--pue",
+        help="Data-centre power usage effectiveness.",
+    ),
+    level: float = typer.Option(
+        api_default(planning.allocate, "level"),
+        "--level",
+        help="Level of bootstrap intervals, in (0, 1).",
+    ),
     csv: Annotated[
         Path | None, typer.Option("--csv", help="Also write the plan(s) as CSV here.")
     ] = None,
@@ -115,31 +123,9 @@ def plan(
 
     Example: scalinglab plan --fit fit.json --budget 5.76e23 --max-params 3e10
     """
-    import scalinglab.plan as planning  # lazily: pandas only for the commands that need it
-
     modes = [x is not None for x in (budget, target_loss, frontier_range)]
     if sum(modes) != 1:
         fail("give exactly one of --budget, --target-loss, --frontier")
-    positive(budget, "--budget")
-    positive(target_loss, "--target-loss")
-    positive(max_params, "--max-params")
-    positive(max_unique_tokens, "--max-unique-tokens")
-    if inference_tokens is not None and not (
-        np.isfinite(inference_tokens) and inference_tokens >= 0
-    ):
-        fail(f"--inference-tokens must be a finite number ≥ 0, got {inference_tokens!r}")
-    if not 0 < mfu <= 1:
-        fail(f"--mfu must be in (0, 1], got {mfu!r}")
-    if not 0 < level < 1:
-        fail(f"--level must be in (0, 1), got {level!r}")
-    if count < 1:
-        fail(f"--count must be an integer ≥ 1, got {count!r}")
-    if price is not None and price < 0:
-        fail(f"--price must be ≥ 0, got {price!r}")
-    if pue < 1:
-        fail(f"--pue must be ≥ 1, got {pue!r}")
-    if count_flops and (vocab < 1 or context < 1):
-        fail("--vocab and --context must be integers ≥ 1")
 
     options: dict[str, Any] = dict(
         max_params=max_params,
@@ -175,10 +161,8 @@ def plan(
         else:
             flops = _to_flops(budget, "--budget", unit, gpu, mfu, price)  # type: ignore[arg-type]
             allocation = planning.allocate(fit, flops, **options)
-    except planning.PlanError as exc:
-        fail(_with_option(exc))
-    except UnitError as exc:
-        fail(f"--gpu: {exc}" if "GPU" in str(exc) else str(exc))
+    except ScalingLabError as exc:
+        fail_with(exc, _OPTIONS)
     row = allocation.to_dict()
     if csv is not None:
         import pandas as pd
@@ -191,53 +175,14 @@ def plan(
     _print_allocation(allocation, title="Least compute" if target_loss else "Compute-optimal plan")
 
 
-def _fmt_interval(value: float, interval: tuple[float, float] | None, fmt: str) -> str:
-    text = fmt.format(value)
-    if interval is not None and fmt.format(interval[0]) != fmt.format(interval[1]):
-        text += f"  [{fmt.format(interval[0])}, {fmt.format(interval[1])}]"
-    return text
-
-
-def _print_allocation(a: Any, *, title: str) -> None:
-    level = f" ({a.interval_level:.0%} interval)" if a.interval_level else ""
-    table = Table(title=f"{title}: {a.law} fit{level}", show_header=False)
+def _print_allocation(allocation: planning.Allocation, *, title: str) -> None:
+    table = Table(title=f"{title}: {allocation.title}", show_header=False)
     table.add_column("quantity", style="bold")
     table.add_column("value", justify="right")
-    table.add_row("parameters N", _fmt_interval(a.params, a.params_interval, "{:.4g}"))
-    table.add_row("tokens D", _fmt_interval(a.tokens, a.tokens_interval, "{:.4g}"))
-    table.add_row("tokens per parameter", f"{a.tokens_per_param:.1f}")
-    table.add_row("predicted loss", _fmt_interval(a.loss, a.loss_interval, "{:.4f}"))
-    table.add_row(
-        f"FLOPs ({a.flops_per_token})", _fmt_interval(a.flops, a.flops_interval, "{:.4g}")
-    )
-    if abs(a.budget_flops - a.flops) > 1e-9 * a.flops:
-        table.add_row("budget, FLOPs", f"{a.budget_flops:.4g}")
-    c = a.cost
-    table.add_row("PF-days", f"{c.pf_days:,.1f}")
-    table.add_row(f"{c.gpu}-hours at MFU {c.mfu:.0%}", f"{c.gpu_hours:,.0f}")
-    table.add_row(f"days on {c.count} × {c.gpu}", f"{c.wall_days:,.1f}")
-    if c.energy_kwh is not None:
-        table.add_row(f"energy, kWh (PUE {c.pue:g})", f"{c.energy_kwh:,.0f}")
-    if c.cost is not None:
-        table.add_row("cost", f"{c.cost:,.0f}")
-    if a.binding:
-        table.add_row("binding limits", a.binding)
-    if a.loss_penalty is not None:
-        table.add_row("loss paid for the limits", f"{a.loss_penalty:+.4f}")
-    if a.epochs is not None:
-        table.add_row("epochs over unique tokens", f"{a.epochs:.2f}")
-    if a.inference_flops is not None:
-        table.add_row("inference FLOPs", f"{a.inference_flops:.4g}")
-        table.add_row("training + inference FLOPs", f"{a.total_flops:.4g}")
-    if a.shape is not None:
-        s = a.shape
-        table.add_row(
-            "nearest real shape",
-            f"{s.n_layer} layers × d_model {s.d_model}, {s.n_head} heads",
-        )
-    table.add_row("method", a.method)
+    for label, value in allocation.summary():
+        table.add_row(label, value)
     console.print(table)
-    for note in a.warnings:
+    for note in allocation.warnings:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
 
 
@@ -274,10 +219,20 @@ def compare(
         list[float], typer.Option("--at", help="Budget C in --unit (repeat for several).")
     ],
     unit: str = typer.Option("flops", "--unit", "-u", help=_UNIT_HELP),
-    gpu: str = typer.Option("h100-sxm", "--gpu", help="For --unit gpu-hours or usd."),
-    mfu: float = typer.Option(0.4, "--mfu", help="For --unit gpu-hours or usd."),
+    gpu: str = typer.Option(
+        api_default(planning.allocate, "gpu"),
+        "--gpu",
+        help=f"For --unit gpu-hours or usd. {GPU_HELP}",
+    ),
+    mfu: float = typer.Option(
+        api_default(planning.allocate, "mfu"), "--mfu", help="For --unit gpu-hours or usd."
+    ),
     price: float | None = typer.Option(None, "--price", help="For --unit usd: price per hour."),
-    level: float = typer.Option(0.9, "--level", help="Level of the paired-bootstrap interval."),
+    level: float = typer.Option(
+        api_default(planning.compare, "level"),
+        "--level",
+        help="Level of the paired-bootstrap interval.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Compute-equivalent gain of recipe B over recipe A: B reaches at C/k the loss A reaches at C.
@@ -286,19 +241,13 @@ def compare(
 
     Example: scalinglab compare --fit baseline.json --fit new.json --at 1e21
     """
-    import scalinglab.plan as planning
-
     if len(fits) != 2:
         fail(f"--fit must be given exactly twice (A, then B), got {len(fits)}")
-    if not 0 < level < 1:
-        fail(f"--level must be in (0, 1), got {level!r}")
-    for value in at:
-        positive(value, "--at")
     budgets = [_to_flops(value, "--at", unit, gpu, mfu, price) for value in at]
     try:
         result = planning.compare(fits[0], fits[1], budgets, level=level)
-    except planning.PlanError as exc:
-        fail(_with_option(exc, {"flops": "--at"}))
+    except ScalingLabError as exc:
+        fail_with(exc, {**_OPTIONS, "flops": "--at"})
     payload = result.to_dict()
     payload["fit_a"], payload["fit_b"] = str(fits[0]), str(fits[1])
     if as_json:
