@@ -19,7 +19,7 @@ from scalinglab.cli import app
 from scalinglab.counting import count_params, flops_per_token
 from scalinglab.demo import BUDGET_MULTIPLE, DEMO_SPEC, demo_plan, run_demo
 from scalinglab.store import Store
-from scalinglab.sweep.design import plan_sweep
+from scalinglab.sweep.budget import plan_sweep
 from scalinglab.sweep.spec import load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[1]

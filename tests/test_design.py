@@ -8,15 +8,10 @@ import numpy as np
 import pytest
 
 from scalinglab.counting import count_params, flops_per_token
-from scalinglab.sweep.design import (
-    BudgetError,
-    ThroughputModel,
-    check_coverage,
-    design_runs,
-    makespan_s,
-    plan_sweep,
-    run_key,
-)
+from scalinglab.sweep.budget import BudgetError, ThroughputModel, makespan_s, plan_sweep
+from scalinglab.sweep.coverage import check_coverage
+from scalinglab.sweep.design import design_runs
+from scalinglab.sweep.runspec import run_key
 from scalinglab.sweep.spec import SpecError, parse_spec
 
 pytest.importorskip("scalinglab.train.trainer")

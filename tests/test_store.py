@@ -15,7 +15,7 @@ from scalinglab.store import (
     StoreError,
     load_store_runs,
 )
-from scalinglab.sweep.design import BranchSpec, RunSpec, run_key
+from scalinglab.sweep.runspec import BranchSpec, RunSpec, run_key
 from scalinglab.sweep.spec import parse_spec
 
 SPEC = parse_spec('[sweep]\nname = "s1"\n[design]\nkind = "grid"\nparams = [1e5]\ntokens = [1e6]\n')

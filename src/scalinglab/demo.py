@@ -125,8 +125,8 @@ class DemoResult:
 
 
 def demo_plan(workers: int | None = None) -> Any:
-    """The demo's sweep, designed (no training): a :class:`scalinglab.sweep.design.Plan`."""
-    from scalinglab.sweep.design import plan_sweep
+    """The demo's sweep, designed (no training): a :class:`scalinglab.sweep.Plan`."""
+    from scalinglab.sweep.budget import plan_sweep
     from scalinglab.sweep.spec import parse_spec
 
     return plan_sweep(parse_spec(DEMO_SPEC, default_name="demo"), workers=workers)

@@ -1,24 +1,19 @@
 """Sweeps: design runs under a budget, store them durably, run them locally or on Ray.
 
-``spec`` reads and validates the TOML spec; ``design`` turns it into runs (IsoFLOP, N × D grid,
-WSD reuse), applies the budget and checks coverage; ``store`` keeps every run in one SQLite
-file the fit engine reads directly; ``executors`` trains the runs that are missing.
+``spec`` reads and validates the TOML spec; ``design`` turns it into planned runs
+(``runspec``: IsoFLOP, N × D grid, WSD reuse); ``budget`` applies the budget, times and orders
+them (``plan_sweep``); ``coverage`` checks they can pin a law down; ``executors`` trains the
+runs the store (:mod:`scalinglab.store`) does not hold yet.
 
-Importing this package is cheap: torch is imported only when a run is designed or trained.
+Importing this package, and designing a sweep, needs no torch: only training does.
 """
 
 from scalinglab.store import Store, StoreError, load_store_runs
-from scalinglab.sweep.design import (
-    BudgetError,
-    Coverage,
-    Plan,
-    RunSpec,
-    ThroughputModel,
-    check_coverage,
-    design_runs,
-    plan_sweep,
-)
+from scalinglab.sweep.budget import BudgetError, Plan, ThroughputModel, plan_sweep
+from scalinglab.sweep.coverage import Coverage, check_coverage
+from scalinglab.sweep.design import design_runs
 from scalinglab.sweep.executors import RunEvent, SweepSummary, measure_throughput, run_sweep
+from scalinglab.sweep.runspec import RunSpec
 from scalinglab.sweep.spec import SpecError, SweepSpec, load_spec, parse_spec
 
 __all__ = [

@@ -45,7 +45,8 @@ from typing import Any
 
 from scalinglab._optional import require
 from scalinglab.store import Store, StoreError
-from scalinglab.sweep.design import Plan, RunSpec, ThroughputModel, makespan_s
+from scalinglab.sweep.budget import Plan, ThroughputModel, makespan_s
+from scalinglab.sweep.runspec import RunSpec
 from scalinglab.units import cached_measurement, machine_ident
 
 __all__ = [
@@ -486,7 +487,7 @@ def run_sweep(
     Parameters
     ----------
     plan
-        From :func:`scalinglab.sweep.design.plan_sweep`.
+        From :func:`scalinglab.sweep.plan_sweep`.
     store
         Opened for writing; this process is its only writer.
     executor
