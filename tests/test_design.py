@@ -13,8 +13,6 @@ from scalinglab.sweep.coverage import check_coverage
 from scalinglab.sweep.design import design_runs
 from scalinglab.sweep.runspec import run_key
 from scalinglab.sweep.spec import SpecError, parse_spec
-
-pytest.importorskip("scalinglab.train.trainer")
 from scalinglab.train.schedule import branch_total_steps
 
 HEAD = """

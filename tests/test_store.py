@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 
 from scalinglab.counting import TransformerShape, count_params, flops_per_token
+from scalinglab.runs import load_runs
 from scalinglab.store import (
     SCHEMA_VERSION,
     Store,
@@ -170,14 +171,13 @@ def test_points_match_the_fit_contract(tmp_path):
 
 
 def test_fit_engine_reads_the_store(tmp_path):
-    runs_module = pytest.importorskip("scalinglab.runs")
     path = tmp_path / "fit.db"
     runs = [make_run(n, t) for n in (1, 2, 3) for t in (4096, 8192)]
     with Store(path) as s:
         s.add_sweep(SPEC, runs)
         for r in runs:
             s.record_result(r, fake_result(r))
-    table = runs_module.load_runs(path)
+    table = load_runs(path)
     assert len(table) == 6 and table.param_basis == "non_embedding"
 
 
