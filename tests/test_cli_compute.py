@@ -56,6 +56,9 @@ def test_table_output_has_units():
         (["--flops", "1e20", "--mfu", "1.5"], "--mfu"),
         (["--flops", "1e20", "--mfu", "0"], "--mfu"),
         (["--params", "1e9"], "--tokens"),
+        (["--flops", "1e20", "--count", "0"], "--count"),
+        (["--flops", "-1e20"], "--flops"),
+        (["--layers", "2", "--d-model", "100", "--heads", "3", "--tokens", "1e9"], "--heads"),
     ],
 )
 def test_bad_input_one_line_exit_2(args, needle):
@@ -64,6 +67,13 @@ def test_bad_input_one_line_exit_2(args, needle):
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_flops_with_one_of_n_and_d_gives_the_other():
+    result = runner.invoke(app, ["compute", "--params", "1e9", "--flops", "6e18", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["tokens"] == pytest.approx(1e9) and data["flops_method"] == "given"
 
 
 def test_version_and_help():

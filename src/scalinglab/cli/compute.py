@@ -7,14 +7,31 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from scalinglab.cli._common import console, fail, positive, print_json
-from scalinglab.counting import (
-    FLOPS_PER_PARAM_TOKEN,
-    TransformerShape,
-    count_params,
-    flops_per_token,
+from scalinglab.cli._common import (
+    CONTEXT_DEFAULT,
+    GPU_HELP,
+    VOCAB_DEFAULT,
+    api_default,
+    console,
+    fail,
+    fail_with,
+    positive,
+    print_json,
 )
-from scalinglab.units import UnitError, compute_cost
+from scalinglab.counting import TransformerShape, complete_ndc, count_params, flops_per_token
+from scalinglab.errors import ScalingLabError
+from scalinglab.units import compute_cost
+
+# The API's arguments whose options are named otherwise; the rest map by name (cli._common).
+_OPTIONS = {
+    "price_per_gpu_hour": "--price",
+    "n_layer": "--layers",
+    "n_head": "--heads",
+    "vocab_size": "--vocab",
+    "context_length": "--context",
+    "positional": "--rotary",
+    "mlp": "--gated",
+}
 
 
 def compute(
@@ -28,18 +45,27 @@ def compute(
     layers: int | None = typer.Option(None, "--layers", help="Model shape: number of layers."),
     d_model: int | None = typer.Option(None, "--d-model", help="Model shape: width."),
     heads: int | None = typer.Option(None, "--heads", help="Model shape: attention heads."),
-    vocab: int = typer.Option(50257, "--vocab", help="Model shape: vocabulary size."),
-    context: int = typer.Option(2048, "--context", help="Model shape: sequence length."),
+    vocab: int = typer.Option(VOCAB_DEFAULT, "--vocab", help="Model shape: vocabulary size."),
+    context: int = typer.Option(CONTEXT_DEFAULT, "--context", help="Model shape: sequence length."),
     d_ff: int | None = typer.Option(None, "--d-ff", help="Model shape: MLP width (4·d default)."),
     untied: bool = typer.Option(False, "--untied", help="Model shape: untied output matrix."),
     rotary: bool = typer.Option(False, "--rotary", help="Model shape: rotary positions."),
     gated: bool = typer.Option(False, "--gated", help="Model shape: gated (SwiGLU) MLP."),
     bias: bool = typer.Option(False, "--bias", help="Model shape: biases (GPT-2 style)."),
-    gpu: str = typer.Option("h100-sxm", "--gpu", help="a100-80gb, h100-sxm, h200 or cpu."),
-    mfu: float = typer.Option(0.4, "--mfu", help="Model FLOP utilisation in (0, 1]."),
-    count: int = typer.Option(1, "--count", "-k", help="Devices in parallel (sets wall days)."),
+    gpu: str = typer.Option(api_default(compute_cost, "gpu"), "--gpu", help=GPU_HELP),
+    mfu: float = typer.Option(
+        api_default(compute_cost, "mfu"), "--mfu", help="Model FLOP utilisation in (0, 1]."
+    ),
+    count: int = typer.Option(
+        api_default(compute_cost, "count"),
+        "--count",
+        "-k",
+        help="Devices in parallel (sets wall days).",
+    ),
     price: float | None = typer.Option(None, "--price", help="Price per device-hour."),
-    pue: float = typer.Option(1.0, "--pue", help="Data-centre power usage effectiveness."),
+    pue: float = typer.Option(
+        api_default(compute_cost, "pue"), "--pue", help="Data-centre power usage effectiveness."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Express a training run in FLOPs, PF-days, GPU-hours, days, energy and cost.
@@ -49,27 +75,16 @@ def compute(
 
     Example: scalinglab compute --params 175e9 --tokens 300e9 --gpu a100-80gb --mfu 0.5
     """
+    # N and D only scale the FLOPs here; compute_cost checks everything else.
     positive(params, "--params")
     positive(tokens, "--tokens")
-    positive(flops, "--flops")
-    for value, option in ((mfu, "--mfu"),):
-        if not 0 < value <= 1:
-            fail(f"{option} must be in (0, 1], got {value!r}")
-    if count < 1:
-        fail(f"--count must be an integer ≥ 1, got {count!r}")
-    if price is not None and price < 0:
-        fail(f"--price must be ≥ 0, got {price!r}")
-    if pue < 1:
-        fail(f"--pue must be ≥ 1, got {pue!r}")
-
-    report: dict[str, Any] = {"params": params, "tokens": tokens, "flops_method": None}
-    shape_given = any(v is not None for v in (layers, d_model, heads))
-    if shape_given:
-        if None in (layers, d_model, heads):
-            fail("a model shape needs all of --layers, --d-model and --heads")
-        if tokens is None:
-            fail("a model shape needs --tokens to give training FLOPs")
-        try:
+    report: dict[str, Any] = {"params": params, "tokens": tokens}
+    try:
+        if any(v is not None for v in (layers, d_model, heads)):
+            if None in (layers, d_model, heads):
+                fail("a model shape needs all of --layers, --d-model and --heads")
+            if tokens is None:
+                fail("a model shape needs --tokens to give training FLOPs")
             shape = TransformerShape(
                 n_layer=layers,  # type: ignore[arg-type]
                 d_model=d_model,  # type: ignore[arg-type]
@@ -82,34 +97,25 @@ def compute(
                 mlp="gated" if gated else "gelu",
                 bias=bias,
             )
-        except ValueError as exc:
-            fail(str(exc))
-        counts = count_params(shape)
-        per_token = flops_per_token(shape)
-        flops = per_token.per_operation * tokens  # type: ignore[operator]
-        report.update(
-            params=counts.total,
-            non_embedding_params=counts.non_embedding,
-            flops_6nd=per_token.six_n_total * tokens,  # type: ignore[operator]
-            flops_method="per-operation (Hoffmann et al. 2022, App. F)",
-        )
-    elif flops is None:
-        if params is None or tokens is None:
+            counts = count_params(shape)
+            per_token = flops_per_token(shape)
+            flops = per_token.per_operation * tokens
+            report.update(
+                params=counts.total,
+                non_embedding_params=counts.non_embedding,
+                flops_6nd=per_token.six_n_total * tokens,
+                flops_method="per-operation (Hoffmann et al. 2022, App. F)",
+            )
+        elif flops is not None and params is None and tokens is None:
+            report["flops_method"] = "given"
+        elif params is None and tokens is None:
             fail("give --params and --tokens, a model shape with --tokens, or --flops")
-        flops = FLOPS_PER_PARAM_TOKEN * params * tokens
-        report["flops_method"] = "6·N·D"
-    else:
-        report["flops_method"] = "given"
-        if params is not None and tokens is None:
-            report["tokens"] = flops / (FLOPS_PER_PARAM_TOKEN * params)
-        if tokens is not None and params is None:
-            report["params"] = flops / (FLOPS_PER_PARAM_TOKEN * tokens)
-
-    try:
+        else:
+            report["flops_method"] = "6·N·D" if flops is None else "given"
+            report["params"], report["tokens"], flops = complete_ndc(params, tokens, flops)
         cost = compute_cost(flops, gpu=gpu, mfu=mfu, count=count, price_per_gpu_hour=price, pue=pue)
-    except UnitError as exc:
-        option = "--gpu" if "GPU" in str(exc) else "input"
-        fail(f"{option}: {exc}")
+    except ScalingLabError as exc:
+        fail_with(exc, _OPTIONS)
     report.update(cost.to_dict())
     if as_json:
         print_json(report)
