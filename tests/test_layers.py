@@ -39,7 +39,7 @@ def test_the_package_keeps_its_layers():
     ("module", "upward"),
     [
         ("counting.py", "import scalinglab.runs"),  # the bottom reaching one layer up
-        ("store.py", "from scalinglab.sweep import spec"),  # the store reaching the sweep
+        ("store/database.py", "from scalinglab.sweep import spec"),  # the store reaching the sweep
         ("report/html.py", "import scalinglab.demo"),  # report reaching the demo above it
     ],
 )

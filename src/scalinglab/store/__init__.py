@@ -1,0 +1,31 @@
+"""The store: one SQLite file per project that keeps every planned and finished run.
+
+- :mod:`.schema`: the tables, the schema version, opening a file, :class:`StoreError`;
+- :mod:`.records`: what the store reads of a sweep and its runs (protocols);
+- :mod:`.database`: :class:`Store` (writing from the sweep driver, reading for status and
+  reports) and :func:`load_store_runs`;
+- :mod:`.points`: finished points as the fit engine reads them.
+"""
+
+from scalinglab.store.database import Store, load_store_runs
+from scalinglab.store.records import BranchRecord, RunRecord, SweepRecord
+from scalinglab.store.schema import (
+    APPLICATION_ID,
+    DEFAULT_STORE,
+    SCHEMA_VERSION,
+    STATUSES,
+    StoreError,
+)
+
+__all__ = [
+    "APPLICATION_ID",
+    "DEFAULT_STORE",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "BranchRecord",
+    "RunRecord",
+    "Store",
+    "StoreError",
+    "SweepRecord",
+    "load_store_runs",
+]

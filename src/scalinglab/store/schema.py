@@ -1,0 +1,177 @@
+"""The store's file: its SQLite schema and version, opening it, its error, its transactions.
+
+Tables (schema version in ``PRAGMA user_version``; a newer version is refused, not touched):
+
+``sweeps``
+    name, the spec as JSON, the N basis and FLOP method it declares, timestamps.
+``runs``
+    one row per training run and per WSD cooldown branch (``kind = 'branch'``, with
+    ``parent_key`` and ``branch_tokens``): key, status, attempts, config, seed, schedule,
+    warmup and decay horizon, shape, both parameter counts, tokens, FLOPs (6·N·D, per operation,
+    and the trainer's count) and counting method, final losses, speed, device, library
+    versions, timings (wall and CPU seconds) and the error of a failed run.
+``sweep_runs``
+    which sweeps planned which runs (runs are shared by key between sweeps).
+``curves``
+    the loss curve of each run: tokens, FLOPs, train and validation loss, lr, wall time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from scalinglab.errors import ScalingLabError
+
+__all__ = [
+    "APPLICATION_ID",
+    "DEFAULT_STORE",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "StoreError",
+    "Transaction",
+    "connect",
+]
+
+DEFAULT_STORE = "scalinglab.db"
+SCHEMA_VERSION = 1
+# "SLAB" in ASCII: marks the file as a scalinglab store (PRAGMA application_id).
+APPLICATION_ID = 0x534C4142
+STATUSES = ("planned", "running", "finished", "failed")
+
+SCHEMA = """
+CREATE TABLE sweeps (
+    name          TEXT PRIMARY KEY,
+    spec_json     TEXT NOT NULL,
+    design        TEXT NOT NULL,
+    param_basis   TEXT NOT NULL CHECK (param_basis IN ('non_embedding', 'total')),
+    flops_method  TEXT NOT NULL CHECK (flops_method IN ('6nd', 'per_operation')),
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL
+);
+CREATE TABLE runs (
+    key                  TEXT PRIMARY KEY,
+    kind                 TEXT NOT NULL CHECK (kind IN ('run', 'branch')),
+    parent_key           TEXT REFERENCES runs(key),
+    branch_tokens        INTEGER,
+    status               TEXT NOT NULL
+                         CHECK (status IN ('planned', 'running', 'finished', 'failed')),
+    attempts             INTEGER NOT NULL DEFAULT 0,
+    config_json          TEXT NOT NULL,
+    seed                 INTEGER NOT NULL,
+    schedule             TEXT,
+    warmup_tokens        INTEGER,
+    decay_tokens         INTEGER,
+    n_layer              INTEGER NOT NULL,
+    d_model              INTEGER NOT NULL,
+    n_head               INTEGER NOT NULL,
+    vocab_size           INTEGER NOT NULL,
+    context_length       INTEGER NOT NULL,
+    params_total         INTEGER NOT NULL,
+    params_non_embedding INTEGER NOT NULL,
+    param_basis          TEXT NOT NULL,
+    tokens               INTEGER NOT NULL,
+    flops_method         TEXT NOT NULL,
+    flops_per_operation  REAL NOT NULL,
+    compute_level        REAL,
+    loss                 REAL,
+    train_loss           REAL,
+    flops_6nd            REAL,
+    flops_counted        REAL,
+    tokens_per_s         REAL,
+    mfu                  REAL,
+    device               TEXT,
+    precision            TEXT,
+    threads              INTEGER,
+    worker               TEXT,
+    versions_json        TEXT,
+    created_at           REAL NOT NULL,
+    started_at           REAL,
+    finished_at          REAL,
+    wall_s               REAL,
+    cpu_s                REAL,
+    error                TEXT
+);
+CREATE INDEX runs_status ON runs(status);
+CREATE INDEX runs_parent ON runs(parent_key);
+CREATE TABLE sweep_runs (
+    sweep     TEXT NOT NULL REFERENCES sweeps(name),
+    key       TEXT NOT NULL REFERENCES runs(key),
+    position  INTEGER NOT NULL,
+    PRIMARY KEY (sweep, key)
+);
+CREATE TABLE curves (
+    key            TEXT NOT NULL REFERENCES runs(key),
+    tokens         INTEGER NOT NULL,
+    flops_6nd      REAL,
+    flops_counted  REAL,
+    train_loss     REAL,
+    val_loss       REAL,
+    lr             REAL,
+    wall_s         REAL,
+    PRIMARY KEY (key, tokens)
+);
+"""
+
+
+class StoreError(ScalingLabError):
+    """A store that cannot be opened or read: missing, not a scalinglab store, or too new."""
+
+
+def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    try:
+        if readonly:
+            if not path.exists():
+                raise StoreError(f"{path}: no such store")
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), so
+            # each finished run is one atomic unit and nothing is left half-written.
+            conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"{path}: cannot open the store ({exc})") from None
+    conn.row_factory = sqlite3.Row
+    try:
+        check_version(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def check_version(conn: sqlite3.Connection, path: Path) -> int:
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        app = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: not a SQLite database ({exc})") from None
+    if tables and app != APPLICATION_ID:
+        raise StoreError(f"{path}: a SQLite database, but not a scalinglab store")
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: store schema version {version} is newer than this scalinglab reads "
+            f"(≤ {SCHEMA_VERSION}); upgrade scalinglab. The store was not modified."
+        )
+    return version
+
+
+class Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error (KeyboardInterrupt too)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Cursor:
+        self._cur = self._conn.cursor()
+        self._cur.execute("BEGIN IMMEDIATE")
+        return self._cur
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._cur.execute("COMMIT")
+        elif self._conn.in_transaction:
+            self._cur.execute("ROLLBACK")
+        self._cur.close()
