@@ -116,12 +116,18 @@ def test_power_law_and_columns(tmp_path):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--law", "gompertz"], "--law must be one of"),
-        (["--loss", "l1"], "--loss must be one of"),
-        (["--x", "flops"], "--x and --fix-e apply only to --law power"),
-        (["--holdout-top", "1.5"], "--holdout-top must be a fraction in (0, 1)"),
+        (["--law", "gompertz"], "--law: unknown law 'gompertz'; choose one of"),
+        (["--loss", "l1"], "--loss: loss must be one of"),
+        (["--x", "flops"], "--x applies only to --law power, broken-power"),
+        (["--fix-e", "--law", "broken-power"], "--fix-e applies only to --law power"),
+        (["--law", "power", "--x", "steps"], "--x: power law: x must be one of"),
+        (["--holdout-top", "1.5"], "--holdout-top: holdout_top must be a fraction in (0, 1)"),
         (["--holdout-above", "1e30"], "no run above 1e+30 FLOP"),
-        (["--bootstrap", "-1"], "--bootstrap must be an integer >= 0"),
+        (["--bootstrap", "-1"], "--bootstrap: bootstrap must be a whole number >= 0"),
+        (["--bootstrap", "2", "--bootstrap-by", "seed"], "--bootstrap-by: "),
+        (["--level", "1.5"], "--level: "),
+        (["--drop-top-loss", "-1"], "--drop-top-loss: "),
+        (["--param-basis", "some"], "--param-basis: "),
         (["--law", "data-constrained"], "needs the column(s) unique_tokens"),
         (["--predict", "params=7e10,steps=3"], "--predict: unknown input 'steps'"),
         (["-c", "params"], "--column takes NAME=VALUE pairs"),
@@ -195,3 +201,28 @@ def test_a_procedure_refuses_options_it_would_ignore(epoch_csv, extra, named):
 def test_an_unknown_procedure_is_named(epoch_csv):
     result = run_cli("fit", epoch_csv, "--procedure", "magic")
     assert result.returncode == 2 and "magic" in result.stderr and "auto" in result.stderr
+
+
+def test_every_registered_law_and_loss_is_offered():
+    # The choices come from the registries, so a law registered there is accepted here.
+    from scalinglab.fitting import LOSSES
+    from scalinglab.laws import LAWS
+
+    text = " ".join(runner.invoke(app, ["fit", "--help"], terminal_width=400).output.split())
+    for name in (*LAWS, *LOSSES):
+        assert name in text
+
+
+def test_broken_power_law_fits_from_the_command_line(epoch_csv):
+    result = runner.invoke(app, ["fit", epoch_csv, "--law", "broken-power", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["law"] == "broken-power"
+    assert data["law_options"] == {"x": "flops", "smoothness": 1.0}  # the law's own defaults
+    assert set(data["params"]) == {"E", "A", "alpha", "x_b", "delta"}
+
+
+def test_a_default_typed_out_still_clashes_with_a_procedure(epoch_csv):
+    # "Set on the command line" is what counts, not "differs from the default".
+    result = runner.invoke(app, ["fit", epoch_csv, "--procedure", "auto", "--loss", "huber"])
+    assert result.exit_code == 2 and "drop --loss" in result.output

@@ -18,9 +18,13 @@ from scalinglab.errors import ScalingLabError
 from scalinglab.units import HARDWARE_CHOICES
 
 try:  # recent typer vendors click; older releases use click itself
+    from typer._click.core import ParameterSource
     from typer._click.globals import get_current_context
 except ImportError:  # pragma: no cover - depends on the installed typer
     from click import get_current_context  # type: ignore[no-redef]
+    from click.core import ParameterSource  # type: ignore[no-redef]
+
+_COMMANDLINE = ParameterSource.COMMANDLINE
 
 console = Console()
 err_console = Console(stderr=True)
@@ -61,6 +65,19 @@ def option_of(field: str | None, overrides: Mapping[str, str] | None = None) -> 
                 return param.human_readable_name
             return max(param.opts, key=len)
     return None
+
+
+def given(*names: str) -> list[str]:
+    """Of the running command's parameters ``names``, the options set on the command line
+    (as ``--option``), whatever their values: a default typed out counts as set."""
+    context = get_current_context(silent=True)
+    if context is None:
+        return []
+    out = []
+    for param in context.command.params:
+        if param.name in names and context.get_parameter_source(param.name) is _COMMANDLINE:
+            out.append(max(param.opts, key=len))
+    return out
 
 
 def fail_with(error: ScalingLabError, overrides: Mapping[str, str] | None = None) -> NoReturn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import warnings
 from pathlib import Path
@@ -10,19 +11,69 @@ from typing import Annotated, Any
 
 import typer
 
+from scalinglab import fitting
 from scalinglab.cli._common import (
+    api_default,
     column_mapping,
     console,
     fail,
+    fail_with,
+    given,
     parse_pairs,
-    positive,
     print_json,
     stage_progress,
 )
+from scalinglab.errors import ScalingLabError
+from scalinglab.fitting import LOSSES, FitWarning
+from scalinglab.laws import INPUT_NAMES, LAWS, X_CHOICES, get_law
+from scalinglab.procedures import PROCEDURES, fit_procedure
+from scalinglab.runs import PARAM_BASES, RunsWarning, load_runs
 
-_LAWS = ("chinchilla", "kaplan-nd", "power", "data-constrained")
-_XS = ("params", "tokens", "flops")
-_LOSSES = ("huber", "mse", "asymmetric")
+# The law scalinglab fits when none is named: Hoffmann et al.'s (2022) form of N and D.
+_DEFAULT_LAW = "chinchilla"
+# Law options the command line sets, by the law's own option name.
+_LAW_OPTIONS = {"x": "--x", "fix_E": "--fix-e"}
+# The API's arguments whose options are named otherwise; the rest map by name (cli._common).
+_OPTIONS = {
+    "ci_level": "--level",
+    "by": "--bootstrap-by",
+    "source": "RUNS",
+    "columns": "--column",
+    "target": "--predict",
+    **_LAW_OPTIONS,
+}
+
+
+def _fit_default(name: str) -> Any:
+    return api_default(fitting.fit, name)
+
+
+def _law_default(law: str, option: str) -> Any:
+    return inspect.signature(LAWS[law]).parameters[option].default
+
+
+def _laws_taking(option: str) -> list[str]:
+    return [name for name, cls in LAWS.items() if option in inspect.signature(cls).parameters]
+
+
+def _law(name: str, options: dict[str, Any]) -> Any:
+    """The law ``name`` with the options given on the command line, its own defaults for the
+    rest; an option the law does not take is refused naming the laws that do."""
+    cls = LAWS.get(name)
+    if cls is None:
+        fail(f"--law: unknown law {name!r}; choose one of {', '.join(LAWS)}")
+    accepted = inspect.signature(cls).parameters
+    for option, value in options.items():
+        if value is not None and option not in accepted:
+            fail(f"{_LAW_OPTIONS[option]} applies only to --law {', '.join(_laws_taking(option))}")
+    return get_law(
+        name,
+        **{
+            option: accepted[option].default if value is None else value
+            for option, value in options.items()
+            if option in accepted
+        },
+    )
 
 
 def _parse_target(text: str | None) -> dict[str, float] | None:
@@ -30,8 +81,8 @@ def _parse_target(text: str | None) -> dict[str, float] | None:
         return None
     out: dict[str, float] = {}
     for key, value in parse_pairs(text, "--predict").items():
-        if key not in ("params", "tokens", "flops", "unique_tokens"):
-            fail(f"--predict: unknown input {key!r}; use params, tokens, flops, unique_tokens")
+        if key not in INPUT_NAMES:
+            fail(f"--predict: unknown input {key!r}; use {', '.join(INPUT_NAMES)}")
         try:
             number = float(value)
         except ValueError:
@@ -51,41 +102,57 @@ def fit(
             help="Runs table: .csv, .tsv, .parquet, .jsonl, .json, or a scalinglab store (.db)."
         ),
     ],
-    law: str = typer.Option("chinchilla", "--law", "-l", help=f"Law form: {', '.join(_LAWS)}."),
+    law: str = typer.Option(_DEFAULT_LAW, "--law", "-l", help=f"Law form: {', '.join(LAWS)}."),
     procedure: str | None = typer.Option(
         None,
         "--procedure",
         "-p",
-        help="Fit by a named procedure instead (law, objective and trusted runs set by it; see "
-        "`scalinglab backtest --list-procedures`). auto picks one by a backtest inside the runs, "
-        "and its intervals add the extrapolation error that backtest measured.",
+        help=f"Fit by a named procedure instead ({', '.join(PROCEDURES)}; law, objective and "
+        "trusted runs set by it; see `scalinglab backtest --list-procedures`). auto picks one "
+        "by a backtest inside the runs, and its intervals add the extrapolation error that "
+        "backtest measured.",
     ),
     x: str | None = typer.Option(
-        None, "--x", help="With --law power: the variable, params, tokens or flops (default)."
+        None,
+        "--x",
+        help=f"With --law {' or '.join(_laws_taking('x'))}: the variable, "
+        f"{', '.join(X_CHOICES)} (default {_law_default('power', 'x')}).",
     ),
     fix_e: bool = typer.Option(
-        False, "--fix-e", help="With --law power: fix E = 0 (Kaplan's pure power law)."
+        False,
+        "--fix-e",
+        help=f"With --law {' or '.join(_laws_taking('fix_E'))}: fix E = 0 (Kaplan's pure power "
+        "law).",
     ),
-    loss: str = typer.Option("huber", "--loss", help=f"Objective: {', '.join(_LOSSES)}."),
+    loss: str = typer.Option(
+        _fit_default("loss"), "--loss", help=f"Objective: {', '.join(LOSSES)}."
+    ),
     huber_delta: float = typer.Option(
-        1e-3, "--huber-delta", help="Huber's delta on log residuals (Hoffmann et al.: 1e-3)."
+        _fit_default("huber_delta"),
+        "--huber-delta",
+        help="Huber's delta on log residuals (Hoffmann et al.: 1e-3).",
     ),
     asymmetry: float = typer.Option(
-        0.9,
+        _fit_default("asymmetry"),
         "--asymmetry",
         help="With --loss asymmetric: weight in (0, 1) of residuals above the data.",
     ),
     bootstrap: int = typer.Option(
-        0,
+        _fit_default("bootstrap"),
         "--bootstrap",
         "-B",
-        help="Bootstrap resamples for confidence intervals (0: none; 100 with --procedure).",
+        help="Bootstrap resamples for confidence intervals (0: none; "
+        f"{api_default(fit_procedure, 'bootstrap')} with --procedure).",
     ),
     bootstrap_by: str = typer.Option(
-        "run", "--bootstrap-by", help="Resample whole runs (run) or whole groups (group)."
+        _fit_default("bootstrap_by"),
+        "--bootstrap-by",
+        help="Resample whole runs (run) or whole groups (group).",
     ),
-    level: float = typer.Option(0.95, "--level", help="Confidence level of the intervals."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    level: float = typer.Option(
+        _fit_default("ci_level"), "--level", help="Confidence level of the intervals."
+    ),
+    seed: int = typer.Option(_fit_default("seed"), "--seed", help="Seed of the bootstrap."),
     holdout_above: float | None = typer.Option(
         None, "--holdout-above", help="Fit on runs with FLOPs <= this; report errors above it."
     ),
@@ -104,7 +171,7 @@ def fit(
         ),
     ] = None,
     param_basis: str = typer.Option(
-        "unknown", "--param-basis", help="What N counts: total, non_embedding or unknown."
+        "unknown", "--param-basis", help=f"What N counts: {', '.join(PARAM_BASES)}."
     ),
     predict: str | None = typer.Option(
         None,
@@ -123,56 +190,16 @@ def fit(
 
     Example: scalinglab fit runs.csv --procedure auto --predict params=7e10,tokens=1.4e12
     """
-    from scalinglab import fitting
-    from scalinglab.fitting import FitError, FitWarning
-    from scalinglab.laws import LawError
-    from scalinglab.procedures import BacktestError, ProcedureError
-    from scalinglab.runs import RunsError, RunsWarning, load_runs
-
-    if law not in _LAWS:
-        fail(f"--law must be one of {', '.join(_LAWS)}, got {law!r}")
-    if loss not in _LOSSES:
-        fail(f"--loss must be one of {', '.join(_LOSSES)}, got {loss!r}")
-    options: dict[str, Any] = {}
-    if law == "power":
-        if x is not None and x not in _XS:
-            fail(f"--x must be one of {', '.join(_XS)}, got {x!r}")
-        options = {"x": x or "flops", "fix_E": fix_e}
-    elif x is not None or fix_e:
-        fail("--x and --fix-e apply only to --law power")
-    positive(huber_delta, "--huber-delta")
-    if not 0 < asymmetry < 1:
-        fail(f"--asymmetry must be in (0, 1), got {asymmetry!r}")
-    if bootstrap < 0:
-        fail(f"--bootstrap must be an integer >= 0, got {bootstrap!r}")
-    if bootstrap_by not in ("run", "group"):
-        fail(f"--bootstrap-by must be run or group, got {bootstrap_by!r}")
-    if not 0 < level < 1:
-        fail(f"--level must be in (0, 1), got {level!r}")
-    positive(holdout_above, "--holdout-above")
-    if holdout_top is not None and not 0 < holdout_top < 1:
-        fail(f"--holdout-top must be a fraction in (0, 1), got {holdout_top!r}")
-    if holdout_above is not None and holdout_top is not None:
-        fail("give --holdout-above or --holdout-top, not both")
-    if drop_top_loss < 0:
-        fail(f"--drop-top-loss must be an integer >= 0, got {drop_top_loss!r}")
     mapping = column_mapping(column)
     target = _parse_target(predict)
     if procedure is not None:
-        _check_procedure_options(
-            procedure,
-            {
-                "--law": law != "chinchilla",
-                "--x": x is not None,
-                "--fix-e": fix_e,
-                "--loss": loss != "huber",
-                "--huber-delta": huber_delta != 1e-3,
-                "--asymmetry": asymmetry != 0.9,
-                "--bootstrap-by": bootstrap_by != "run",
-                "--holdout-above": holdout_above is not None,
-                "--holdout-top": holdout_top is not None,
-            },
-        )
+        _check_procedure_options(procedure)
+        bootstrap = bootstrap if given("bootstrap") else api_default(fit_procedure, "bootstrap")
+    else:
+        try:
+            law_object = _law(law, {"x": x, "fix_E": True if fix_e else None})
+        except ScalingLabError as exc:
+            fail_with(exc, _OPTIONS)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RunsWarning)
@@ -183,15 +210,14 @@ def fit(
             )
             if procedure is not None:
                 result, prediction, chosen = _fit_procedure(
-                    procedure, table, bootstrap or 100, seed, target, level, quiet=as_json
+                    procedure, table, bootstrap, seed, target, level, quiet=as_json
                 )
             else:
                 chosen = None
                 with stage_progress(not as_json and bootstrap > 0) as progress:
                     result = fitting.fit(
-                        law,
+                        law_object,
                         table,
-                        law_options=options,
                         loss=loss,
                         huber_delta=huber_delta,
                         asymmetry=asymmetry,
@@ -205,8 +231,8 @@ def fit(
                         progress=progress,
                     )
                 prediction = _prediction(result, target, level) if target else None
-        except (RunsError, FitError, LawError, BacktestError, ProcedureError) as exc:
-            fail(str(exc))
+        except ScalingLabError as exc:
+            fail_with(exc, _OPTIONS)
     runs_warnings = [str(w.message) for w in caught if issubclass(w.category, RunsWarning)]
 
     if out is not None:
@@ -253,14 +279,22 @@ def fit(
         )
 
 
-def _check_procedure_options(procedure: str, given: dict[str, bool]) -> None:
-    """--procedure brings its own law, objective and trusted runs: refuse the options (``given``:
-    option name → set away from its default) that it would silently ignore."""
-    from scalinglab.procedures import PROCEDURES
-
+def _check_procedure_options(procedure: str) -> None:
+    """--procedure brings its own law, objective and trusted runs: refuse the options set on
+    the command line that it would silently ignore."""
     if procedure not in PROCEDURES:
         fail(f"--procedure must be one of {', '.join(PROCEDURES)}, got {procedure!r}")
-    clashing = [name for name, set_ in given.items() if set_]
+    clashing = given(
+        "law",
+        "x",
+        "fix_e",
+        "loss",
+        "huber_delta",
+        "asymmetry",
+        "bootstrap_by",
+        "holdout_above",
+        "holdout_top",
+    )
     if clashing:
         fail(
             f"--procedure sets the law and the objective itself: drop {', '.join(clashing)} "
@@ -279,8 +313,6 @@ def _fit_procedure(
     quiet: bool,
 ) -> tuple[Any, dict[str, Any] | None, Any]:
     """Fit by a procedure: its verdict-carrying member fit, the prediction, the ProcedureFit."""
-    from scalinglab.procedures import fit_procedure
-
     status = (
         contextlib.nullcontext()
         if quiet
@@ -301,11 +333,9 @@ def _fit_procedure(
 
 
 def _prediction(result: Any, target: dict[str, float], level: float) -> dict[str, Any]:
-    from scalinglab.laws import LawError
-
     try:
         value = result.predict(**target)
-    except LawError as exc:
+    except ScalingLabError as exc:
         fail(f"--predict: {exc}")
     row: dict[str, Any] = {"inputs": target, "loss": value}
     if result.bootstrap_params is not None:

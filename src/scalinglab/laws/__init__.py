@@ -14,15 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from scalinglab.laws._base import BaseLaw, Law, LawError
+from scalinglab.laws._base import INPUT_NAMES, BaseLaw, Law, LawError
 from scalinglab.laws.broken import BrokenPowerLaw
 from scalinglab.laws.chinchilla import ChinchillaLaw
 from scalinglab.laws.data_constrained import DataConstrainedLaw
 from scalinglab.laws.kaplan import KaplanNDLaw
-from scalinglab.laws.power import PowerLaw
+from scalinglab.laws.power import X_CHOICES, PowerLaw
 
 __all__ = [
+    "INPUT_NAMES",
     "LAWS",
+    "X_CHOICES",
     "BaseLaw",
     "BrokenPowerLaw",
     "ChinchillaLaw",

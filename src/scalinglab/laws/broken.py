@@ -9,10 +9,9 @@ import numpy as np
 from scipy.special import expit
 
 from scalinglab.laws._base import BaseLaw, LawError, grid, logsumexp_rows
+from scalinglab.laws.power import X_CHOICES
 
 __all__ = ["BrokenPowerLaw"]
-
-_X_CHOICES = ("params", "tokens", "flops")
 
 
 class BrokenPowerLaw(BaseLaw):
@@ -30,9 +29,9 @@ class BrokenPowerLaw(BaseLaw):
     name: ClassVar[str] = "broken-power"
 
     def __init__(self, x: str = "flops", smoothness: float = 1.0) -> None:
-        if x not in _X_CHOICES:
+        if x not in X_CHOICES:
             raise LawError(
-                f"broken power law: x must be one of {', '.join(_X_CHOICES)}, got {x!r}", field="x"
+                f"broken power law: x must be one of {', '.join(X_CHOICES)}, got {x!r}", field="x"
             )
         if not (np.isfinite(smoothness) and smoothness > 0):
             raise LawError(

@@ -9,9 +9,10 @@ import numpy as np
 
 from scalinglab.laws._base import BaseLaw, LawError, grid, logsumexp_rows
 
-__all__ = ["PowerLaw"]
+__all__ = ["X_CHOICES", "PowerLaw"]
 
-_X_CHOICES = ("params", "tokens", "flops")
+# The variables a one-variable law can take (the broken power law takes the same).
+X_CHOICES = ("params", "tokens", "flops")
 
 
 class PowerLaw(BaseLaw):
@@ -24,9 +25,9 @@ class PowerLaw(BaseLaw):
     name: ClassVar[str] = "power"
 
     def __init__(self, x: str = "flops", fix_E: bool = False) -> None:
-        if x not in _X_CHOICES:
+        if x not in X_CHOICES:
             raise LawError(
-                f"power law: x must be one of {', '.join(_X_CHOICES)}, got {x!r}", field="x"
+                f"power law: x must be one of {', '.join(X_CHOICES)}, got {x!r}", field="x"
             )
         super().__init__(x=x, fix_E=bool(fix_E))
         self.x = x
