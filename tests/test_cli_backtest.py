@@ -93,12 +93,13 @@ def test_tables(runs_csv):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["-p", "magic"], "--procedure must be one of"),
-        (["--group-by", "colour"], "--group-by 'colour' is not a column"),
-        (["--cut", "-3"], "--cut must be a finite number > 0"),
+        (["-p", "magic"], "--procedure: unknown procedure 'magic'; choose one of"),
+        (["--group-by", "colour"], "--group-by: group_by 'colour' is not a column"),
+        (["--cut", "-3"], "--cut: cuts must be FLOP counts > 0"),
         (["--cut", "1e10"], "no cut leaves runs on both sides"),
-        (["--level", "2"], "--level must be in (0, 1)"),
-        (["--min-factor", "0.5"], "--min-factor must be a number >= 1"),
+        (["--level", "2"], "--level: level must lie in (0, 1)"),
+        (["--min-factor", "0.5"], "--min-factor: min_factor must be >= 1"),
+        (["--drop-top-loss", "-1"], "--drop-top-loss: "),
         (["--n-cuts", "0"], "--n-cuts must be an integer >= 1"),
         (["--figure", "out.txt"], "--figure must end in .png"),
         (["-c", "params"], "--column takes NAME=VALUE"),

@@ -36,6 +36,10 @@ VOCAB_DEFAULT = 50257
 CONTEXT_DEFAULT = 2048
 
 
+# load_runs' arguments as the commands that read a runs table name them.
+RUNS_OPTIONS = {"source": "RUNS", "columns": "--column"}
+
+
 def api_default(function: Callable[..., Any], name: str) -> Any:
     """The default of ``function``'s argument ``name``: an option's default is the API's own."""
     return inspect.signature(function).parameters[name].default

@@ -13,6 +13,7 @@ import typer
 
 from scalinglab import fitting
 from scalinglab.cli._common import (
+    RUNS_OPTIONS,
     api_default,
     column_mapping,
     console,
@@ -37,8 +38,7 @@ _LAW_OPTIONS = {"x": "--x", "fix_E": "--fix-e"}
 _OPTIONS = {
     "ci_level": "--level",
     "by": "--bootstrap-by",
-    "source": "RUNS",
-    "columns": "--column",
+    **RUNS_OPTIONS,
     "target": "--predict",
     **_LAW_OPTIONS,
 }

@@ -267,7 +267,7 @@ def _check_options(
             raise BacktestError(f"cuts must be FLOP counts > 0, got {list(cuts)!r}", field="cuts")
     if group_by is not None and group_by not in table.frame.columns:
         raise BacktestError(
-            f"--group-by {group_by!r} is not a column of the runs table; columns: "
+            f"group_by {group_by!r} is not a column of the runs table; columns: "
             f"{', '.join(map(str, table.frame.columns))}",
             field="group_by",
         )
