@@ -33,8 +33,9 @@ from pathlib import Path
 import pandas as pd
 
 from scalinglab.store import Store, load_store_runs
+from scalinglab.sweep.backends import available_cores
 from scalinglab.sweep.budget import plan_sweep
-from scalinglab.sweep.executors import available_cores, default_ray_temp_dir, run_sweep
+from scalinglab.sweep.executors import default_ray_temp_dir, run_sweep
 from scalinglab.sweep.spec import parse_spec
 
 SPEC = """

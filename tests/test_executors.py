@@ -21,8 +21,9 @@ import pytest
 
 from scalinglab.counting import count_params, flops_per_token
 from scalinglab.store import Store, load_store_runs
+from scalinglab.sweep.backends import threads_per_worker
 from scalinglab.sweep.budget import plan_sweep
-from scalinglab.sweep.executors import run_sweep, threads_per_worker
+from scalinglab.sweep.executors import run_sweep
 from scalinglab.sweep.spec import parse_spec
 
 pytest.importorskip("scalinglab.train.trainer")

@@ -48,8 +48,9 @@ def _load(spec_path: Path) -> Any:
 
 def _plan(spec: Any, spec_path: Path, workers: int | None, probe: bool) -> Any:
     """Design and budget the sweep; measure throughput first when asked or needed."""
+    from scalinglab.sweep.backends import threads_per_worker
     from scalinglab.sweep.budget import plan_sweep
-    from scalinglab.sweep.executors import measure_throughput, threads_per_worker
+    from scalinglab.sweep.probe import measure_throughput
     from scalinglab.sweep.spec import SpecError
 
     workers = workers or spec.execution.workers

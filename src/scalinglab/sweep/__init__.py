@@ -2,8 +2,9 @@
 
 ``spec`` reads and validates the TOML spec; ``design`` turns it into planned runs
 (``runspec``: IsoFLOP, N × D grid, WSD reuse); ``budget`` applies the budget, times and orders
-them (``plan_sweep``); ``coverage`` checks they can pin a law down; ``executors`` trains the
-runs the store (:mod:`scalinglab.store`) does not hold yet.
+them (``plan_sweep``); ``coverage`` checks they can pin a law down; ``probe`` times a few steps
+for the wall-clock estimate; ``executors`` drives the training of the runs the store
+(:mod:`scalinglab.store`) does not hold yet, on the ``backends`` (local processes or Ray).
 
 Importing this package, and designing a sweep, needs no torch: only training does.
 """
@@ -12,7 +13,8 @@ from scalinglab.store import Store, StoreError, load_store_runs
 from scalinglab.sweep.budget import BudgetError, Plan, ThroughputModel, plan_sweep
 from scalinglab.sweep.coverage import Coverage, check_coverage
 from scalinglab.sweep.design import design_runs
-from scalinglab.sweep.executors import RunEvent, SweepSummary, measure_throughput, run_sweep
+from scalinglab.sweep.executors import RunEvent, SweepSummary, run_sweep
+from scalinglab.sweep.probe import measure_throughput
 from scalinglab.sweep.runspec import RunSpec
 from scalinglab.sweep.spec import SpecError, SweepSpec, load_spec, parse_spec
 
