@@ -216,8 +216,12 @@ def test_cli_bad_values_get_one_line(tmp_path):
     _one_line_error(
         runner.invoke(app, ["report", "--runs", str(csv), "--budget", "-5"]), "--budget"
     )
-    _one_line_error(runner.invoke(app, ["report", "--runs", str(csv), "--law", "magic"]), "--law")
     _one_line_error(runner.invoke(app, ["report", "--runs", str(csv), "--gpu", "abacus"]), "--gpu")
+    _one_line_error(runner.invoke(app, ["report", "--runs", str(csv), "--mfu", "3"]), "--mfu")
+    # The law is checked by the fit itself, once the runs are read.
+    good = tmp_path / "good.csv"
+    _runs().frame.to_csv(good, index=False)
+    _one_line_error(runner.invoke(app, ["report", "--runs", str(good), "--law", "magic"]), "--law")
     _one_line_error(runner.invoke(app, ["report", "--runs", str(tmp_path / "none.csv")]), "no such")
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from scalinglab.errors import ScalingLabError
 from scalinglab.report.build import ReportResult, build_report
 from scalinglab.runs import Runs, load_runs
 
@@ -200,7 +201,7 @@ def run_demo(
         stored = db.runs(name, status="finished")
         curves = db.curves(name)
     if summary.failed:
-        raise RuntimeError(
+        raise ScalingLabError(
             f"{len(summary.failed)} demo run(s) failed (first: {summary.failed[0][:12]}); "
             f"see `scalinglab sweep status` on {store}, then run the demo again"
         )

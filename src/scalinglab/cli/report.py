@@ -4,7 +4,6 @@ loop (sweep, fit, held-out check, plan, report) on this machine."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -15,26 +14,42 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from scalinglab.cli._common import (
+    GPU_HELP,
+    RUNS_OPTIONS,
+    api_default,
     console,
     err_console,
     fail,
+    fail_with,
     positive,
     print_json,
     stage_progress,
 )
+from scalinglab.errors import ScalingLabError
+from scalinglab.laws import LAWS
+from scalinglab.units import compute_cost
+
+# The API's arguments whose options are named otherwise; the rest map by name (cli._common).
+_OPTIONS = {"ci_level": "--level", "budgets": "--budget", "price_per_gpu_hour": "--price"}
+# Options left unset take build_report's and run_demo's own defaults (not imported here:
+# the report pulls in matplotlib, which `scalinglab --help` should not wait for).
+_API_DEFAULT = "default: the report's own"
+
+
+def _cost_default(name: str) -> Any:
+    return api_default(compute_cost, name)
+
 
 _RUN_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
 
 
 def _load(store: Path | None, runs: Path | None, sweep: str | None, drop_top_loss: int):
-    from scalinglab.runs import RunsError, load_runs
+    from scalinglab.runs import load_runs
 
     if (store is None) == (runs is None):
         fail("give exactly one of --store DB or --runs FILE")
     if sweep is not None and store is None:
         fail("--sweep selects a sweep in a store: it needs --store")
-    if drop_top_loss < 0:
-        fail(f"--drop-top-loss must be ≥ 0, got {drop_top_loss}")
     try:
         if store is not None:
             if not store.is_file():
@@ -56,8 +71,8 @@ def _load(store: Path | None, runs: Path | None, sweep: str | None, drop_top_los
             listing = ", ".join(found) if found else "none"
             fail(f"--runs: {str(runs)!r} is a folder; give one of its files (found: {listing})")
         return load_runs(runs, drop_top_loss=drop_top_loss), None
-    except RunsError as exc:
-        fail(f"--{'store' if store is not None else 'runs'}: {exc}")
+    except ScalingLabError as exc:
+        fail_with(exc, {"source": "--store" if store is not None else "--runs"})
 
 
 def _store_curves(store: Path, sweep: str | None) -> Any:
@@ -95,13 +110,16 @@ def report(
         str | None, typer.Option("--sweep", help="Only this sweep of the store.")
     ] = None,
     law: Annotated[
-        str,
-        typer.Option("--law", help="Law to fit: chinchilla, kaplan-nd, power, data-constrained."),
-    ] = "chinchilla",
+        str | None,
+        typer.Option("--law", help=f"Law to fit: {', '.join(LAWS)} ({_API_DEFAULT})."),
+    ] = None,
     bootstrap: Annotated[
-        int, typer.Option("--bootstrap", help="Bootstrap resamples (0: none).")
-    ] = 200,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+        int | None,
+        typer.Option("--bootstrap", help=f"Bootstrap resamples (0: none; {_API_DEFAULT})."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help=f"Seed of the bootstrap ({_API_DEFAULT}).")
+    ] = None,
     drop_top_loss: Annotated[
         int,
         typer.Option(
@@ -109,9 +127,12 @@ def report(
         ),
     ] = 0,
     holdout_top: Annotated[
-        float,
-        typer.Option("--holdout-top", help="Check: predict this top fraction of runs by compute."),
-    ] = 0.05,
+        float | None,
+        typer.Option(
+            "--holdout-top",
+            help=f"Check: predict this top fraction of runs by compute ({_API_DEFAULT}).",
+        ),
+    ] = None,
     holdout_above: Annotated[
         float | None,
         typer.Option(
@@ -127,20 +148,21 @@ def report(
             "--budget", "-C", help="Budget in FLOP to plan (repeatable); default 5.76e23."
         ),
     ] = None,
-    gpu: Annotated[
-        str, typer.Option("--gpu", help="a100-80gb, h100-sxm, h200 or cpu.")
-    ] = "h100-sxm",
-    mfu: Annotated[float, typer.Option("--mfu", help="Model FLOP utilisation in (0, 1].")] = 0.4,
+    gpu: Annotated[str, typer.Option("--gpu", help=GPU_HELP)] = _cost_default("gpu"),
+    mfu: Annotated[
+        float, typer.Option("--mfu", help="Model FLOP utilisation in (0, 1].")
+    ] = _cost_default("mfu"),
     count: Annotated[
         int, typer.Option("--count", "-k", help="Devices in parallel (sets wall days).")
-    ] = 1,
+    ] = _cost_default("count"),
     price: Annotated[float | None, typer.Option("--price", help="Price per device-hour.")] = None,
     pue: Annotated[
         float, typer.Option("--pue", help="Data-centre power usage effectiveness.")
-    ] = 1.0,
+    ] = _cost_default("pue"),
     level: Annotated[
-        float, typer.Option("--level", help="Level of bands and plan intervals.")
-    ] = 0.9,
+        float | None,
+        typer.Option("--level", help=f"Level of bands and plan intervals ({_API_DEFAULT})."),
+    ] = None,
     title: Annotated[str | None, typer.Option("--title", help="Title of the page.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
@@ -152,37 +174,19 @@ def report(
 
     Example: scalinglab report --runs runs.csv --drop-top-loss 5 --out report.html
     """
-    from scalinglab.fitting import FitError
-    from scalinglab.laws import LAWS
-    from scalinglab.plan import PlanError
-    from scalinglab.report import CHINCHILLA_FLOPS, build_report
-    from scalinglab.runs import RunsError
-    from scalinglab.units import UnitError, get_hardware
+    from scalinglab.report import build_report
 
-    budget = budget or [CHINCHILLA_FLOPS]
-    for b in budget:
+    for b in budget or []:
         positive(b, "--budget")
-    positive(holdout_above, "--holdout-above")
-    if price is not None and not (math.isfinite(price) and price >= 0):
-        fail(f"--price must be ≥ 0, got {price!r}")
-    if bootstrap < 0:
-        fail(f"--bootstrap must be ≥ 0, got {bootstrap}")
-    if not 0 < holdout_top < 1:
-        fail(f"--holdout-top must be a fraction in (0, 1), got {holdout_top!r}")
-    if not 0 < level < 1:
-        fail(f"--level must lie in (0, 1), got {level!r}")
-    if not 0 < mfu <= 1:
-        fail(f"--mfu must be in (0, 1], got {mfu!r}")
-    if count < 1:
-        fail(f"--count must be an integer ≥ 1, got {count!r}")
-    if not (math.isfinite(pue) and pue >= 1):
-        fail(f"--pue must be ≥ 1, got {pue!r}")
-    if law not in LAWS:
-        fail(f"--law: unknown law {law!r}; choose one of {', '.join(LAWS)}")
+    plan_options = {"gpu": gpu, "mfu": mfu, "count": count, "price_per_gpu_hour": price, "pue": pue}
+    # The report turns a plan that fails into a note; options it could never use fail here,
+    # checked by the API itself (as is the held-out fraction, which the fit would skip).
     try:
-        get_hardware(gpu)
-    except UnitError as exc:
-        fail(f"--gpu: {exc}")
+        compute_cost(1.0, **plan_options)
+    except ScalingLabError as exc:
+        fail_with(exc, _OPTIONS)
+    if holdout_top is not None and not 0 < holdout_top < 1:
+        fail(f"--holdout-top must be a fraction in (0, 1), got {holdout_top!r}")
     if fit_path is not None and not fit_path.is_file():
         fail(f"--fit: no such fit file {str(fit_path)!r}")
     if out.exists() and out.is_dir():
@@ -190,29 +194,34 @@ def report(
 
     table, curves = _load(store, runs, sweep, drop_top_loss)
     command = shlex.join(["scalinglab", "report", *sys.argv[2:]]) if _called_as("report") else None
-    plan_options = {"gpu": gpu, "mfu": mfu, "count": count, "price_per_gpu_hour": price, "pue": pue}
+    given = {
+        name: value
+        for name, value in dict(
+            law=law, bootstrap=bootstrap, seed=seed, level=level, budgets=budget or None
+        ).items()
+        if value is not None
+    }
+    if no_holdout or holdout_above:
+        given["holdout_top"] = None
+    elif holdout_top is not None:
+        given["holdout_top"] = holdout_top
     try:
-        with stage_progress(not as_json and fit_path is None and bootstrap > 0) as progress:
+        with stage_progress(not as_json and fit_path is None and bootstrap != 0) as progress:
             result = build_report(
                 table,
                 out,
                 fit=fit_path,
-                law=law,
-                bootstrap=bootstrap,
-                seed=seed,
-                holdout_top=None if (no_holdout or holdout_above) else holdout_top,
                 holdout_above=None if no_holdout else holdout_above,
-                budgets=budget,
                 plan_options=plan_options,
-                level=level,
                 figures_dir=figures,
+                **given,
                 title=title,
                 commands=(command,) if command else (),
                 curves=curves,
                 progress=progress,
             )
-    except (RunsError, FitError, PlanError, UnitError) as exc:
-        fail(str(exc))
+    except ScalingLabError as exc:
+        fail_with(exc, {**_OPTIONS, **RUNS_OPTIONS})
     summary = report_summary(result)
     if as_json:
         print_json(summary)
@@ -341,8 +350,9 @@ def demo(
         int | None, typer.Option("--workers", "-k", help="Runs trained in parallel (default 2).")
     ] = None,
     bootstrap: Annotated[
-        int, typer.Option("--bootstrap", help="Bootstrap resamples of the fit.")
-    ] = 200,
+        int | None,
+        typer.Option("--bootstrap", help="Bootstrap resamples of the fit (default: the demo's)."),
+    ] = None,
     figures: Annotated[
         Path | None,
         typer.Option("--figures", help="Also write every figure to this folder as PNG and SVG."),
@@ -361,14 +371,11 @@ def demo(
     import time
 
     from scalinglab.demo import demo_plan, run_demo
-    from scalinglab.fitting import FitError
-    from scalinglab.store import StoreError
-    from scalinglab.sweep.spec import SpecError
 
     t0 = time.monotonic()
     if workers is not None and workers < 1:
         fail(f"--workers must be an integer ≥ 1, got {workers}")
-    if bootstrap < 0:
+    if bootstrap is not None and bootstrap < 0:
         fail(f"--bootstrap must be ≥ 0, got {bootstrap}")
     if store.exists() and store.is_dir():
         fail(f"--store: {str(store)!r} is a folder; give a file name such as scalinglab.db")
@@ -378,7 +385,7 @@ def demo(
     say.print("[bold]scalinglab demo[/]: designing the sweep...", highlight=False)
     try:
         plan = demo_plan(workers)
-    except SpecError as exc:
+    except ScalingLabError as exc:
         fail(f"demo sweep: {exc}")
     say.print(
         f"{len(plan.runs)} models, {plan.points} points of the law, {plan.total_flops:.3g} FLOP "
@@ -407,7 +414,7 @@ def demo(
                 store,
                 out,
                 workers=workers,
-                bootstrap=bootstrap,
+                **({} if bootstrap is None else {"bootstrap": bootstrap}),
                 figures_dir=figures,
                 on_event=events,
                 progress=boot,
@@ -420,7 +427,7 @@ def demo(
             highlight=False,
         )
         raise typer.Exit(code=130) from None
-    except (RuntimeError, FitError, StoreError) as exc:
+    except ScalingLabError as exc:
         fail(f"demo: {exc}")
     wall = time.monotonic() - t0
     payload = demo_summary(result, wall)
