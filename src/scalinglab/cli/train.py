@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,12 +13,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from scalinglab.cli._common import console, err_console, fail, positive, print_json
-from scalinglab.sweep.spec import PRECISIONS  # torch-free: the CLI starts without torch
 
-_SCHEDULES = ("cosine", "wsd")
+# The torch-free registries: the CLI starts without torch.
+from scalinglab.sweep.spec import PARAM_BASES as _BASES
+from scalinglab.train.config import PRECISIONS, TrainConfig
+from scalinglab.train.corpus import TEXT_TOKENIZERS as _TOKENIZERS
+from scalinglab.train.schedule import SCHEDULES as _SCHEDULES
+
 _DEVICES = ("cpu", "cuda")
-_TOKENIZERS = ("byte", "char", "bpe")
-_BASES = ("non_embedding", "total")
+_CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 def _whole(value: float | None, option: str) -> int | None:
@@ -31,17 +35,19 @@ def train(
     ),
     tokens: float = typer.Option(..., "--tokens", "-D", help="Training tokens, e.g. 5e7."),
     corpus: str = typer.Option(
-        "stdlib",
+        _CONFIG_DEFAULTS["corpus"],
         "--corpus",
         help="stdlib, synthetic (or synthetic:order=1,alphabet=64), or a text file or folder.",
     ),
-    tokenizer: str = typer.Option("byte", "--tokenizer", help="byte, char or bpe."),
+    tokenizer: str = typer.Option(
+        _CONFIG_DEFAULTS["tokenizer"], "--tokenizer", help=f"Tokenizer: {', '.join(_TOKENIZERS)}."
+    ),
     vocab_size: int | None = typer.Option(
         None, "--vocab-size", help="BPE vocabulary to learn, or the synthetic alphabet."
     ),
     context: int = typer.Option(256, "--context", help="Sequence length in tokens."),
     basis: str = typer.Option(
-        "non_embedding", "--basis", help="What --params counts: non_embedding or total."
+        _BASES[0], "--basis", help=f"What --params counts: {' or '.join(_BASES)}."
     ),
     layers: int | None = typer.Option(None, "--layers", help="Explicit shape: layers."),
     d_model: int | None = typer.Option(None, "--d-model", help="Explicit shape: width."),
@@ -50,16 +56,24 @@ def train(
     gated: bool = typer.Option(False, "--gated", help="Gated (SwiGLU) MLP."),
     untied: bool = typer.Option(False, "--untied", help="Untied output matrix."),
     bias: bool = typer.Option(False, "--bias", help="Biases in linear layers and norms."),
-    schedule: str = typer.Option("cosine", "--schedule", help="cosine or wsd."),
+    schedule: str = typer.Option(
+        _CONFIG_DEFAULTS["schedule"], "--schedule", help=f"Schedule: {', '.join(_SCHEDULES)}."
+    ),
     branch: Annotated[
         list[float] | None,
         typer.Option(
             "--branch", help="WSD: also cool down from the stable phase at these tokens (repeat)."
         ),
     ] = None,
-    cooldown: float = typer.Option(0.2, "--cooldown", help="WSD cooldown fraction in (0, 1)."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Sequences per step."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
+    cooldown: float = typer.Option(
+        _CONFIG_DEFAULTS["cooldown_fraction"],
+        "--cooldown",
+        help="WSD cooldown fraction in (0, 1).",
+    ),
+    batch_size: int = typer.Option(
+        _CONFIG_DEFAULTS["batch_size"], "--batch-size", help="Sequences per step."
+    ),
+    lr: float = typer.Option(_CONFIG_DEFAULTS["lr"], "--lr", help="Peak learning rate."),
     warmup_tokens: float | None = typer.Option(
         None, "--warmup-tokens", help="Warmup tokens (default 5 % of the run)."
     ),
@@ -67,12 +81,18 @@ def train(
         None, "--eval-interval", help="Validate every this many tokens (default a tenth)."
     ),
     eval_tokens: float = typer.Option(
-        float(1 << 17), "--eval-tokens", help="Validation tokens per evaluation."
+        float(_CONFIG_DEFAULTS["eval_tokens"]),
+        "--eval-tokens",
+        help="Validation tokens per evaluation.",
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the weights and the batch order."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    seed: int = typer.Option(
+        _CONFIG_DEFAULTS["seed"], "--seed", help="Seed of the weights and the batch order."
+    ),
+    device: str = typer.Option(
+        _CONFIG_DEFAULTS["device"], "--device", help=f"Device: {' or '.join(_DEVICES)}."
+    ),
     precision: str = typer.Option(
-        "auto",
+        _CONFIG_DEFAULTS["precision"],
         "--precision",
         help="auto (timed on CPUs with bf16 units), fp32, bf16 (autocast) or bf16-matmul (CPU).",
     ),

@@ -57,6 +57,7 @@ from typing import Any
 
 from scalinglab.errors import ScalingLabError
 from scalinglab.train.config import PRECISIONS
+from scalinglab.train.corpus import TOKENIZERS
 from scalinglab.train.schedule import SCHEDULES
 
 __all__ = [
@@ -88,7 +89,6 @@ SHAPE_OPTIONS = (
     "aspect_min",
     "aspect_max",
 )
-TOKENIZERS = ("byte", "char", "bpe", "symbol")
 
 
 class SpecError(ScalingLabError):

@@ -44,6 +44,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "SYNTHETIC_TOKENIZER",
+    "TEXT_TOKENIZERS",
     "TOKENIZERS",
     "Corpus",
     "SyntheticSource",
@@ -53,7 +55,10 @@ __all__ = [
     "stdlib_files",
 ]
 
-TOKENIZERS = ("byte", "char", "bpe")
+# Every tokenizer a corpus can have: the text tokenizers, and the synthetic source's own symbols.
+TEXT_TOKENIZERS = ("byte", "char", "bpe")
+SYNTHETIC_TOKENIZER = "symbol"
+TOKENIZERS = (*TEXT_TOKENIZERS, SYNTHETIC_TOKENIZER)
 VAL_FRACTION = 0.1
 DEFAULT_BPE_VOCAB = (
     4096  # small enough that the embedding does not dominate million-parameter models
@@ -373,7 +378,7 @@ def _tokenize_text(
             return flat.astype(dtype)
 
         return encode(train_text), encode(val_text), tok.get_vocab_size()
-    raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
+    raise ValueError(f"tokenizer must be one of {TEXT_TOKENIZERS}, got {tokenizer!r}")
 
 
 def _chunks(text: str, size: int = 1 << 16) -> list[str]:
@@ -450,7 +455,7 @@ def load_corpus(
     """
     root = cache_root(cache_dir) / "corpora"
     if name == "synthetic" or name.startswith("synthetic:"):
-        if tokenizer not in ("byte", "symbol"):
+        if tokenizer not in ("byte", SYNTHETIC_TOKENIZER):
             raise ValueError(
                 f"the synthetic corpus is made of symbols; tokenizer {tokenizer!r} does not apply"
             )
@@ -472,10 +477,10 @@ def load_corpus(
                 "source": dataclasses.asdict(source),
             }
 
-        return _cached(root / f"synthetic-{key}", name, "symbol", build_synthetic)
+        return _cached(root / f"synthetic-{key}", name, SYNTHETIC_TOKENIZER, build_synthetic)
 
-    if tokenizer not in TOKENIZERS:
-        raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
+    if tokenizer not in TEXT_TOKENIZERS:
+        raise ValueError(f"tokenizer must be one of {TEXT_TOKENIZERS}, got {tokenizer!r}")
     if name == "stdlib":
         src_root, files = stdlib_files()
         label = "stdlib"
