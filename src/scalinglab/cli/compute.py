@@ -78,7 +78,7 @@ def compute(
     # N and D only scale the FLOPs here; compute_cost checks everything else.
     positive(params, "--params")
     positive(tokens, "--tokens")
-    report: dict[str, Any] = {"params": params, "tokens": tokens}
+    report: dict[str, Any] = {"params": params, "tokens": tokens, "flops_method": None}
     try:
         if any(v is not None for v in (layers, d_model, heads)):
             if None in (layers, d_model, heads):
