@@ -39,3 +39,17 @@ def test_it_survives_pickling_with_its_field() -> None:
     # Errors cross process boundaries in the sweep executors.
     error = pickle.loads(pickle.dumps(ScalingLabError("bad key", field="law")))
     assert (str(error), error.field) == ("bad key", "law")
+
+
+def test_the_console_script_reports_an_unmapped_error_in_one_line(monkeypatch, capsys):
+    import scalinglab.cli as cli
+
+    def command(**_: object) -> None:
+        raise ScalingLabError("spec [train]: bad key", field="train.lr")
+
+    monkeypatch.setattr(cli, "app", command)
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: spec [train]: bad key"  # escaped: no markup swallowed

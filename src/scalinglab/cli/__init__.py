@@ -21,6 +21,7 @@ from scalinglab.cli import report as report_cli
 from scalinglab.cli import sweep as sweep_cli
 from scalinglab.cli import train as train_cli
 from scalinglab.cli._common import err_console
+from scalinglab.errors import ScalingLabError
 
 try:  # recent typer vendors click; older releases use click itself
     from typer._click import exceptions as _click_errors
@@ -66,7 +67,7 @@ def main() -> None:
     """Entry point of the console script.
 
     Click's usage errors are reduced to one line (option and reason) with exit code 2, the
-    way every other bad input is reported.
+    way every other bad input is reported; so is any ScalingLabError a command let through.
     """
     try:
         code = app(standalone_mode=False)
@@ -87,6 +88,11 @@ def main() -> None:
             raise
         err_console.print(
             f"[bold red]error:[/] {escape(str(missing))}", highlight=False, soft_wrap=True
+        )
+        code = 2
+    except ScalingLabError as exc:  # bad input a command did not map to its option itself
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
         )
         code = 2
     except (typer.Abort, KeyboardInterrupt):
