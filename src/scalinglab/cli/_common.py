@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scalinglab.errors import ScalingLabError
@@ -47,7 +48,9 @@ def api_default(function: Callable[..., Any], name: str) -> Any:
 
 def fail(message: str) -> NoReturn:
     """Print one clear line to stderr and exit with code 2 (usage error), no traceback."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Escaped: a message quoting `pip install 'scalinglab[train]'` or a value like [1, 2] must
+    # print as written, not be read as rich markup and lose its brackets.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 

@@ -138,8 +138,6 @@ def train(
     if warmup_tokens is not None and not (math.isfinite(warmup_tokens) and warmup_tokens >= 0):
         fail(f"--warmup-tokens must be a number ≥ 0, got {warmup_tokens!r}")
 
-    from rich.markup import escape
-
     from scalinglab._optional import MissingDependencyError, require
     from scalinglab.counting import TransformerShape, count_params
     from scalinglab.train.config import TrainConfig
@@ -149,7 +147,7 @@ def train(
     try:  # before the corpus is built: without torch nothing here can run
         require("torch", "scalinglab train")
     except MissingDependencyError as exc:
-        fail(escape(str(exc)))  # escaped: rich would read [train] as markup
+        fail(str(exc))
 
     out = err_console if as_json else console
     try:
