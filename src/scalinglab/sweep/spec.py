@@ -74,18 +74,8 @@ from scalinglab.train.config import PRECISIONS
 from scalinglab.train.corpus import TOKENIZERS
 from scalinglab.train.schedule import SCHEDULES
 
-__all__ = [
-    "BudgetSpec",
-    "DataSpec",
-    "DesignSpec",
-    "ExecutionSpec",
-    "ModelSpec",
-    "SpecError",
-    "SweepSpec",
-    "TrainSpec",
-    "load_spec",
-    "parse_spec",
-]
+# The value types (SweepSpec, SpecError, ...) are spec_values's; they are importable from here too.
+__all__ = ["load_spec", "parse_spec"]
 
 # --- value checks: each returns the clean value or raises SpecError naming the key ----------
 
