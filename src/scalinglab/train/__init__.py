@@ -6,7 +6,8 @@
 - :mod:`.corpus`: byte/char/BPE corpora in memory-mapped token files, and a synthetic source
   with a known entropy rate;
 - :mod:`.schedule`: warmup + cosine and warmup-stable-decay learning rates;
-- :mod:`.trainer`: the loop, evaluation, FLOPs, MFU, checkpoints.
+- :mod:`.trainer`: the loop, evaluation, FLOPs, MFU, checkpoints;
+- :mod:`.results`: what a run returns (no torch import).
 
 Names from the torch-backed modules load on first use, so ``import scalinglab.train``, the
 shape rule and :class:`TrainConfig` need no torch (``pip install scalinglab`` has none); without
@@ -45,9 +46,9 @@ _LAZY = {
     "SyntheticSource": "corpus",
     "load_corpus": "corpus",
     "Schedule": "schedule",
-    "BranchResult": "trainer",
-    "CurvePoint": "trainer",
-    "TrainResult": "trainer",
+    "BranchResult": "results",
+    "CurvePoint": "results",
+    "TrainResult": "results",
     "train": "trainer",
 }
 
