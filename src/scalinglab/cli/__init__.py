@@ -16,6 +16,7 @@ from scalinglab._optional import as_missing_dependency
 from scalinglab.cli import backtest as backtest_cli
 from scalinglab.cli import compute
 from scalinglab.cli import fit as fit_cli
+from scalinglab.cli import importing as import_cli
 from scalinglab.cli import plan as plan_cli
 from scalinglab.cli import report as report_cli
 from scalinglab.cli import sweep as sweep_cli
@@ -60,6 +61,7 @@ app.add_typer(sweep_cli.app, name="sweep")
 app.command("plan")(plan_cli.plan)
 app.command("compare")(plan_cli.compare)
 app.command("report")(report_cli.report)
+app.command("import")(import_cli.import_command)
 app.command("demo")(report_cli.demo)
 
 

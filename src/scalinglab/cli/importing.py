@@ -1,0 +1,174 @@
+"""``scalinglab import``: training logs from W&B, TensorBoard, MLflow, HF Trainer or a long
+table into the store, with their whole curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from scalinglab.cli._common import console, fail, print_json, stage_progress
+
+
+def _sci(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _print(result: Any) -> None:
+    table = Table(title=f"{'Would import' if result.dry_run else 'Imported'} into {result.store}")
+    for column in ("run", "run_id", "group", "status", "metric", "points", "params", "tokens"):
+        table.add_column(column, justify="right" if column in ("points",) else "left")
+    table.add_column("loss (nats)", justify="right")
+    for run in result.runs:
+        status = run.status if run.version <= 1 else f"{run.status} v{run.version}"
+        table.add_row(
+            run.name,
+            run.run_id,
+            run.group,
+            status,
+            run.metric,
+            str(run.points),
+            _sci(run.params),
+            _sci(run.tokens),
+            f"{run.loss_nats:.4f}",
+        )
+    if result.runs:
+        console.print(table)
+    for job in result.stitched:
+        segments = job["segments"]
+        console.print(
+            f"stitched: {job['job']}: {len(segments)} segments ({segments[0]} … {segments[-1]}) "
+            f"into one curve; {len(job['overlaps'])} overlaps",
+            highlight=False,
+        )
+        for overlap in job["overlaps"]:
+            console.print(f"  overlap: {overlap} (the later segment wins)", highlight=False)
+    for run in result.runs:
+        if run.note:
+            console.print(f"note: {run.name}: {run.note}", highlight=False)
+        if run.extra_metrics:
+            console.print(
+                f"also stored for {run.name}: {', '.join(run.extra_metrics)}", highlight=False
+            )
+    for name, reason in result.skipped:
+        console.print(f"skipped: {name}: {reason}", highlight=False)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+    done = result.imported
+    if not done and result.runs:
+        console.print(
+            f"nothing imported: all {len(result.runs)} runs are already in {result.store} "
+            "(same sources and metadata)",
+            highlight=False,
+        )
+    else:
+        verb = "would write" if result.dry_run else "wrote"
+        console.print(
+            f"{verb} {len(done)} runs and {result.points:,} curve points to {result.store}",
+            highlight=False,
+        )
+
+
+def import_command(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Logs: W&B panel or history exports, long tables (CSV, TSV, Parquet, JSONL), "
+            "TensorBoard folders, MLflow mlruns/ folders, trainer_state.json.",
+            show_default=False,
+        ),
+    ],
+    meta: Annotated[
+        Path | None,
+        typer.Option("--meta", help="META.toml: params, tokens per step, N basis... per run."),
+    ] = None,
+    store: Annotated[Path, typer.Option("--store", help="The store to write.")] = Path(
+        "scalinglab.db"
+    ),
+    metric: Annotated[
+        str | None,
+        typer.Option("--metric", "-m", help="The loss metric: a name or a glob (eval/*/loss)."),
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option("--group", help="The sweep the runs join (default: imported).")
+    ] = None,
+    stitch: Annotated[
+        str | None,
+        typer.Option(
+            "--stitch",
+            help="Regex with (?P<job>...) and (?P<segment>...) joining resumed runs "
+            "(default: W&B's <job>-run-NNN); '' joins nothing.",
+        ),
+    ] = None,
+    params: Annotated[
+        int | None, typer.Option("--params", help="Parameters N of every run.")
+    ] = None,
+    param_basis: Annotated[
+        str | None, typer.Option("--param-basis", help="total or non_embedding.")
+    ] = None,
+    tokens_per_step: Annotated[
+        int | None, typer.Option("--tokens-per-step", help="Tokens per optimizer step.")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Sequences per optimizer step.")
+    ] = None,
+    seq_len: Annotated[int | None, typer.Option("--seq-len", help="Tokens per sequence.")] = None,
+    flops_method: Annotated[
+        str | None, typer.Option("--flops-method", help="6nd or per_operation.")
+    ] = None,
+    schedule: Annotated[
+        str | None, typer.Option("--schedule", help="The LR schedule (cosine, linear, wsd...).")
+    ] = None,
+    schedule_steps: Annotated[
+        int | None, typer.Option("--schedule-steps", help="The schedule's length in steps.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Read and check, write nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Import training logs and their whole curves into the store.
+
+    Resumed W&B segments (<job>-run-NNN) join into one curve; what the logs do not say
+    (parameters, tokens per step, how N and FLOPs are counted) comes from --meta or flags,
+    never guessed. The same sources imported twice add nothing; sources are only read.
+
+    Example: scalinglab import wandb_export.csv --meta examples/olmo_import.toml
+    """
+    from scalinglab.errors import ScalingLabError
+    from scalinglab.importers import import_runs
+
+    flags = {
+        "params": params,
+        "param_basis": param_basis,
+        "tokens_per_step": tokens_per_step,
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "flops_method": flops_method,
+        "schedule": schedule,
+        "schedule_steps": schedule_steps,
+    }
+    options: dict[str, Any] = {}
+    if stitch is not None:
+        options["stitch_pattern"] = stitch or None
+    try:
+        with stage_progress(not as_json) as update:
+            result = import_runs(
+                sources,
+                store=store,
+                meta=meta,
+                metric=metric,
+                group=group,
+                flags=flags,
+                dry_run=dry_run,
+                progress=update,
+                **options,
+            )
+    except ScalingLabError as exc:  # every import error is one line naming what to fix
+        fail(str(exc))
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        _print(result)
