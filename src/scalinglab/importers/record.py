@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -59,42 +60,39 @@ class Outcome:
     note: str | None
 
 
-def _rows(run: PreparedRun) -> tuple[list[tuple], list[tuple]]:
-    params = float(run.meta.params)
+def _rows(run: PreparedRun) -> tuple[Iterator[tuple], Iterator[tuple]]:
+    """The ``curves`` and ``metrics`` rows of a run, built from whole arrays (a million points
+    must not go through Python one float at a time). NaN binds as SQL NULL."""
+    n = len(run.tokens)
     tokens = run.tokens.astype(np.int64)
-    flops = FLOPS_PER_PARAM_TOKEN * params * tokens.astype(np.float64)
+    flops = FLOPS_PER_PARAM_TOKEN * float(run.meta.params) * tokens.astype(np.float64)
+    empty = [None] * n
 
-    def col(a: np.ndarray | None) -> list[float | None]:
-        if a is None:
-            return [None] * len(tokens)
-        return [None if not np.isfinite(v) else float(v) for v in a]
+    def col(values: np.ndarray | None) -> list[float | None]:
+        return empty if values is None else values.astype(np.float64).tolist()
 
-    curve = list(
+    curve = zip(
+        repeat(run.key, n),
+        tokens.tolist(),
+        flops.tolist(),
+        col(run.train_loss),
+        col(run.loss_nats),
+        col(run.lr),
+        strict=True,
+    )
+    metrics = (
         zip(
-            [run.key] * len(tokens),
-            tokens.tolist(),
-            flops.tolist(),
-            col(run.train_loss),
-            col(run.loss_nats),
-            col(run.lr),
+            repeat(run.key, len(xs)),
+            repeat(metric, len(xs)),
+            repeat(kind, len(xs)),
+            steps.tolist() if steps is not None else repeat(None, len(xs)),
+            xs.astype(np.int64).tolist(),
+            values.astype(np.float64).tolist(),
             strict=True,
         )
+        for metric, kind, steps, xs, values in run.extra
     )
-    metrics = []
-    for metric, kind, steps, xs, values in run.extra:
-        step_list = steps.tolist() if steps is not None else [None] * len(xs)
-        metrics.extend(
-            zip(
-                [run.key] * len(xs),
-                [metric] * len(xs),
-                [kind] * len(xs),
-                step_list,
-                xs.astype(np.int64).tolist(),
-                values.astype(np.float64).tolist(),
-                strict=True,
-            )
-        )
-    return curve, metrics
+    return curve, chain.from_iterable(metrics)
 
 
 def _plan(store: Store | None, runs: Sequence[PreparedRun]) -> list[Outcome]:
