@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from scalinglab.cli._common import console, fail, print_json, stage_progress
@@ -17,25 +18,39 @@ def _sci(value: float) -> str:
 
 
 def _print(result: Any) -> None:
-    table = Table(title=f"{'Would import' if result.dry_run else 'Imported'} into {result.store}")
-    for column in ("run", "run_id", "group", "status", "metric", "points", "params", "tokens"):
-        table.add_column(column, justify="right" if column in ("points",) else "left")
-    table.add_column("loss (nats)", justify="right")
+    groups = ", ".join(sorted({r.group for r in result.runs}))
+    verb = "Would import" if result.dry_run else "Imported"
+    table = Table(
+        title=f"{verb} into {result.store} (group {groups})",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+        caption="N: parameters, D: tokens, loss: the last point, nats per token",
+    )
+    for column in ("run", "run_id", "status"):
+        table.add_column(column, no_wrap=True)
+    for column in ("segs", "points", "N", "D", "loss"):
+        table.add_column(column, justify="right", no_wrap=True)
     for run in result.runs:
         status = run.status if run.version <= 1 else f"{run.status} v{run.version}"
         table.add_row(
             run.name,
             run.run_id,
-            run.group,
             status,
-            run.metric,
+            str(len(run.segments)),
             str(run.points),
             _sci(run.params),
             _sci(run.tokens),
-            f"{run.loss_nats:.4f}",
+            f"{run.loss_nats:.3f}",
         )
     if result.runs:
         console.print(table)
+    by_metric: dict[str, list[str]] = {}
+    for run in result.runs:
+        by_metric.setdefault(run.metric, []).append(run.name)
+    for metric, names in by_metric.items():
+        console.print(f"loss: {metric} ({', '.join(names)})", highlight=False)
     for job in result.stitched:
         segments = job["segments"]
         console.print(

@@ -392,7 +392,7 @@ def import_runs(
         runs=runs,
         skipped=tuple(skipped),
         stitched=tuple(stitched),
-        notes=tuple(notes),
+        notes=tuple(dict.fromkeys(notes)),  # once each, in order
         sources=tuple({"path": str(g.path), "format": g.format, "sha256": g.sha256} for g in logs),
         dry_run=dry_run,
         points=points,

@@ -78,8 +78,8 @@ def read_wandb_panel(path: Path, names: list[str] | None = None) -> SourceLog:
         raise LogImportError(f"{path}: no values in any column, nothing to import")
     if groups:
         notes.append(
-            f"{path.name}: {', '.join(sorted(set(groups)))}: a W&B group, imported under the "
-            "group's name (W&B plots a group's mean over its runs)"
+            f"{', '.join(sorted(set(groups)))}: a W&B group, imported under its name (W&B plots "
+            "the mean over the group's runs)"
         )
     if sampled:
         notes.append(
