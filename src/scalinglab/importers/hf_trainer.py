@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scalinglab.importers.logs import LogImportError, Series, SourceLog, hash_files
+from scalinglab.importers.logs import LogImportError, Series, SourceLog, hash_files, source_log
 from scalinglab.importers.metrics import imported_kind
 
 __all__ = ["STATE_FILE", "find_trainer_state", "read_trainer_state"]
@@ -96,16 +96,4 @@ def read_trainer_state(path: Path, metric: str | None = None) -> SourceLog:
         Series(folder.name, key, np.array(s, dtype=np.int64), np.array(v, dtype=np.float64))
         for key, (s, v) in points.items()
     )
-    if not series:
-        raise LogImportError(
-            f"{state_path}: no loss, perplexity or accuracy in log_history (keys seen: "
-            f"{', '.join(sorted(ignored)[:8]) or 'none'}); name the loss with --metric",
-            field="metric",
-        )
-    return SourceLog(
-        path=path,
-        format="hf-trainer",
-        sha256=hash_files([state_path]),
-        series=series,
-        ignored=tuple(sorted(ignored)),
-    )
+    return source_log(path, "hf-trainer", hash_files([state_path]), series, ignored)

@@ -16,7 +16,7 @@ import numpy as np
 
 from scalinglab.errors import ScalingLabError
 
-__all__ = ["LogImportError", "Series", "SourceLog", "hash_files"]
+__all__ = ["LogImportError", "Series", "SourceLog", "hash_files", "source_log"]
 
 
 class LogImportError(ScalingLabError):
@@ -112,3 +112,29 @@ def hash_files(paths: Iterable[Path], root: Path | None = None) -> str:
             while block := handle.read(1 << 20):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def source_log(
+    path: Path,
+    fmt: str,
+    sha256: str,
+    series: Iterable[Series],
+    ignored: Iterable[str] = (),
+    notes: Iterable[str] = (),
+) -> SourceLog:
+    """A reader's :class:`SourceLog`, or the one error every reader gives for a source that
+    holds no loss, perplexity or accuracy (naming the metrics it does hold).
+
+    Raises
+    ------
+    LogImportError
+        ``series`` is empty.
+    """
+    series, ignored = tuple(series), tuple(sorted(ignored))
+    if not series:
+        raise LogImportError(
+            f"{path}: no loss, perplexity or accuracy in it (metrics seen: "
+            f"{', '.join(ignored[:8]) or 'none'}); name the loss with --metric",
+            field="metric",
+        )
+    return SourceLog(path, fmt, sha256, series, tuple(notes), ignored)

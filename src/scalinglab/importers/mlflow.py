@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scalinglab.importers.logs import LogImportError, Series, SourceLog, hash_files
+from scalinglab.importers.logs import LogImportError, Series, SourceLog, hash_files, source_log
 from scalinglab.importers.metrics import imported_kind
 
 __all__ = ["is_mlflow_folder", "read_mlflow"]
@@ -107,16 +107,4 @@ def read_mlflow(path: Path, metric: str | None = None) -> SourceLog:
                 keep = np.isfinite(values)
                 if keep.any():
                     series.append(Series(name, key, steps[keep], values[keep]))
-    if not series:
-        raise LogImportError(
-            f"{path}: no run logged a loss, perplexity or accuracy (metrics seen: "
-            f"{', '.join(sorted(ignored)[:8]) or 'none'}); name the loss with --metric",
-            field="metric",
-        )
-    return SourceLog(
-        path=path,
-        format="mlflow",
-        sha256=hash_files(files, path),
-        series=tuple(series),
-        ignored=tuple(sorted(ignored)),
-    )
+    return source_log(path, "mlflow", hash_files(files, path), series, ignored)

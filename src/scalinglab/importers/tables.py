@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from scalinglab.importers.logs import LogImportError, Series, SourceLog, hash_files
+from scalinglab.importers.logs import LogImportError, Series, SourceLog, hash_files, source_log
 from scalinglab.importers.metrics import imported_kind
 
 __all__ = ["TABLE_SUFFIXES", "read_arrow_table", "read_table", "table_columns"]
@@ -183,16 +183,4 @@ def read_table(
                     tokens=None if x_tokens is None else x_tokens[keep].astype(np.int64),
                 )
             )
-    if not series:
-        raise LogImportError(
-            f"{path}: no loss, perplexity or accuracy values in it (metrics seen: "
-            f"{', '.join(ignored[:8]) or 'none'}); name the loss with --metric",
-            field="metric",
-        )
-    return SourceLog(
-        path=path,
-        format="table",
-        sha256=hash_files([path]),
-        series=tuple(series),
-        ignored=tuple(ignored),
-    )
+    return source_log(path, "table", hash_files([path]), series, ignored)

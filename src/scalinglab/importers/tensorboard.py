@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scalinglab.importers.logs import LogImportError, Series, SourceLog, hash_files
+from scalinglab.importers.logs import LogImportError, Series, SourceLog, hash_files, source_log
 from scalinglab.importers.metrics import imported_kind
 
 __all__ = ["event_files", "read_tensorboard"]
@@ -100,16 +100,4 @@ def read_tensorboard(path: Path, metric: str | None = None) -> SourceLog:
             keep = np.isfinite(values)
             if keep.any():
                 series.append(Series(run, tag, steps[keep], values[keep]))
-    if not series:
-        raise LogImportError(
-            f"{path}: no loss, perplexity or accuracy scalars (tags seen: "
-            f"{', '.join(sorted(ignored)[:8]) or 'none'}); name the loss with --metric",
-            field="metric",
-        )
-    return SourceLog(
-        path=path,
-        format="tensorboard",
-        sha256=hash_files(files, root),
-        series=tuple(series),
-        ignored=tuple(sorted(ignored)),
-    )
+    return source_log(path, "tensorboard", hash_files(files, root), series, ignored)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from scalinglab.importers.logs import LogImportError, Series, SourceLog, hash_files
+from scalinglab.importers.logs import LogImportError, Series, SourceLog, hash_files, source_log
 from scalinglab.importers.tables import read_arrow_table, table_columns
 
 __all__ = ["is_wandb_panel", "read_wandb_panel"]
@@ -86,10 +86,4 @@ def read_wandb_panel(path: Path, names: list[str] | None = None) -> SourceLog:
             f"{path.name}: {sampled} points are W&B bin averages (their __MIN and __MAX differ):"
             " the panel was sampled, so this export is not every logged point"
         )
-    return SourceLog(
-        path=path,
-        format="wandb-panel",
-        sha256=hash_files([path]),
-        series=tuple(series),
-        notes=tuple(notes),
-    )
+    return source_log(path, "wandb-panel", hash_files([path]), series, notes=notes)
