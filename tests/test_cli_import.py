@@ -45,7 +45,7 @@ def test_olmo_import_then_export(olmo_files, tmp_path):
     )
     assert again.exit_code == 0, again.output
     data = json.loads(again.output)
-    assert data["imported"] == 0 and {r["status"] for r in data["runs"]} == {"skipped"}
+    assert data["imported"] == 0 and {r["status"] for r in data["runs"]} == {"unchanged"}
     out = tmp_path / "curves.csv"
     exported = runner.invoke(
         app, ["sweep", "export", "--store", str(store), "--what", "curves", "--out", str(out)]
@@ -111,3 +111,36 @@ def test_errors_are_one_line_and_write_nothing(tmp_path):
     empty.write_text("")
     result = runner.invoke(app, ["import", str(empty), *common])
     assert result.exit_code == 2 and not store.exists()
+
+
+@pytest.mark.slow
+def test_report_draws_imported_curves(olmo_files, tmp_path):
+    """Three runs are too few for any law: the report shows the runs and their curves."""
+    store = tmp_path / "olmo.db"
+    meta = str(REPO / "examples" / "olmo_import.toml")
+    assert runner.invoke(app, ["import", *olmo_files, "--meta", meta, "--store", str(store)])
+    figures = tmp_path / "figures"
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            "--store",
+            str(store),
+            "--out",
+            str(tmp_path / "r.html"),
+            "--figures",
+            str(figures),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (figures / "training_curves.svg").is_file()
+    assert "no fit" in (tmp_path / "r.html").read_text()
+    # What the figure drew: one curve per job, the 7B's 36 segments as one of 529 points.
+    from scalinglab.report.content import build_content
+    from scalinglab.runs import load_runs
+    from scalinglab.store import Store
+
+    with Store(store, readonly=True) as db:
+        curves = db.curves()
+    content = build_content(load_runs(store), None, curves=curves)
+    assert sorted(len(c.tokens) for c in content.curves) == [208, 529, 735]

@@ -383,7 +383,7 @@ def test_duplicate_import_adds_nothing_and_changed_source_is_a_version(tmp_path)
     import_runs([src], store=store, meta=META)
     digest = tree_digest(store)
     again = import_runs([src], store=store, meta=META)
-    assert [r.status for r in again.runs] == ["skipped"] and not again.imported
+    assert [r.status for r in again.runs] == ["unchanged"] and not again.imported
     assert tree_digest(store) == digest  # not even opened for writing
     write_panel(src, {"a": {1: 3.0, 2: 2.5, 3: 2.2}}, "eval/loss")
     changed = import_runs([src], store=store, meta=META)

@@ -10,7 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from scalinglab.cli._common import console, fail, print_json, stage_progress
+from scalinglab.cli._common import console, err_console, fail, print_json, stage_progress
 
 
 def _sci(value: float) -> str:
@@ -18,6 +18,14 @@ def _sci(value: float) -> str:
 
 
 def _print(result: Any) -> None:
+    if result.runs and not result.imported and not result.dry_run:
+        console.print(
+            f"nothing imported: all {len(result.runs)} runs are already in {result.store} "
+            "(same sources and metadata)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
     groups = ", ".join(sorted({r.group for r in result.runs}))
     verb = "Would import" if result.dry_run else "Imported"
     table = Table(
@@ -71,19 +79,11 @@ def _print(result: Any) -> None:
         console.print(f"skipped: {name}: {reason}", highlight=False)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)
-    done = result.imported
-    if not done and result.runs:
-        console.print(
-            f"nothing imported: all {len(result.runs)} runs are already in {result.store} "
-            "(same sources and metadata)",
-            highlight=False,
-        )
-    else:
-        verb = "would write" if result.dry_run else "wrote"
-        console.print(
-            f"{verb} {len(done)} runs and {result.points:,} curve points to {result.store}",
-            highlight=False,
-        )
+    verb = "would write" if result.dry_run else "wrote"
+    console.print(
+        f"{verb} {len(result.imported)} runs and {result.points:,} curve points to {result.store}",
+        highlight=False,
+    )
 
 
 def import_command(
@@ -169,7 +169,8 @@ def import_command(
     if stitch is not None:
         options["stitch_pattern"] = stitch or None
     try:
-        with stage_progress(not as_json) as update:
+        # A bar only on a terminal: piped output (and a one-line error) stays clean.
+        with stage_progress(not as_json and err_console.is_terminal) as update:
             result = import_runs(
                 sources,
                 store=store,

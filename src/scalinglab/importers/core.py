@@ -59,9 +59,9 @@ class ImportResult:
     store
         The store written (or that would be, with ``dry_run``).
     runs
-        Every run found with a loss: ``status`` ``imported`` or ``skipped`` (already there).
+        Every run found with a loss: ``status`` ``imported`` or ``unchanged`` (already there).
     skipped
-        Runs left out and why (no loss metric, ``--metric`` matched none of theirs).
+        Runs not imported and why (no loss metric, ``--metric`` matched none of theirs).
     stitched
         Resumed jobs joined from segments, and the overlaps the later segments replaced.
     notes

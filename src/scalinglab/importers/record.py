@@ -52,7 +52,8 @@ class PreparedRun:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one prepared run: ``imported`` (with its version) or ``skipped``."""
+    """What happened to one prepared run: ``imported`` (with its version) or ``unchanged``
+    (already in the store: same sources, metadata and metric)."""
 
     run: PreparedRun
     status: str
@@ -131,7 +132,7 @@ def _plan(store: Store | None, runs: Sequence[PreparedRun]) -> list[Outcome]:
                 (group, run.name),
             )
         if any(p["key"] == run.key for p in previous):
-            outcomes.append(Outcome(run, "skipped", 0, "already imported (same sources)"))
+            outcomes.append(Outcome(run, "unchanged", 0, "already in the store (same sources)"))
             continue
         version = (previous[-1]["version"] + 1) if previous else 1
         note = None
