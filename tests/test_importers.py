@@ -388,12 +388,18 @@ def test_duplicate_import_adds_nothing_and_changed_source_is_a_version(tmp_path)
     write_panel(src, {"a": {1: 3.0, 2: 2.5, 3: 2.2}}, "eval/loss")
     changed = import_runs([src], store=store, meta=META)
     (run,) = changed.imported
-    assert run.version == 2 and "changed since version 1" in run.note
+    assert run.version == 2
+    assert run.note.startswith("p.csv changed (sha256 ") and "since version 1" in run.note
+    # Other metadata is a new version too, and its note names the key.
+    (run,) = import_runs([src], store=store, meta={**META, "params": 2_000_000}).imported
+    assert run.version == 3 and run.note.startswith("params 1000000 → 2000000; params_total")
     with Store(store, readonly=True) as db:
         versions = db.imports()
-    assert versions["version"].tolist() == [1, 2] and versions["current"].tolist() == [0, 1]
+    assert versions["version"].tolist() == [1, 2, 3]
+    assert versions["current"].tolist() == [0, 0, 1]
     points = load_store_runs(store)  # only the current version is fitted
     assert len(points) == 1 and points["tokens"].iloc[0] == 3000
+    assert points["params"].iloc[0] == 2_000_000
 
 
 # -- bad input: one line, nothing written --------------------------------------------------

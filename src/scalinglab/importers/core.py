@@ -267,6 +267,8 @@ def import_runs(
     >>> import_runs(["wandb_export.csv"], meta="examples/olmo_import.toml")  # doctest: +SKIP
     """
     flags = dict(flags or {})
+    if metric is not None:
+        flags["metric"] = metric
     if group is not None:
         flags["group"] = group
     if stitch_pattern is not _UNSET:
@@ -275,13 +277,15 @@ def import_runs(
     pattern = compile_pattern(metadata.stitch)
     if not sources:
         raise LogImportError("no source given", field="source")
+    # Readers keep any column this names even when its name says no kind.
+    reader_metric = metadata.flags.get("metric", metadata.defaults.get("metric"))
     logs: list[SourceLog] = []
     seen: dict[str, Path] = {}
     notes: list[str] = []
     for i, source in enumerate(sources):
         if progress is not None:
             progress("read sources", i, len(sources))
-        log = read_source(source, metric=metric, columns=metadata.columns)
+        log = read_source(source, metric=reader_metric, columns=metadata.columns)
         if log.sha256 in seen:
             notes.append(f"{source}: the same bytes as {seen[log.sha256]}; read once")
             continue
@@ -299,25 +303,25 @@ def import_runs(
             jobs.setdefault(job, {}).setdefault(series.metric, []).append((number, series))
     chosen: dict[str, str] = {}
     skipped: list[tuple[str, str]] = []
+    asked: set[str] = set()
     for job, metrics in jobs.items():
         kinds = {m: metric_kind(m) for m in metrics}
-        wanted = metadata.merged(job).get("metric", metric)
+        wanted = metadata.merged(job).get("metric")
         name = choose_loss(job, kinds, wanted)
-        if name is None:
-            what = ", ".join(f"{m} ({k})" for m, k in sorted(kinds.items()))
-            reason = (
-                f"--metric {wanted!r} matches none of its metrics ({what})"
-                if wanted is not None
-                else f"no loss or perplexity metric (it logs {what})"
-            )
-            skipped.append((job, reason))
-        else:
+        if name is not None:
             chosen[job] = name
-    if metric is not None and not chosen:
+            continue
+        what = ", ".join(f"{m} ({k})" for m, k in sorted(kinds.items()))
+        if wanted is not None:
+            asked.add(wanted)
+            skipped.append((job, f"--metric {wanted!r} matches none of its metrics ({what})"))
+        else:
+            skipped.append((job, f"no loss or perplexity metric (it logs {what})"))
+    if asked and not chosen:
         every = sorted({m for metrics in jobs.values() for m in metrics})
         raise LogImportError(
-            f"--metric {metric!r}: no such metric (column) in the sources; metrics found: "
-            f"{', '.join(every[:10])}{', ...' if len(every) > 10 else ''}",
+            f"--metric {' / '.join(sorted(asked))!r}: no such metric (column) in the sources; "
+            f"metrics found: {', '.join(every[:10])}{', ...' if len(every) > 10 else ''}",
             field="metric",
         )
     stitched: list[dict[str, Any]] = []

@@ -96,6 +96,28 @@ def _rows(run: PreparedRun) -> tuple[Iterator[tuple], Iterator[tuple]]:
     return curve, chain.from_iterable(metrics)
 
 
+def _changes(before: Any, run: PreparedRun) -> str:
+    """What differs from the previous version, in words (sources by path, metadata by key)."""
+    old_sources = {s["path"]: s["sha256"] for s in json.loads(before["sources_json"])}
+    new_sources = {s["path"]: s["sha256"] for s in run.sources}
+    parts = []
+    for path in sorted(old_sources.keys() | new_sources.keys()):
+        old, new = old_sources.get(path), new_sources.get(path)
+        if old != new:
+            name = Path(path).name
+            if old is None or new is None:
+                parts.append(f"{name} {'added' if old is None else 'no longer given'}")
+            else:
+                parts.append(f"{name} changed (sha256 {old[:8]} → {new[:8]})")
+    old_meta = json.loads(before["config_json"]).get("meta", {})
+    for key, value in run.meta.to_dict().items():
+        if old_meta.get(key) != value:
+            parts.append(f"{key} {old_meta.get(key)!r} → {value!r}")
+    if before["metric"] != run.metric:
+        parts.append(f"metric {before['metric']!r} → {run.metric!r}")
+    return "; ".join(parts) or "stitching changed"
+
+
 def _plan(store: Store | None, runs: Sequence[PreparedRun]) -> list[Outcome]:
     """Which runs are new and at which version; checks the groups against the store."""
     outcomes = []
@@ -127,8 +149,9 @@ def _plan(store: Store | None, runs: Sequence[PreparedRun]) -> list[Outcome]:
         if has_imports:
             assert store is not None
             previous = store.execute(
-                "SELECT key, version, identity FROM imports WHERE sweep = ? AND name = ? "
-                "ORDER BY version",
+                "SELECT i.key, i.version, i.metric, i.sources_json, r.config_json "
+                "FROM imports i JOIN runs r ON r.key = i.key WHERE i.sweep = ? AND i.name = ? "
+                "ORDER BY i.version",
                 (group, run.name),
             )
         if any(p["key"] == run.key for p in previous):
@@ -138,7 +161,7 @@ def _plan(store: Store | None, runs: Sequence[PreparedRun]) -> list[Outcome]:
         note = None
         if previous:
             note = (
-                f"its sources or metadata changed since version {version - 1}: imported as "
+                f"{_changes(previous[-1], run)} since version {version - 1}: imported as "
                 f"version {version}; version {version - 1} is kept but left sweep {group!r}"
             )
         outcomes.append(Outcome(run, "imported", version, note))
