@@ -249,7 +249,7 @@ def import_runs(
     dry_run
         Read, check and report, but write nothing.
     progress
-        ``progress(stage, done, total)`` while sources are read and runs prepared.
+        ``progress(stage, done, total)`` while sources are read and runs prepared and written.
 
     Returns
     -------
@@ -367,7 +367,7 @@ def import_runs(
         prepared.append(
             _prepare(job, resolved[job], chosen[job], joined_all[job], logs, metadata.stitch, notes)
         )
-    outcomes: list[Outcome] = record_runs(Path(store), prepared, dry_run=dry_run)
+    outcomes: list[Outcome] = record_runs(Path(store), prepared, dry_run=dry_run, progress=progress)
     runs = tuple(
         ImportedRun(
             name=o.run.name,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from pathlib import Path
@@ -168,11 +168,15 @@ def _plan(store: Store | None, runs: Sequence[PreparedRun]) -> list[Outcome]:
     return outcomes
 
 
-def _write(store: Store, outcomes: Sequence[Outcome]) -> None:
+def _write(
+    store: Store, outcomes: Sequence[Outcome], progress: Callable[[str, int, int], None] | None
+) -> None:
     now = time.time()
     versions = json.dumps({"scalinglab": __version__}, sort_keys=True)
     with store.transaction() as cur:
-        for outcome in outcomes:
+        for i, outcome in enumerate(outcomes):
+            if progress is not None:
+                progress("write runs", i, len(outcomes))
             if outcome.status != "imported":
                 continue
             run, meta = outcome.run, outcome.run.meta
@@ -270,7 +274,13 @@ def _write(store: Store, outcomes: Sequence[Outcome]) -> None:
             )
 
 
-def record_runs(path: Path, runs: Sequence[PreparedRun], *, dry_run: bool = False) -> list[Outcome]:
+def record_runs(
+    path: Path,
+    runs: Sequence[PreparedRun],
+    *,
+    dry_run: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[Outcome]:
     """Write the runs that are new to the store at ``path`` (created if missing).
 
     The store is read first and opened for writing only when some run is new, so a duplicate
@@ -293,5 +303,7 @@ def record_runs(path: Path, runs: Sequence[PreparedRun], *, dry_run: bool = Fals
     with Store(path) as store:
         # Planned again on the open store: another import may have landed since the read.
         outcomes = _plan(store, runs)
-        _write(store, outcomes)
+        _write(store, outcomes, progress)
+        if progress is not None:
+            progress("write runs", len(outcomes), len(outcomes))
     return outcomes
