@@ -190,6 +190,13 @@ class Metadata:
             return None
 
         basis = m["param_basis"]
+        declared = m.get(f"params_{basis}")
+        if declared is not None and declared != m["params"]:
+            raise LogImportError(
+                f"{where}: params {m['params']} ≠ params_{basis} {declared}; with "
+                f"param_basis = {basis!r} they are the same number",
+                field="params",
+            )
         return RunMeta(
             group=m.get("group", DEFAULT_GROUP),
             params=int(m["params"]),

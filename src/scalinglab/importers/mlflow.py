@@ -73,7 +73,11 @@ def read_mlflow(path: Path, metric: str | None = None) -> SourceLog:
             f"{path}: no .trash folder: MLflow's client would create one, and sources are never "
             "written; copy the folder and import the copy"
         )
-    files = sorted(p for p in path.rglob("*") if p.is_file())
+    # The tracking records only: artifacts (checkpoints, models) can be gigabytes, and are not
+    # what is imported.
+    files = sorted(
+        p for p in path.rglob("*") if p.is_file() and "artifacts" not in p.relative_to(path).parts
+    )
     series: list[Series] = []
     ignored: set[str] = set()
     with _file_store_allowed():
