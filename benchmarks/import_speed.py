@@ -9,7 +9,10 @@ Python process so that one's memory does not inflate the next:
 - anchor: ``pandas.read_csv`` (``pandas.read_parquet``) of the whole file, nothing else;
 - ``scalinglab import``: ``import_runs`` into a new store: hashing the source, reading the
   needed columns with pyarrow, splitting runs, writing every point to SQLite in one
-  transaction.
+  transaction;
+- SQLite floor: the same number of rows inserted straight into an empty store's ``curves``
+  table (one ``executemany`` per run, one transaction), the part of an import no reader can
+  save.
 
 Peak memory is the growth of the process's peak resident set (``VmHWM``) over its size after
 the imports, which counts pyarrow's buffers as well as numpy's, Python's and SQLite's.
@@ -44,7 +47,42 @@ def _peak_mib() -> float:
 def child(what: str, path: str, store: str) -> None:
     """Run one measurement and print it as JSON (called in a fresh process)."""
     meta = {"param_basis": "total", "flops_method": "6nd", "params": 10**8}
-    if what == "anchor":
+    if what == "sqlite":
+        import hashlib
+        import sqlite3
+
+        from scalinglab.store import Store
+
+        Store(store).close()  # the schema
+        runs, steps = (int(v) for v in path.split("x"))
+        conn = sqlite3.connect(store, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA cache_size=-65536")
+        base = _peak_mib()
+        start = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        for r in range(runs):
+            key = hashlib.sha256(str(r).encode()).hexdigest()
+            tokens = (np.arange(1, steps + 1) * 2**20).tolist()
+            values = np.linspace(4, 2, steps).tolist()
+            conn.executemany(
+                "INSERT INTO curves (key, tokens, flops_6nd, train_loss, val_loss, lr) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                zip(
+                    [key] * steps,
+                    tokens,
+                    values,
+                    [None] * steps,
+                    values,
+                    [None] * steps,
+                    strict=True,
+                ),
+            )
+        conn.execute("COMMIT")
+        seconds = time.perf_counter() - start
+        rows = runs * steps
+    elif what == "anchor":
         base = _peak_mib()
         start = time.perf_counter()
         frame = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
@@ -111,6 +149,7 @@ def main() -> None:
             f"CSV {mib[0]:.1f} MiB, Parquet {mib[1]:.1f} MiB"
         )
         print(f"{'file':8} {'what':22} {'seconds':>8} {'peak MiB':>9} {'time ratio':>11}")
+        imported: dict[str, float] = {}
         for label, path, anchor_name in (
             ("CSV", csv_path, "pandas.read_csv"),
             ("Parquet", parquet_path, "pandas.read_parquet"),
@@ -119,6 +158,7 @@ def main() -> None:
             store = folder / f"{label}.db"
             got = measure("import", path, store)
             assert got["rows"] == args.points, got
+            imported[label] = got["seconds"]
             print(
                 f"{label:8} {anchor_name:22} {anchor['seconds']:8.2f} {anchor['peak_mib']:9.0f}"
                 f" {'1.00':>11}"
@@ -127,6 +167,13 @@ def main() -> None:
                 f"{label:8} {'scalinglab import':22} {got['seconds']:8.2f} {got['peak_mib']:9.0f}"
                 f" {got['seconds'] / anchor['seconds']:11.2f}"
             )
+        shape = f"{args.runs}x{args.points // args.runs}"
+        floor = measure("sqlite", Path(shape), folder / "floor.db")
+        print(
+            f"{'-':8} {'SQLite floor':22} {floor['seconds']:8.2f} {floor['peak_mib']:9.0f}"
+            f"  import / floor: CSV {imported['CSV'] / floor['seconds']:.2f}, "
+            f"Parquet {imported['Parquet'] / floor['seconds']:.2f}"
+        )
 
 
 if __name__ == "__main__":
