@@ -28,6 +28,7 @@ from scalinglab.store.schema import (
     APPLICATION_ID,
     DEFAULT_STORE,
     SCHEMA,
+    SCHEMA_2,
     SCHEMA_VERSION,
     STATUSES,
     StoreError,
@@ -75,8 +76,10 @@ class Store:
         with self._transaction() as cur:
             # Checked again inside the write lock: two drivers starting on one new file
             # must not both create the schema.
-            if cur.execute("PRAGMA user_version").fetchone()[0] == 0:
-                for statement in SCHEMA.split(";"):
+            version = cur.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                ddl = (SCHEMA if version == 0 else "") + SCHEMA_2
+                for statement in ddl.split(";"):
                     if statement.strip():
                         cur.execute(statement)
                 cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -100,6 +103,15 @@ class Store:
         if self.readonly:
             raise StoreError(f"{self.path}: opened read-only")
         return Transaction(self._conn)
+
+    def transaction(self) -> Transaction:
+        """``with store.transaction() as cur:`` one atomic write (``BEGIN IMMEDIATE``), rolled
+        back on any error; for writers in other modules (the importers)."""
+        return self._transaction()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run one statement outside a transaction and return its rows (a read, a PRAGMA)."""
+        return self._conn.execute(sql, params).fetchall()
 
     @property
     def schema_version(self) -> int:
@@ -371,6 +383,42 @@ class Store:
             params=args,
         )
         return frame
+
+    def imports(self) -> pd.DataFrame:
+        """One row per imported run version: ``run_id``, sweep, name, version, whether it is
+        ``current`` (a later version takes its place in the sweep), metric, sources, note."""
+        if self.schema_version < 2:
+            return pd.DataFrame(
+                columns=["run_id", "sweep", "name", "version", "current", "metric", "note"]
+            )
+        return pd.read_sql_query(
+            "SELECT substr(i.key, 1, 12) AS run_id, i.sweep, i.name, i.version, "
+            "EXISTS (SELECT 1 FROM sweep_runs sr WHERE sr.key = i.key) AS current, i.metric, "
+            "i.sources_json, i.note, i.imported_at FROM imports i "
+            "ORDER BY i.sweep, i.name, i.version",
+            self._conn,
+        )
+
+    def metric_curves(self, sweep: str | None = None, *, kind: str | None = None) -> pd.DataFrame:
+        """The other curves of imported runs (accuracies, the losses not chosen): ``run_id``,
+        metric, kind, step, tokens, value."""
+        if self.schema_version < 2:
+            return pd.DataFrame(columns=["run_id", "metric", "kind", "step", "tokens", "value"])
+        where, args = [], []
+        if sweep is not None:
+            self._require_sweep(sweep)
+            where.append("m.key IN (SELECT key FROM sweep_runs WHERE sweep = ?)")
+            args.append(sweep)
+        if kind is not None:
+            where.append("m.kind = ?")
+            args.append(kind)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return pd.read_sql_query(
+            "SELECT substr(m.key, 1, 12) AS run_id, m.metric, m.kind, m.step, m.tokens, m.value "
+            f"FROM metrics m {clause} ORDER BY m.key, m.metric, m.tokens",
+            self._conn,
+            params=args,
+        )
 
     def _require_sweep(self, sweep: str) -> None:
         found = self._conn.execute("SELECT 1 FROM sweeps WHERE name = ?", (sweep,)).fetchone()

@@ -14,6 +14,15 @@ Tables (schema version in ``PRAGMA user_version``; a newer version is refused, n
     which sweeps planned which runs (runs are shared by key between sweeps).
 ``curves``
     the loss curve of each run: tokens, FLOPs, train and validation loss, lr, wall time.
+``imports`` (schema 2)
+    one row per run version that ``scalinglab import`` read from another tool's logs: its
+    import group (the ``sweeps`` row it joins), name, version, identity (the hash of its
+    sources, metadata and metric), the sources and a note. An imported run's ``runs`` row
+    records 0 for the shape columns (``n_layer`` ... ``vocab_size``, and ``context_length``
+    unless given) and for a parameter count its user did not give: the logs do not say them.
+``metrics`` (schema 2)
+    the other curves of an imported run, by kind: accuracy-type metrics (never a loss), and
+    the loss and perplexity metrics not chosen as its loss; step, tokens, value.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ __all__ = [
     "APPLICATION_ID",
     "DEFAULT_STORE",
     "SCHEMA",
+    "SCHEMA_2",
     "SCHEMA_VERSION",
     "STATUSES",
     "StoreError",
@@ -35,7 +45,7 @@ __all__ = [
 ]
 
 DEFAULT_STORE = "scalinglab.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # "SLAB" in ASCII: marks the file as a scalinglab store (PRAGMA application_id).
 APPLICATION_ID = 0x534C4142
 STATUSES = ("planned", "running", "finished", "failed")
@@ -111,6 +121,32 @@ CREATE TABLE curves (
     lr             REAL,
     wall_s         REAL,
     PRIMARY KEY (key, tokens)
+);
+"""
+
+# Schema 2 adds the imported runs' tables; a schema-1 store gains them when next opened for
+# writing (the tables before are unchanged, so nothing else migrates).
+SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS imports (
+    key           TEXT PRIMARY KEY REFERENCES runs(key),
+    sweep         TEXT NOT NULL REFERENCES sweeps(name),
+    name          TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    identity      TEXT NOT NULL,
+    metric        TEXT NOT NULL,
+    sources_json  TEXT NOT NULL,
+    note          TEXT,
+    imported_at   REAL NOT NULL,
+    UNIQUE (sweep, name, version)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    key     TEXT NOT NULL REFERENCES runs(key),
+    metric  TEXT NOT NULL,
+    kind    TEXT NOT NULL CHECK (kind IN ('loss', 'perplexity', 'accuracy')),
+    step    INTEGER,
+    tokens  INTEGER NOT NULL,
+    value   REAL NOT NULL,
+    PRIMARY KEY (key, metric, tokens)
 );
 """
 
