@@ -249,6 +249,7 @@ def report_summary(result: Any) -> dict[str, Any]:
         "plans": [] if plan is None else _records(plan),
         "figures": [str(p) for p in result.figure_paths],
         "warnings": list(result.content.warnings),
+        "notes": list(result.content.notes),
     }
     if result.holdout:
         out["holdout"] = {k: v for k, v in result.holdout.items()}
@@ -276,6 +277,9 @@ def print_summary(summary: dict[str, Any]) -> None:
             shown = f"[{interval[0]:.4g}, {interval[1]:.4g}]" if interval else ""
             table.add_row(name, f"{value:.4g}", shown)
         console.print(table)
+    else:  # no fit (too few runs for the law): the notes say why
+        for note in summary.get("notes", ()):
+            console.print(f"note: {note}", highlight=False)
     holdout = summary.get("holdout")
     if holdout:
         console.print(

@@ -158,17 +158,29 @@ def _fits(
     holdout_top: float | None,
     holdout_above: float | None,
     progress: Callable[[str, int, int], None] | None,
-) -> tuple[Fit, Fit | None, Runs]:
-    """The fit drawn (given or made on every run) and the check fit that holds runs out."""
+) -> tuple[Fit | None, Fit | None, Runs]:
+    """The fit drawn (given or made on every run) and the check fit that holds runs out; no
+    fit when there are too few runs for the law (a few imported runs), so the page shows the
+    runs and their curves and says why."""
     if given is None:
-        main = fitting.fit(
-            law,
-            table,
-            law_options=law_options,
-            bootstrap=bootstrap,
-            seed=seed,
-            progress=progress,
-        )
+        try:
+            main = fitting.fit(
+                law,
+                table,
+                law_options=law_options,
+                bootstrap=bootstrap,
+                seed=seed,
+                progress=progress,
+            )
+        except FitError as exc:
+            if exc.field != "runs":  # only "fewer runs than the law has parameters"
+                raise
+            note = f"no fit: {exc}; the page shows the runs and their curves"
+            return (
+                None,
+                None,
+                Runs(table.frame, table.param_basis, table.source, (*table.notes, note)),
+            )
     else:
         main = given
     check = None

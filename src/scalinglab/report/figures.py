@@ -654,7 +654,8 @@ def training_curves_figure(content: ReportContent) -> ReportFigure | None:
             edgecolors="black",
             linewidths=0.4,
             zorder=3,
-            label="final points (fitted)",
+            # Without a fit (too few runs) they are only the runs' final points.
+            label="final points (fitted)" if content.fit_table is not None else "final points",
         )
         ends.set_gid(gid)
         labels[gid] = tuple(runs.labels)
