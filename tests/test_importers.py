@@ -465,3 +465,21 @@ def test_header_only_and_ambiguous_loss(tmp_path):
     _fails(tmp_path, [path], "a header and no rows", meta=META)
     path.write_text("_step,eval/pile/loss,eval/c4/loss\n1,3,3\n")
     _fails(tmp_path, [path], "logs 2 loss metrics .* choose one with --metric", meta=META)
+
+
+def test_schema_1_store_gains_the_import_tables(tmp_path):
+    """A store written before imports existed takes imported runs beside its sweeps."""
+    store = tmp_path / "old.db"
+    Store(store).close()
+    with sqlite3.connect(store) as conn:  # make it what schema 1 wrote
+        conn.execute("DROP TABLE imports")
+        conn.execute("DROP TABLE metrics")
+        conn.execute("PRAGMA user_version = 1")
+    with Store(store, readonly=True) as db:
+        assert db.schema_version == 1 and db.imports().empty
+    src = write_panel(tmp_path / "p.csv", {"a": {1: 3.0, 2: 2.5}}, "eval/loss")
+    (run,) = import_runs([src], store=store, meta=META).imported
+    with Store(store, readonly=True) as db:
+        assert db.schema_version == 2
+        assert db.imports()["run_id"].tolist() == [run.run_id]
+    assert row_count(store, "curves") == 2
