@@ -53,6 +53,10 @@ def test_olmo_import_then_export(olmo_files, tmp_path):
     assert exported.exit_code == 0, exported.output
     curves = pd.read_csv(out)
     assert curves["run_id"].nunique() == 3 and len(curves) == 529 + 208 + 735
+    # fit reads the store as it is: three runs are too few for five parameters, one line.
+    fitted = run_cli("fit", str(store))
+    assert fitted.returncode == 2 and "needs more than 5 runs, got 3" in fitted.stderr
+    assert len(fitted.stderr.strip().splitlines()) == 1, fitted.stderr
 
 
 def test_fit_reads_an_imported_store(tmp_path):

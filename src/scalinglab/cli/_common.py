@@ -69,7 +69,8 @@ def option_of(field: str | None, overrides: Mapping[str, str] | None = None) -> 
     for param in context.command.params if context is not None else ():
         if param.name == field:
             if param.param_type_name == "argument":
-                return param.human_readable_name
+                # typer's own Argument class has no human_readable_name: click's is the upper name.
+                return getattr(param, "human_readable_name", None) or param.name.upper()
             return max(param.opts, key=len)
     return None
 
