@@ -200,7 +200,6 @@ def _prepare(
         metric=chosen,
         metric_kind=kind,
         tokens=tokens,
-        steps=loss.steps,
         loss_nats=val,
         train_loss=train_values,
         lr=lr_values,

@@ -40,7 +40,6 @@ class PreparedRun:
     metric: str
     metric_kind: str
     tokens: np.ndarray
-    steps: np.ndarray | None
     loss_nats: np.ndarray
     train_loss: np.ndarray | None
     lr: np.ndarray | None
