@@ -483,3 +483,22 @@ def test_schema_1_store_gains_the_import_tables(tmp_path):
         assert db.schema_version == 2
         assert db.imports()["run_id"].tolist() == [run.run_id]
     assert row_count(store, "curves") == 2
+
+
+def test_tensorboard_resumed_folders_and_dry_run(tmp_path):
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    logs = tmp_path / "tb"
+    for segment, steps in (("gpt-run-001", range(0, 60, 10)), ("gpt-run-002", range(40, 100, 10))):
+        writer = SummaryWriter(str(logs / segment))
+        for step in steps:
+            writer.add_scalar("eval/loss", 5.0 - step / 100 + (segment == "gpt-run-002"), step)
+        writer.close()
+    store = tmp_path / "s.db"
+    result = import_runs([logs], store=store, meta=META, dry_run=True)
+    assert not store.exists()  # a dry run reads and checks, and writes nothing
+    (run,) = result.runs
+    assert run.segments == ("gpt-run-001", "gpt-run-002") and run.points == 10
+    (job,) = result.stitched
+    assert job["overlaps"] == ["2 points of gpt-run-001 (steps 40-50) replaced by gpt-run-002"]
