@@ -36,6 +36,11 @@ import numpy as np
 import pandas as pd
 
 
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _peak_mib() -> float:
     # VmHWM (peak resident set) starts afresh at exec; ru_maxrss would carry the parent's.
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -59,7 +64,7 @@ def child(what: str, path: str, store: str) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA cache_size=-65536")
-        base = _peak_mib()
+        base, cpu = _peak_mib(), _cpu_s()
         start = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
         for r in range(runs):
@@ -83,7 +88,7 @@ def child(what: str, path: str, store: str) -> None:
         seconds = time.perf_counter() - start
         rows = runs * steps
     elif what == "anchor":
-        base = _peak_mib()
+        base, cpu = _peak_mib(), _cpu_s()
         start = time.perf_counter()
         frame = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
         seconds = time.perf_counter() - start
@@ -91,12 +96,21 @@ def child(what: str, path: str, store: str) -> None:
     else:
         from scalinglab.importers import import_runs
 
-        base = _peak_mib()
+        base, cpu = _peak_mib(), _cpu_s()
         start = time.perf_counter()
         result = import_runs([path], store=store, meta=meta, flags={"tokens_per_step": 2**20})
         seconds = time.perf_counter() - start
         rows = result.points
-    print(json.dumps({"seconds": seconds, "peak_mib": _peak_mib() - base, "rows": rows}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "cpu_s": _cpu_s() - cpu,
+                "peak_mib": _peak_mib() - base,
+                "rows": rows,
+            }
+        )
+    )
 
 
 def write_table(folder: Path, points: int, runs: int) -> tuple[Path, Path]:
@@ -148,32 +162,34 @@ def main() -> None:
             f"{args.points:,} points in {args.runs} runs; "
             f"CSV {mib[0]:.1f} MiB, Parquet {mib[1]:.1f} MiB"
         )
-        print(f"{'file':8} {'what':22} {'seconds':>8} {'peak MiB':>9} {'time ratio':>11}")
-        imported: dict[str, float] = {}
+        print(
+            f"{'file':8} {'what':20} {'wall s':>7} {'CPU s':>7} {'peak MiB':>9} "
+            f"{'wall ratio':>11} {'CPU ratio':>10}"
+        )
+
+        def row(label: str, what: str, got: dict, anchor: dict) -> None:
+            print(
+                f"{label:8} {what:20} {got['seconds']:7.2f} {got['cpu_s']:7.2f} "
+                f"{got['peak_mib']:9.0f} {got['seconds'] / anchor['seconds']:11.2f} "
+                f"{got['cpu_s'] / anchor['cpu_s']:10.2f}"
+            )
+
+        imported: dict[str, dict] = {}
         for label, path, anchor_name in (
             ("CSV", csv_path, "pandas.read_csv"),
             ("Parquet", parquet_path, "pandas.read_parquet"),
         ):
             anchor = measure("anchor", path, folder / "unused.db")
-            store = folder / f"{label}.db"
-            got = measure("import", path, store)
+            got = measure("import", path, folder / f"{label}.db")
             assert got["rows"] == args.points, got
-            imported[label] = got["seconds"]
-            print(
-                f"{label:8} {anchor_name:22} {anchor['seconds']:8.2f} {anchor['peak_mib']:9.0f}"
-                f" {'1.00':>11}"
-            )
-            print(
-                f"{label:8} {'scalinglab import':22} {got['seconds']:8.2f} {got['peak_mib']:9.0f}"
-                f" {got['seconds'] / anchor['seconds']:11.2f}"
-            )
-        shape = f"{args.runs}x{args.points // args.runs}"
-        floor = measure("sqlite", Path(shape), folder / "floor.db")
-        print(
-            f"{'-':8} {'SQLite floor':22} {floor['seconds']:8.2f} {floor['peak_mib']:9.0f}"
-            f"  import / floor: CSV {imported['CSV'] / floor['seconds']:.2f}, "
-            f"Parquet {imported['Parquet'] / floor['seconds']:.2f}"
-        )
+            imported[label] = got
+            row(label, anchor_name, anchor, anchor)
+            row(label, "scalinglab import", got, anchor)
+        floor = measure("sqlite", Path(f"{args.runs}x{args.points // args.runs}"), folder / "f.db")
+        print("ratios to the SQLite floor (the same rows inserted bare):")
+        row("-", "SQLite floor", floor, floor)
+        for label, got in imported.items():
+            row(label, "scalinglab import", got, floor)
 
 
 if __name__ == "__main__":
