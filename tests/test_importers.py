@@ -37,10 +37,12 @@ def tree_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_panel(path: Path, runs: dict[str, dict[int, float]], metric: str) -> Path:
+def write_panel(
+    path: Path, runs: dict[str, dict[int, float]], metric: str, x: str = "Step"
+) -> Path:
     """A CSV laid out as W&B's "Export panel data" writes it."""
     steps = sorted({s for points in runs.values() for s in points})
-    header = ["Step"]
+    header = [x]
     for run in runs:
         header += [f"{run} - {metric}", f"{run} - {metric}__MIN", f"{run} - {metric}__MAX"]
     with path.open("w", newline="") as handle:
@@ -502,3 +504,12 @@ def test_tensorboard_resumed_folders_and_dry_run(tmp_path):
     assert run.segments == ("gpt-run-001", "gpt-run-002") and run.points == 10
     (job,) = result.stitched
     assert job["overlaps"] == ["2 points of gpt-run-001 (steps 40-50) replaced by gpt-run-002"]
+
+
+def test_panel_against_tokens(tmp_path):
+    src = write_panel(tmp_path / "p.csv", {"a": {2048: 3.0, 4096: 2.5}}, "loss", x="train/tokens")
+    meta = {k: v for k, v in META.items() if k != "tokens_per_step"}  # the panel gives tokens
+    import_runs([src], store=tmp_path / "s.db", meta=meta)
+    assert curve_of(tmp_path / "s.db", "a")["tokens"].tolist() == [2048, 4096]
+    other = write_panel(tmp_path / "q.csv", {"a": {1: 3.0}}, "loss", x="Wall Time")
+    _fails(tmp_path, [other], "x axis is 'Wall Time'", meta=META)

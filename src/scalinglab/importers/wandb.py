@@ -1,6 +1,7 @@
 """W&B panel exports: the CSV that "Export panel data -> CSV" writes for a line plot.
 
-Layout (as W&B writes it): a ``Step`` column, then per run or group three columns
+Layout (as W&B writes it): the x axis (``Step``, or a token count when the panel is plotted
+against one), then per run or group three columns
 ``"<run> - <metric>"``, ``"<run> - <metric>__MIN"`` and ``"<run> - <metric>__MAX"``; a cell is
 empty where that run logged nothing at that step. ``__MIN``/``__MAX`` bound the points W&B
 averaged into one when it sampled the plot: the value column is what is imported, and a note
@@ -26,8 +27,9 @@ _BOUNDS = ("__MIN", "__MAX")
 
 
 def is_wandb_panel(names: list[str]) -> bool:
-    """A header W&B's panel export writes: ``Step`` then ``"<run> - <metric>"`` columns."""
-    return bool(names) and names[0] == "Step" and any(_SEP in n for n in names[1:])
+    """A header W&B's panel export writes: the x axis (``Step``, or the panel's own x such as a
+    token count) then only ``"<run> - <metric>"`` columns."""
+    return len(names) > 1 and all(_SEP in n for n in names[1:])
 
 
 def read_wandb_panel(path: Path, names: list[str] | None = None) -> SourceLog:
@@ -43,7 +45,7 @@ def read_wandb_panel(path: Path, names: list[str] | None = None) -> SourceLog:
     Raises
     ------
     LogImportError
-        A column that is neither ``Step`` nor ``"<run> - <metric>"``, or no rows.
+        An x axis that is neither ``Step`` nor a token count, or no rows.
     """
     names = names if names is not None else table_columns(path)
     values_cols = [n for n in names[1:] if not n.endswith(_BOUNDS)]
@@ -55,7 +57,14 @@ def read_wandb_panel(path: Path, names: list[str] | None = None) -> SourceLog:
     table = read_arrow_table(path, names, {n: pa.float64() for n in names})
     if table.num_rows == 0:
         raise LogImportError(f"{path}: an empty file (a header and no rows), nothing to import")
-    steps = np.asarray(table["Step"].to_numpy(zero_copy_only=False), dtype=np.float64)
+    x_name = names[0]
+    if x_name != "Step" and "token" not in x_name.lower():
+        raise LogImportError(
+            f"{path}: the panel's x axis is {x_name!r}, neither Step nor a token count; "
+            "export the panel against Step",
+            field=x_name,
+        )
+    x = np.asarray(table[x_name].to_numpy(zero_copy_only=False), dtype=np.float64)
     series: list[Series] = []
     notes: list[str] = []
     groups: list[str] = []
@@ -66,14 +75,18 @@ def read_wandb_panel(path: Path, names: list[str] | None = None) -> SourceLog:
             run = run[len(_GROUP) :]
             groups.append(run)
         values = np.asarray(table[name].to_numpy(zero_copy_only=False), dtype=np.float64)
-        keep = np.isfinite(values) & np.isfinite(steps)
+        keep = np.isfinite(values) & np.isfinite(x)
         if not keep.any():
             continue
         if all(name + b in table.column_names for b in _BOUNDS):
             lo = np.asarray(table[name + "__MIN"].to_numpy(zero_copy_only=False), dtype=float)
             hi = np.asarray(table[name + "__MAX"].to_numpy(zero_copy_only=False), dtype=float)
             sampled += int(np.count_nonzero((hi[keep] - lo[keep]) > 0))
-        series.append(Series(run, metric, steps[keep].astype(np.int64), values[keep]))
+        logged = x[keep].astype(np.int64)
+        if x_name == "Step":
+            series.append(Series(run, metric, logged, values[keep]))
+        else:  # the panel was plotted against tokens: no tokens per step needed
+            series.append(Series(run, metric, None, values[keep], tokens=logged))
     if not series:
         raise LogImportError(f"{path}: no values in any column, nothing to import")
     if groups:
