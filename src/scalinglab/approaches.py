@@ -33,6 +33,7 @@ __all__ = [
     "PowerLawFit",
     "envelope",
     "isoflop",
+    "isoflop_points",
 ]
 
 
@@ -238,55 +239,46 @@ def _parabola_batch(
     return np.where(bad, np.nan, vertex), np.where(bad, np.nan, low), c2
 
 
-def isoflop(
+def isoflop_points(
     runs: Runs | pd.DataFrame | str | Path,
     *,
     group: str | None = None,
     window: int | None = 2,
     level_rtol: float = 0.05,
     min_sizes: int = 3,
-    on_edge: str = "raise",
-    bootstrap: int = 0,
-    seed: int = 0,
-    ci_level: float = 0.95,
-) -> ApproachResult:
-    """Approach 2 of Hoffmann et al. (2022): IsoFLOP parabolas, then power laws in C.
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The IsoFLOP minimum of each compute level of ``runs``, and the levels refused.
 
-    Parameters
-    ----------
-    runs:
-        Runs at a few compute budgets, several model sizes each.
-    group:
-        Which group (recipe, data set) to use when the table holds several.
-    window:
-        Fit each parabola to the lowest-loss size and up to ``window`` sizes on either side
-        (None: every size, as Hoffmann et al.). Far from the minimum the loss is not parabolic
-        in log N, and sweeps that span decades of N (Porian et al. 2024) bias a global fit.
-    level_rtol:
-        Runs whose FLOPs differ by less than this fraction belong to one compute level.
-    min_sizes:
-        Fewest distinct sizes a level needs.
-    on_edge:
-        What to do with a level whose lowest loss is at its smallest or largest size, or whose
-        parabola has no minimum: ``"raise"`` (default) or ``"skip"`` (listed in ``refused``).
-    bootstrap:
-        Resamples (runs resampled within each level) for percentile CIs.
-    seed, ci_level:
-        Seed and level of the bootstrap.
+    The first step of :func:`isoflop` (see it for the parameters), without the power laws: one
+    row per level whose optimum lies inside the sizes tested (``flops``, ``params_opt``,
+    ``tokens_opt``, ``loss_opt``, ``n_runs``, ``curvature``), so that even one budget is a
+    measurement (a held-out budget's optimum, say).
 
     Raises
     ------
     ApproachError
-        Edge minima (with ``on_edge="raise"``), fewer than two usable levels, several groups.
+        Bad ``window``; several groups and none chosen.
     """
-    if on_edge not in ("raise", "skip"):
-        raise ApproachError(f"on_edge must be 'raise' or 'skip', got {on_edge!r}", field="on_edge")
+    points, refused, _ = _isoflop_levels(runs, group, window, level_rtol, min_sizes, 0, 0)
+    return points, refused
+
+
+def _isoflop_levels(
+    runs: Runs | pd.DataFrame | str | Path,
+    group: str | None,
+    window: int | None,
+    level_rtol: float,
+    min_sizes: int,
+    bootstrap: int,
+    seed: int,
+) -> tuple[pd.DataFrame, tuple[str, ...], np.ndarray | None]:
+    """:func:`isoflop_points`, and with ``bootstrap`` the resampled minima (``[B, levels]``)."""
     if window is not None and window < 1:
         raise ApproachError(f"window must be >= 1 or None, got {window!r}", field="window")
     table = _select_group(runs, group)
     fr = table.frame
     flops = fr["flops"].to_numpy()
-    labels = _levels(flops, level_rtol)
+    labels = _levels(flops, level_rtol) if len(flops) else np.zeros(0, dtype=int)
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
     refused: list[str] = []
@@ -354,6 +346,61 @@ def isoflop(
             # A resample whose vertex leaves the sizes it was fitted on has no optimum there.
             bv = np.where((bv >= xc.min()) & (bv <= xc.max()), bv, np.nan)
             boot_cols.append(np.exp(bv + centre))
+    points = pd.DataFrame(
+        rows,
+        columns=["flops", "params_opt", "tokens_opt", "loss_opt", "n_runs", "curvature"],
+    )
+    boot = np.stack(boot_cols, axis=1) if bootstrap and boot_cols else None
+    return points, tuple(refused), boot
+
+
+def isoflop(
+    runs: Runs | pd.DataFrame | str | Path,
+    *,
+    group: str | None = None,
+    window: int | None = 2,
+    level_rtol: float = 0.05,
+    min_sizes: int = 3,
+    on_edge: str = "raise",
+    bootstrap: int = 0,
+    seed: int = 0,
+    ci_level: float = 0.95,
+) -> ApproachResult:
+    """Approach 2 of Hoffmann et al. (2022): IsoFLOP parabolas, then power laws in C.
+
+    Parameters
+    ----------
+    runs:
+        Runs at a few compute budgets, several model sizes each.
+    group:
+        Which group (recipe, data set) to use when the table holds several.
+    window:
+        Fit each parabola to the lowest-loss size and up to ``window`` sizes on either side
+        (None: every size, as Hoffmann et al.). Far from the minimum the loss is not parabolic
+        in log N, and sweeps that span decades of N (Porian et al. 2024) bias a global fit.
+    level_rtol:
+        Runs whose FLOPs differ by less than this fraction belong to one compute level.
+    min_sizes:
+        Fewest distinct sizes a level needs.
+    on_edge:
+        What to do with a level whose lowest loss is at its smallest or largest size, or whose
+        parabola has no minimum: ``"raise"`` (default) or ``"skip"`` (listed in ``refused``).
+    bootstrap:
+        Resamples (runs resampled within each level) for percentile CIs.
+    seed, ci_level:
+        Seed and level of the bootstrap.
+
+    Raises
+    ------
+    ApproachError
+        Edge minima (with ``on_edge="raise"``), fewer than two usable levels, several groups.
+    """
+    if on_edge not in ("raise", "skip"):
+        raise ApproachError(f"on_edge must be 'raise' or 'skip', got {on_edge!r}", field="on_edge")
+    points, refused, boot_params = _isoflop_levels(
+        runs, group, window, level_rtol, min_sizes, bootstrap, seed
+    )
+    rows = points.to_dict(orient="records")
     if refused and on_edge == "raise":
         raise ApproachError("; ".join(refused))
     if len(rows) < 2:
@@ -361,9 +408,7 @@ def isoflop(
             f"need at least two compute levels with an interior minimum, got {len(rows)}"
             + (f" ({'; '.join(refused)})" if refused else "")
         )
-    points = pd.DataFrame(rows)
     c = points["flops"].to_numpy()
-    boot_params = np.stack(boot_cols, axis=1) if bootstrap else None
     fit_n, fit_d, failed = _power_fits(
         c, points["params_opt"].to_numpy(), c if bootstrap else None, boot_params, ci_level
     )

@@ -112,6 +112,18 @@ def backtest(
         Path | None,
         typer.Option("--figure", help="Write the error-vs-extrapolation figure here (.png/.svg)."),
     ] = None,
+    optimum_column: str | None = typer.Option(
+        None,
+        "--optimum-column",
+        help="Column holding the compute-optimal N of each budget (e.g. N_opt_paper): plans are "
+        "backtested against it. Default: the IsoFLOP minima of the runs above each cut.",
+    ),
+    published_a: float | None = typer.Option(
+        None,
+        "--published-a",
+        help="A published allocation exponent a (N_opt ∝ C^a) to compare each planning fit's "
+        "with, for runs without IsoFLOP profiles (Hoffmann et al. 2022: 0.46–0.50).",
+    ),
     list_procedures: bool = typer.Option(
         False, "--list-procedures", help="List the named procedures and exit."
     ),
@@ -152,6 +164,8 @@ def backtest(
                     level=level,
                     bootstrap=bootstrap,
                     seed=seed,
+                    optimum_column=optimum_column,
+                    published_a=published_a,
                     progress=None
                     if update is None
                     else lambda done, total: update("backtest fits", done, total),
@@ -216,6 +230,8 @@ def _print_tables(result: Any, grouped: bool) -> None:
             )
         console.print(t)
 
+    _print_allocation(result)
+
     groups = result.by_group()
     if grouped and not groups.empty:
         t = Table(title="Per group")
@@ -244,3 +260,40 @@ def _print_tables(result: Any, grouped: bool) -> None:
                 )
                 for reason in r.get("reasons") or ():
                     console.print(f"  [red]unreliable:[/] {reason}", highlight=False)
+
+
+def _print_allocation(result: Any) -> None:
+    """The allocation backtest: planned N_opt against the optima measured above each cut."""
+    if result.allocation.empty and result.published_a is None:
+        return
+    overall = result.allocation_overall()
+    level = f"{result.level:.0%}"
+    t = Table(title="Allocation: planned N_opt against the optimum measured above the cut")
+    t.add_column("procedure")
+    for col in ("optima", "mean |log10 err|", "within 25%", f"{level} coverage", "refused"):
+        t.add_column(col, justify="right")
+    if result.published_a is not None:
+        t.add_column("a (mean)", justify="right")
+        t.add_column(f"|a − {result.published_a:g}|", justify="right")
+    for r in overall.to_dict(orient="records"):
+        n = r.get("n")
+        has = n is not None and not (isinstance(n, float) and math.isnan(n))
+        row = [
+            r["procedure"],
+            str(int(n)) if has else "0",
+            f"{r['mean_abs_log10_error']:.3f}" if has else "-",
+            _pct(r["within_25"]) if has else "-",
+            _pct(r["coverage"]) if has else "-",
+            str(int(r["refused"])) if has else "-",
+        ]
+        if result.published_a is not None:
+            row += [f"{r['a_mean']:.3f}", f"{r['a_abs_error']:.3f}"]
+        t.add_row(*row)
+    console.print(t)
+    for r in result.fits.to_dict(orient="records"):
+        if r.get("planner") is None and r.get("planner_why"):
+            console.print(
+                f"[bold]{r['procedure']}[/] at cut {r['cut_flops']:.3g} FLOP refuses to plan: "
+                f"{r['planner_why']}",
+                highlight=False,
+            )

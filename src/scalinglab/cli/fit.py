@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from scalinglab import fitting
 from scalinglab.cli._common import (
@@ -277,6 +278,23 @@ def fit(
             f"{chosen.max_fitted_flops:.3g} FLOP (from the backtest inside the runs)",
             highlight=False,
         )
+        _print_planner(chosen)
+
+
+def _print_planner(chosen: Any) -> None:
+    """Which fit splits budgets between N and D (``plan`` uses it), or why none may."""
+    planner = chosen.planner
+    if planner is None:
+        return
+    if planner.fit is None:
+        console.print(f"[bold red]plans: none[/] ({escape(planner.why)})", highlight=False)
+        return
+    check = next((c for c in planner.checks if c.procedure == planner.name), None)
+    a = ""
+    if check is not None and check.a_interval is not None:
+        lo, hi = check.a_interval
+        a = f"; a = {check.a:.3f} [{lo:.3f}, {hi:.3f}] ({check.level:.0%})"
+    console.print(f"[bold]plans:[/] {escape(planner.why)}{a}", highlight=False)
 
 
 def _check_procedure_options(procedure: str) -> None:

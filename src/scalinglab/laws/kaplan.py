@@ -36,6 +36,16 @@ class KaplanNDLaw(BaseLaw):
             "alpha_D": (1e-3, 5.0),
         }
 
+    def derived(self, theta):
+        # N_opt ∝ C^(α_D/(α_N+α_D)): minimise (N_c/N)^(α_N/α_D) + D_c·6N/C over N.
+        a_n, a_d = float(theta["alpha_N"]), float(theta["alpha_D"])
+        return {"a": a_d / (a_n + a_d) if a_n + a_d > 0 else float("nan")}
+
+    def derived_array(self, natural):
+        a_n, a_d = natural[:, 2], natural[:, 3]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return {"a": a_d / (a_n + a_d)}
+
     def design(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"log_n": np.log(inputs["params"]), "log_d": np.log(inputs["tokens"])}
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from scalinglab.counting import TransformerShape, flops_per_token
 from scalinglab.fitting import Fit
+from scalinglab.fitting.allocation import allocation_exponent, allocation_reasons
 from scalinglab.plan.limits import FORWARD_SHARE, Limits, Options
 from scalinglab.plan.results import BINDINGS, Allocation
 from scalinglab.plan.solvers import Solution
@@ -184,6 +185,10 @@ def assemble_allocation(
             "flops": flops,
         },
     )
+    # How sure the plan is of the split: a and its interval, flagged when too wide to tell N
+    # from D (a procedure's planner passed this check already; a plain fit may not).
+    a, a_interval = allocation_exponent(surf.fit, opts.level)
+    split_notes = [f"allocation uncertain: {r}" for r in allocation_reasons(surf.fit)]
     cost = compute_cost(
         flops,
         gpu=opts.gpu,
@@ -215,9 +220,11 @@ def assemble_allocation(
         unconstrained_tokens=None if unconstrained is None else float(unconstrained.tokens[0]),
         unconstrained_loss=None if unconstrained is None else float(unconstrained.loss[0]),
         extrapolation=MappingProxyType(extrapolation),
-        warnings=tuple(notes + range_notes),
+        warnings=tuple(list(surf.notes) + split_notes + notes + range_notes),
         shape=shape,
         law=surf.law.name,
         method=method,
         flops_per_token="6N" if limits.counted is None else "per-operation",
+        a=a if math.isfinite(a) else None,
+        a_interval=a_interval,
     )

@@ -73,6 +73,9 @@ class Allocation:
     law, method, flops_per_token
         The law's name, ``"closed-form"`` or ``"numerical"``, and ``"6N"`` or
         ``"per-operation"``.
+    a, a_interval
+        The planning fit's allocation exponent (N_opt ∝ C^a) and its bootstrap interval at
+        ``interval_level``: how sure the plan is of the split between N and D.
     """
 
     budget_flops: float
@@ -102,6 +105,16 @@ class Allocation:
     law: str
     method: str
     flops_per_token: str
+    a: float | None = None
+    a_interval: tuple[float, float] | None = None
+
+    @property
+    def params_decades(self) -> float | None:
+        """Width of the interval of N in decades (log10 high/low); None without one."""
+        if self.params_interval is None:
+            return None
+        lo, hi = self.params_interval
+        return float(math.log10(hi / lo)) if lo > 0 and hi > 0 else None
 
     @property
     def pf_days(self) -> float:
@@ -133,6 +146,14 @@ class Allocation:
             ("parameters N", _with_interval(self.params, self.params_interval, "{:.4g}")),
             ("tokens D", _with_interval(self.tokens, self.tokens_interval, "{:.4g}")),
             ("tokens per parameter", f"{self.tokens_per_param:.1f}"),
+        ]
+        if self.params_decades is not None:
+            rows.append(("interval of N, decades", f"{self.params_decades:.2f}"))
+        if self.a is not None and math.isfinite(self.a):
+            rows.append(
+                ("allocation a (N ∝ C^a)", _with_interval(self.a, self.a_interval, "{:.3f}"))
+            )
+        rows += [
             ("predicted loss", _with_interval(self.loss, self.loss_interval, "{:.4f}")),
             (
                 f"FLOPs ({self.flops_per_token})",
@@ -216,6 +237,10 @@ class Allocation:
             unconstrained_tokens=self.unconstrained_tokens,
             unconstrained_loss=self.unconstrained_loss,
             loss_penalty=self.loss_penalty,
+            params_interval_decades=self.params_decades,
+            a=self.a,
+            a_low=None if self.a_interval is None else self.a_interval[0],
+            a_high=None if self.a_interval is None else self.a_interval[1],
         )
         cost = self.cost.to_dict()
         cost.pop("flops")

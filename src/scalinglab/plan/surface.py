@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from scalinglab.fitting import Fit, load_fit
+from scalinglab.fitting.allocation import planning_fit
 from scalinglab.laws import Law, LawError, get_law
 from scalinglab.plan.results import PlanError
 
@@ -29,6 +30,9 @@ class Surface:
     rows: np.ndarray
     kind: str  # "nd": a law of params and tokens (maybe unique_tokens); "c": of flops alone
     batched: bool  # the law evaluates many parameter rows at once (see _batched_predict)
+    # Why the surface is not the fit given: a procedure's fit plans with the member (or
+    # candidate) that tells N from D (scalinglab.fitting.allocation.planning_fit).
+    notes: tuple[str, ...] = ()
 
     @property
     def chinchilla(self) -> bool:
@@ -100,6 +104,14 @@ def load_surface(fit: Fit | str | Path, *, need: str = "nd") -> Surface:
             fit = load_fit(fit)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise PlanError(f"cannot read the fit at {fit}: {exc}", field="fit") from exc
+    # A procedure's fit plans with the fit that tells N from D, or not at all; a law of compute
+    # alone has no split to get wrong, so comparing by it (need="any") stays allowed.
+    planner, note = planning_fit(fit)
+    notes: tuple[str, ...] = ()
+    if planner is not None:
+        fit, notes = planner, (() if note is None else (note,))
+    elif need == "nd" or _splits(fit):
+        raise PlanError(f"this fit must not plan: {note}", field="fit")
     try:
         law = get_law(fit.law, **dict(fit.law_options or {}))
     except LawError as exc:
@@ -137,7 +149,16 @@ def load_surface(fit: Fit | str | Path, *, need: str = "nd") -> Surface:
         if boot.ndim == 2 and boot.shape[1] == len(point) and len(boot):
             boot = boot[np.all(np.isfinite(boot), axis=1)]
             rows = np.concatenate([rows, boot], axis=0)
-    return Surface(fit=fit, law=law, rows=rows, kind=kind, batched=_batches(law, rows))
+    return Surface(fit=fit, law=law, rows=rows, kind=kind, batched=_batches(law, rows), notes=notes)
+
+
+def _splits(fit: Fit) -> bool:
+    """Whether ``fit``'s law splits a budget between N and D (a law of params and tokens)."""
+    try:
+        law = get_law(fit.law, **dict(fit.law_options or {}))
+    except LawError:
+        return False
+    return {"params", "tokens"} <= set(law.inputs)
 
 
 def _batched_predict(law: Any, rows: np.ndarray, inputs: Mapping[str, np.ndarray]) -> np.ndarray:

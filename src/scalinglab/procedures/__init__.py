@@ -4,9 +4,19 @@ Modules, by job: :mod:`~scalinglab.procedures.registry` (:class:`Procedure`, :da
 :func:`get_procedure`), :mod:`~scalinglab.procedures.recipes` (trusted runs, weights,
 :func:`fit_recipe`), :mod:`~scalinglab.procedures.inner` (the backtest inside the fitted runs),
 :mod:`~scalinglab.procedures.choice` (:func:`fit_procedure`, :class:`ProcedureFit`, intervals,
-verdicts) and :mod:`~scalinglab.procedures.rolling` (:func:`backtest`, :class:`BacktestResult`).
+verdicts), :mod:`~scalinglab.procedures.allocation` (which fit splits a budget between N and D,
+:class:`Planner`), :mod:`~scalinglab.procedures.rolling` (:func:`backtest`,
+:class:`BacktestResult`) and :mod:`~scalinglab.procedures.allocation_backtest` (plans against
+the optima measured beyond the cut).
 """
 
+from scalinglab.procedures.allocation import (
+    AllocationCheck,
+    AllocationError,
+    Planner,
+    check_allocation,
+    optimal_params,
+)
 from scalinglab.procedures.choice import ProcedureFit, Verdict, fit_procedure
 from scalinglab.procedures.errors import BacktestError, ProcedureError
 from scalinglab.procedures.inner import INNER_CUTS, InnerBacktest, inner_backtest
@@ -29,19 +39,24 @@ __all__ = [
     "DEFAULT_PROCEDURE",
     "INNER_CUTS",
     "PROCEDURES",
+    "AllocationCheck",
+    "AllocationError",
     "BacktestError",
     "BacktestResult",
     "InnerBacktest",
+    "Planner",
     "Procedure",
     "ProcedureError",
     "ProcedureFit",
     "Verdict",
     "backtest",
+    "check_allocation",
     "fit_procedure",
     "fit_recipe",
     "get_procedure",
     "inner_backtest",
     "near_frontier_mask",
+    "optimal_params",
     "run_weights",
     "trust_mask",
     "trusted_runs",

@@ -35,6 +35,7 @@ from scipy.special import ndtri  # the standard normal quantile; scipy.stats cos
 from scalinglab.counting import FLOPS_PER_PARAM_TOKEN
 from scalinglab.fitting import Fit, FitError, FitWarning
 from scalinglab.fitting.verdicts import exponent_reasons
+from scalinglab.procedures.allocation import AllocationError, Planner, planner_for
 from scalinglab.procedures.errors import BacktestError
 from scalinglab.procedures.inner import (
     INNER_CUTS,
@@ -112,6 +113,10 @@ class ProcedureFit:
     reliable, reasons:
         The verdict on the fit itself (exponents, identifiability). :meth:`assess` adds the
         checks that depend on a target.
+    planner:
+        Which fit splits a budget between N and D, and why (:mod:`~scalinglab.procedures.
+        allocation`): a member, for ``auto`` possibly another candidate, or none (then
+        :attr:`plan_fit` refuses with the reasons).
     """
 
     procedure: str
@@ -127,6 +132,7 @@ class ProcedureFit:
     inner_cuts_flops: tuple[float, ...] = ()
     reliable: bool = True
     reasons: tuple[str, ...] = ()
+    planner: Planner | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inner_errors", MappingProxyType(dict(self.inner_errors)))
@@ -134,9 +140,38 @@ class ProcedureFit:
     @property
     def fit(self) -> Fit:
         """The heaviest member, carrying the verdict: what a single-fit consumer (plan, the
-        report) reads. Its prediction is that member's, not the average's."""
+        report) reads. Its prediction is that member's, not the average's; its diagnostics
+        carry the planner (``"allocation"``), so that planning from it (or from its saved JSON)
+        splits budgets with the fit that identifies the split, or refuses."""
         i = int(np.argmax(self.weights))
-        return replace(self.fits[i], reliable=self.reliable, reasons=self.reasons)
+        member = self.fits[i]
+        diagnostics = dict(member.diagnostics)
+        diagnostics["allocation"] = (
+            self.planner.diagnostics(member)
+            if self.planner is not None
+            else {"planner": None, "why": "no planner was chosen (fit_procedure(planner=False))"}
+        )
+        return replace(
+            member, reliable=self.reliable, reasons=self.reasons, diagnostics=diagnostics
+        )
+
+    @property
+    def plan_fit(self) -> Fit:
+        """The fit that splits a budget between N and D (see :attr:`planner`).
+
+        Raises
+        ------
+        AllocationError
+            No fit of the procedure tells N from D; the message says why for each.
+        """
+        if self.planner is None or self.planner.fit is None:
+            why = (
+                "no planner was chosen (fit_procedure(planner=False))"
+                if self.planner is None
+                else self.planner.why
+            )
+            raise AllocationError(why, field="procedure")
+        return self.planner.fit
 
     def log_predict(self, **inputs: ArrayLike) -> np.ndarray:
         """Weighted mean log prediction at ``inputs`` (flat)."""
@@ -252,6 +287,7 @@ class ProcedureFit:
             "growth_per_efold": self.growth,
             "inner_errors": dict(self.inner_errors),
             "inner_cuts_flops": list(self.inner_cuts_flops),
+            "allocation": None if self.planner is None else self.planner.to_dict(),
             "members": [
                 {
                     "procedure": f.diagnostics.get("procedure", f.law),
@@ -327,6 +363,7 @@ def fit_procedure(
     target: Mapping[str, float] | None = None,
     inner_cuts: Sequence[float] = INNER_CUTS,
     n_jobs: int | None = None,
+    planner: bool = True,
 ) -> ProcedureFit:
     """Fit ``runs`` with a named procedure, with its uncertainty model and verdict.
 
@@ -347,6 +384,9 @@ def fit_procedure(
         includes the target checks (see :meth:`ProcedureFit.assess`).
     inner_cuts:
         Divisors of the largest compute for the inner backtest.
+    planner:
+        Choose the fit that splits budgets (:attr:`ProcedureFit.planner`). False skips it (and
+        its extra fits) when only loss is wanted; planning from the result then refuses.
 
     Returns
     -------
@@ -434,6 +474,20 @@ def fit_procedure(
         reasons.append(
             "no backtest inside the runs was possible, so the extrapolation error is unknown"
         )
+    # The fit that splits budgets between N and D (procedures.allocation): loss is not enough.
+    chosen_planner = None
+    if planner:
+        inner_errors = {} if inner is None else inner.errors
+        chosen_planner = planner_for(
+            proc,
+            fits,
+            weights,
+            table,
+            bootstrap=bootstrap,
+            seed=seed,
+            inner_errors=inner_errors,
+            n_jobs=n_jobs,
+        )
     result = ProcedureFit(
         procedure=proc.name,
         chosen=chosen.name,
@@ -448,6 +502,7 @@ def fit_procedure(
         inner_cuts_flops=() if inner is None else inner.cuts_flops,
         reliable=not reasons,
         reasons=tuple(reasons),
+        planner=chosen_planner,
     )
     if target:
         v = result.assess(**target)

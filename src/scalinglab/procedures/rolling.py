@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,12 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.fitting import FitError
+from scalinglab.procedures.allocation_backtest import (
+    allocation_rows,
+    allocation_summary,
+    measured_optima,
+    planner_columns,
+)
 from scalinglab.procedures.choice import ProcedureFit, fit_procedure
 from scalinglab.procedures.errors import BacktestError, ProcedureError
 from scalinglab.procedures.inner import INCLUSIVE, INNER_CUTS, runs_inputs
@@ -40,15 +46,26 @@ class BacktestResult:
         ``procedure``, ``chosen``, ``params``, ``tokens``, ``flops``, ``loss``, ``predicted``,
         ``rel_error``, ``factor``, ``lo``, ``hi``, ``covered``, ``reliable``, ``reasons``.
     fits:
-        One row per (group, cut, procedure): the chosen recipe, why, its parameters, verdict.
+        One row per (group, cut, procedure): the chosen recipe, why, its parameters, verdict,
+        and the fit that planned (``planner``, ``planner_why``, ``a``, ``a_low``, ``a_high``,
+        and ``a_error`` against ``published_a``).
     level:
         Level of the prediction intervals.
+    allocation:
+        The allocation backtest, one row per (group, cut, procedure, optimum measured above the
+        cut): ``flops``, measured ``params_opt``, ``planned_params``, ``planned_tokens``,
+        ``log10_error``, the interval ``lo``/``hi`` of the planned N and ``covered``, ``planner``,
+        ``refused`` (see :mod:`~scalinglab.procedures.allocation_backtest`).
+    published_a:
+        The published a the fitted ones are compared with (None: not given).
     """
 
     predictions: pd.DataFrame
     fits: pd.DataFrame
     level: float
     procedures: tuple[str, ...]
+    allocation: pd.DataFrame = field(default_factory=pd.DataFrame)
+    published_a: float | None = None
 
     FACTOR_BINS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, math.inf)
 
@@ -121,6 +138,23 @@ class BacktestResult:
         out = out.sort_values(["_rank", "factor_mid"], kind="stable").drop(columns="_rank")
         return out.reset_index(drop=True)
 
+    def allocation_overall(self) -> pd.DataFrame:
+        """Per procedure: the allocation backtest pooled over every measured optimum (mean
+        |log10 error| of N_opt in decades, share within 25%, interval coverage, refusals), and
+        the fitted a beside the published one when it was given."""
+        out = allocation_summary(self.allocation)
+        f = self.fits
+        if f.empty or "a" not in f.columns:
+            return out
+        a = f.groupby("procedure", sort=False).agg(
+            fits=("procedure", "size"),
+            planned=("planner", lambda s: int(s.notna().sum())),
+            a_mean=("a", "mean"),
+            a_abs_error=("a_error", lambda s: float(s.abs().mean())),
+        )
+        a = a.reset_index()
+        return a if out.empty else out.merge(a, on="procedure", how="outer")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: summaries, fits and every prediction."""
         fits = self.fits.copy()
@@ -138,6 +172,9 @@ class BacktestResult:
             "by_factor": self.by_factor().to_dict(orient="records"),
             "fits": fits.to_dict(orient="records"),
             "predictions": preds.to_dict(orient="records"),
+            "published_a": self.published_a,
+            "allocation_overall": self.allocation_overall().to_dict(orient="records"),
+            "allocation": self.allocation.to_dict(orient="records"),
         }
 
 
@@ -161,6 +198,9 @@ def backtest(
     inner_cuts: Sequence[float] = INNER_CUTS,
     n_jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    optimum_column: str | None = None,
+    published_a: float | None = None,
+    allocation: bool = True,
 ) -> BacktestResult:
     """Rolling-origin backtest of ``procedures`` on ``runs``.
 
@@ -186,6 +226,15 @@ def backtest(
         Bootstrap resamples per fit, for the intervals.
     progress:
         Called as ``progress(done, total)`` after each fit.
+    optimum_column:
+        A column holding the compute-optimal N at each budget (e.g. Porian et al.'s
+        ``N_opt_paper``); the allocation backtest compares plans with it. Default: the IsoFLOP
+        minima (Approach 2) of the runs above each cut, where they hold profiles.
+    published_a:
+        A published a (N_opt ∝ C^a) to compare each planning fit's a with, for data without
+        IsoFLOP profiles (Hoffmann et al. 2022: 0.46–0.50; Besiroglu et al. 2024: 0.51).
+    allocation:
+        Backtest the plans too (each fit then chooses its planner; False: loss only, faster).
 
     Raises
     ------
@@ -195,6 +244,7 @@ def backtest(
     table = as_runs(runs)
     procs = [get_procedure(p) for p in procedures]
     _check_options(table, procs, cuts, min_factor, group_by, level)
+    _check_allocation_options(table, optimum_column, published_a)
     plan = _plan_cuts(_groups(table, group_by), cuts, n_cuts, min_factor)
     if not plan:
         raise BacktestError(
@@ -208,12 +258,14 @@ def backtest(
     done = 0
     pred_rows: list[dict[str, Any]] = []
     fit_rows: list[dict[str, Any]] = []
+    alloc_rows: list[dict[str, Any]] = []
     for name, g, cut in plan:
         flops = g.column("flops")
         train = g.subset(flops <= cut * INCLUSIVE)
         above = flops >= cut / INCLUSIVE * min_factor if min_factor > 1 else flops > cut * INCLUSIVE
         test = g.subset(above)
         where = {"group": name, "cut_flops": cut}
+        optima = measured_optima(test, optimum_column) if allocation else None
         for proc in procs:
             t0 = time.perf_counter()
             try:
@@ -224,6 +276,7 @@ def backtest(
                     seed=seed,
                     inner_cuts=inner_cuts,
                     n_jobs=n_jobs,
+                    planner=allocation,
                 )
             except (FitError, BacktestError, ProcedureError) as exc:
                 pf = None
@@ -234,8 +287,13 @@ def backtest(
                 fit_rows.append(
                     {**where, "procedure": proc.name, **fit_row}
                     | {"n_train": len(train), "seconds": seconds}
+                    | planner_columns(pf.planner, published_a)
                 )
                 pred_rows += [{**where, "procedure": proc.name, **row} for row in rows]
+                if pf.planner is not None and optima is not None:
+                    plans = allocation_rows(pf.planner, optima, level=level)
+                    at = {**where, "procedure": proc.name, "chosen": pf.chosen}
+                    alloc_rows += [{**at, **row} for row in plans]
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -244,6 +302,8 @@ def backtest(
         fits=pd.DataFrame(fit_rows),
         level=level,
         procedures=tuple(p.name for p in procs),
+        allocation=pd.DataFrame(alloc_rows),
+        published_a=published_a,
     )
 
 
@@ -270,6 +330,20 @@ def _check_options(
             f"group_by {group_by!r} is not a column of the runs table; columns: "
             f"{', '.join(map(str, table.frame.columns))}",
             field="group_by",
+        )
+
+
+def _check_allocation_options(
+    table: Runs, optimum_column: str | None, published_a: float | None
+) -> None:
+    if optimum_column is not None and optimum_column not in table.frame.columns:
+        raise BacktestError(
+            f"optimum column {optimum_column!r} is not a column of the runs table",
+            field="optimum_column",
+        )
+    if published_a is not None and not 0 < published_a < 1:
+        raise BacktestError(
+            f"published a must lie in (0, 1), got {published_a!r}", field="published_a"
         )
 
 

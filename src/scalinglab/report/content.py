@@ -347,8 +347,10 @@ def build_content(
         plan_kw = {**(plan_options or {}), "level": level}
         try:
             table = frontier(fit, grid, **plan_kw)
-        except PlanError:
+        except PlanError as exc:
             table = None
+            if exc.field == "fit" and "must not plan" in str(exc):
+                warn.append(f"compute-optimal frontier: {exc}")
         if table is not None:
             fields["frontier"] = _curve(table, "flops", "loss", level, "compute-optimal loss L*(C)")
             fields["params_frontier"] = _curve(
@@ -530,6 +532,9 @@ def _plan_table(allocations: Sequence[Any], level: float) -> pd.DataFrame:
             "PF-days": c.pf_days,
             "N": a.params,
             f"N {level:.0%} interval": a.params_interval,
+            "N interval (decades)": a.params_decades,
+            "a (N ∝ C^a)": a.a,
+            f"a {level:.0%} interval": a.a_interval,
             "D": a.tokens,
             f"D {level:.0%} interval": a.tokens_interval,
             "D/N": a.tokens_per_param,
