@@ -4,16 +4,15 @@ backtest (scalinglab.procedures.allocation, scalinglab.fitting.allocation)."""
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from scalinglab.approaches import isoflop_points
+from scalinglab.cli import app
 from scalinglab.fitting import Fit
 from scalinglab.fitting.allocation import MAX_A_WIDTH, allocation_exponent, allocation_reasons
 from scalinglab.plan import PlanError, allocate
@@ -26,7 +25,7 @@ from scalinglab.procedures.allocation import (
 )
 from scalinglab.runs import load_runs
 
-CLI = [sys.executable, "-c", "from scalinglab.cli import main; main()"]
+runner = CliRunner()
 # Hoffmann et al. (2022), Approach 3 (their eq. 10): the law the synthetic runs follow.
 HOFFMANN = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 A_TRUE = HOFFMANN["beta"] / (HOFFMANN["alpha"] + HOFFMANN["beta"])
@@ -189,17 +188,12 @@ def test_cli_plan_from_a_frontier_only_fit_refuses_with_the_reason(tmp_path):
     runs = tmp_path / "frontier.csv"
     frontier_runs().to_csv(runs, index=False)
     fit = tmp_path / "fit.json"
-    done = subprocess.run(
-        [*CLI, "fit", str(runs), "--procedure", "bounded", "-B", "20", "--out", str(fit)],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
+    args = ["fit", str(runs), "--procedure", "bounded", "-B", "20", "--out", str(fit)]
+    done = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
     assert "plans: none" in done.stdout and "frontier alone" in done.stdout
-    done = subprocess.run(
-        [*CLI, "plan", "--fit", str(fit), "--budget", "1e22"], capture_output=True, text=True
-    )
-    assert done.returncode == 2
+    done = runner.invoke(app, ["plan", "--fit", str(fit), "--budget", "1e22"])
+    assert done.exit_code == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("error: --fit: this fit must not plan") and "frontier alone" in line
 
@@ -208,14 +202,12 @@ def test_cli_backtest_prints_the_allocation(tmp_path):
     runs = tmp_path / "isoflop.csv"
     isoflop_runs(np.geomspace(1e17, 1.6e19, 8)).to_csv(runs, index=False)
     args = ["backtest", str(runs), "-p", "bounded", "--cut", "2e18", "-B", "0"]
-    wide = {**os.environ, "COLUMNS": "200"}  # rich wraps tables to the terminal's width
-    done = subprocess.run(
-        [*CLI, *args, "--published-a", "0.5"], capture_output=True, text=True, env=wide
-    )
-    assert done.returncode == 0, done.stderr
+    # rich wraps tables to the terminal's width
+    done = runner.invoke(app, [*args, "--published-a", "0.5"], env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
     assert "Allocation: planned N_opt" in done.stdout and "|a − 0.5|" in done.stdout
-    done = subprocess.run([*CLI, *args, "--optimum-column", "nope"], capture_output=True, text=True)
-    assert done.returncode == 2 and done.stderr.strip().startswith("error: --optimum-column:")
+    done = runner.invoke(app, [*args, "--optimum-column", "nope"])
+    assert done.exit_code == 2 and done.stderr.strip().startswith("error: --optimum-column:")
 
 
 def test_optimal_params_of_many_resamples_in_chunks():

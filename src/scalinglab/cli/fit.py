@@ -294,7 +294,7 @@ def _print_planner(chosen: Any) -> None:
     if check is not None and check.a_interval is not None:
         lo, hi = check.a_interval
         a = f"; a = {check.a:.3f} [{lo:.3f}, {hi:.3f}] ({check.level:.0%})"
-    console.print(f"[bold]plans:[/] {escape(planner.why)}{a}", highlight=False)
+    console.print(f"[bold]plans with {planner.name}:[/] {escape(planner.why)}{a}", highlight=False)
 
 
 def _check_procedure_options(procedure: str) -> None:

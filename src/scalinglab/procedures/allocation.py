@@ -334,13 +334,13 @@ def choose_planner(
         c = checks[name]
         if profiles:
             why = (
-                f"{name} plans: of the fits that tell N from D, its N_opt lies closest to the "
+                "of the fits that tell N from D, its N_opt lies closest to the "
                 f"{c.n_profiles} IsoFLOP minima measured in the runs "
                 f"({c.profile_error_decades:.3f} decades on average)"
             )
         else:
             first = order[0]
-            why = f"{name} plans: " + (
+            why = (
                 "the procedure's own fit, and it tells N from D"
                 if name == first
                 else f"{', '.join(n for n in order[: order.index(name)])} cannot tell N from D"
