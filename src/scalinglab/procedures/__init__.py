@@ -3,11 +3,13 @@
 Modules, by job: :mod:`~scalinglab.procedures.registry` (:class:`Procedure`, :data:`PROCEDURES`,
 :func:`get_procedure`), :mod:`~scalinglab.procedures.recipes` (trusted runs, weights,
 :func:`fit_recipe`), :mod:`~scalinglab.procedures.inner` (the backtest inside the fitted runs),
+:mod:`~scalinglab.procedures.curves` (which checkpoints of training curves a fit may use),
 :mod:`~scalinglab.procedures.choice` (:func:`fit_procedure`, :class:`ProcedureFit`, intervals,
 verdicts) and :mod:`~scalinglab.procedures.rolling` (:func:`backtest`, :class:`BacktestResult`).
 """
 
 from scalinglab.procedures.choice import ProcedureFit, Verdict, fit_procedure
+from scalinglab.procedures.curves import SCHEDULES, curve_points
 from scalinglab.procedures.errors import BacktestError, ProcedureError
 from scalinglab.procedures.inner import INNER_CUTS, InnerBacktest, inner_backtest
 from scalinglab.procedures.recipes import (
@@ -29,6 +31,7 @@ __all__ = [
     "DEFAULT_PROCEDURE",
     "INNER_CUTS",
     "PROCEDURES",
+    "SCHEDULES",
     "BacktestError",
     "BacktestResult",
     "InnerBacktest",
@@ -37,6 +40,7 @@ __all__ = [
     "ProcedureFit",
     "Verdict",
     "backtest",
+    "curve_points",
     "fit_procedure",
     "fit_recipe",
     "get_procedure",

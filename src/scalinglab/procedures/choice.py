@@ -35,7 +35,8 @@ from scipy.special import ndtri  # the standard normal quantile; scipy.stats cos
 from scalinglab.counting import FLOPS_PER_PARAM_TOKEN
 from scalinglab.fitting import Fit, FitError, FitWarning
 from scalinglab.fitting.verdicts import exponent_reasons
-from scalinglab.procedures.errors import BacktestError
+from scalinglab.procedures.curves import curve_points
+from scalinglab.procedures.errors import BacktestError, ProcedureError
 from scalinglab.procedures.inner import (
     INNER_CUTS,
     InnerBacktest,
@@ -327,6 +328,7 @@ def fit_procedure(
     target: Mapping[str, float] | None = None,
     inner_cuts: Sequence[float] = INNER_CUTS,
     n_jobs: int | None = None,
+    schedule: str | None = None,
 ) -> ProcedureFit:
     """Fit ``runs`` with a named procedure, with its uncertainty model and verdict.
 
@@ -347,6 +349,10 @@ def fit_procedure(
         includes the target checks (see :meth:`ProcedureFit.assess`).
     inner_cuts:
         Divisors of the largest compute for the inner backtest.
+    schedule:
+        With a curve procedure (``curves``): the runs' learning-rate schedule, ``"decay"``,
+        ``"constant"`` or ``"shared"`` (default: the ``schedule`` column, else ``"decay"``);
+        see :mod:`scalinglab.procedures.curves`.
 
     Returns
     -------
@@ -354,6 +360,21 @@ def fit_procedure(
     """
     table = as_runs(runs)
     proc = get_procedure(procedure)
+    curve_notes: list[str] = []
+    if proc.curves:
+        # Before everything else, so that the inner backtest, the fits and the scatter all see
+        # the same valid, weighted points.
+        table, curve_notes = curve_points(
+            table,
+            schedule=schedule,
+            early_fraction=proc.early_fraction,
+            max_points=proc.max_curve_points,
+        )
+    elif schedule is not None:
+        raise ProcedureError(
+            f"schedule applies to a curve procedure (curves), not to {proc.name!r}",
+            field="schedule",
+        )
     flops = table.column("flops")
     inner: InnerBacktest | None = None
     why = ""
@@ -366,6 +387,8 @@ def fit_procedure(
         chosen, why = _choose(proc, inner, why)
     elif not why:
         why = f"{proc.name} as asked"
+    if curve_notes:
+        why += "; " + "; ".join(curve_notes)
     # An auto whose choice cannot be fitted on all the runs (a trust filter leaves too few)
     # falls back on the next candidate by inner error; a named procedure simply fails.
     attempts = [chosen]

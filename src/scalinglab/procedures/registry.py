@@ -80,6 +80,14 @@ class Procedure:
         Names of the recipes an ``auto`` chooses among.
     default:
         The candidate an ``auto`` keeps unless another predicted better at every inner cut.
+    curves:
+        Fit training curves (rows sharing a ``run_id``): keep the checkpoints their schedule
+        makes valid, drop the earliest tokens, thin, and weigh every run the same (see
+        :mod:`scalinglab.procedures.curves`).
+    early_fraction:
+        With ``curves``: drop checkpoints below this fraction of their run's last tokens.
+    max_curve_points:
+        With ``curves``: at most this many points per run.
     reference:
         Where the recipe comes from.
     """
@@ -100,6 +108,9 @@ class Procedure:
     weighting: str = "equal"
     candidates: tuple[str, ...] = ()
     default: str | None = None
+    curves: bool = False
+    early_fraction: float = 0.1
+    max_curve_points: int = 16
     reference: str = ""
 
     def __post_init__(self) -> None:
@@ -125,6 +136,10 @@ class Procedure:
             raise ProcedureError("near_frontier must be > 0", field="near_frontier")
         if not self.frontier_window > 1:
             raise ProcedureError("frontier_window must be > 1", field="frontier_window")
+        if not 0 <= self.early_fraction < 1:
+            raise ProcedureError("early_fraction must lie in [0, 1)", field="early_fraction")
+        if self.max_curve_points < 1:
+            raise ProcedureError("max_curve_points must be >= 1", field="max_curve_points")
         object.__setattr__(self, "law_options", MappingProxyType(dict(self.law_options)))
         if self.bounds is not None:
             object.__setattr__(self, "bounds", MappingProxyType(dict(self.bounds)))
@@ -149,6 +164,12 @@ class Procedure:
             d.update(members=list(self.members), weighting=self.weighting)
         else:
             d.update(candidates=list(self.candidates), default=self.default)
+        if self.curves:
+            d.update(
+                curves=True,
+                early_fraction=self.early_fraction,
+                max_curve_points=self.max_curve_points,
+            )
         if self.reference:
             d["reference"] = self.reference
         return d
@@ -162,12 +183,27 @@ _KAPLAN_PRIOR = PLAUSIBLE_EXPONENTS["kaplan-nd"]
 # the two to six runs around each curve's minimum, the part of the curve a target lies on.
 _FRONTIER = 0.05
 
+_PUBLISHED = "Besiroglu et al. 2024 (arXiv:2404.10102); Hoffmann et al. 2022, App. D.2"
 _REGISTRY: list[Procedure] = [
     Procedure(
         name="besiroglu2024",
         summary="Chinchilla form, Huber δ=1e-3 on log loss summed over every run, many starts, "
         "wide bounds: the published procedure",
-        reference="Besiroglu et al. 2024 (arXiv:2404.10102); Hoffmann et al. 2022, App. D.2",
+        reference=_PUBLISHED,
+    ),
+    Procedure(
+        name="plain",
+        summary="the published procedure (besiroglu2024) under the name of what `scalinglab fit` "
+        "does by default",
+        reference=_PUBLISHED,
+    ),
+    Procedure(
+        name="curves",
+        summary="the published procedure on training curves: the checkpoints the schedule makes "
+        "valid (decay: each run's end; constant or shared: every point), tokens below 10% of "
+        "each run's end dropped, at most 16 points per run, every run weighing the same",
+        curves=True,
+        reference="Choshen et al. 2024 (arXiv:2410.11840): intermediate checkpoints, early cut",
     ),
     Procedure(
         name="bounded",
