@@ -120,3 +120,29 @@ def test_allocation_decides_too():
     assert table.loc["b", "within25"] == 1.0
     # a predicts the loss best but plans badly: it does not win the set, and neither does b
     assert suite.choose_default(pred, alloc, ["a", "b"], ["x"])[0] == suite.FALLBACK
+
+
+# What the default (the published recipe, `plain`) reaches on the suite, measured by
+# `benchmarks/extrapolation.py --suite` (README, "The extrapolation suite"). The others are
+# missed, and the README says by how much.
+MET_BY_DEFAULT = {"coverage 85-95% pooled over sets"}
+
+
+@pytest.mark.slow
+def test_suite_targets_for_the_default(shared_data):
+    pred, alloc = suite.run_suite([suite.DEFAULT], bootstrap=20)
+    checks = suite.targets(pred, alloc, suite.DEFAULT)
+    met = {label for label, ok, _ in checks if ok}
+    assert MET_BY_DEFAULT <= met, checks
+    summary = suite.summarise(pred).set_index("set")
+    assert set(summary.index) == set(suite.SETS)
+    # the published recipe's known behaviour, within a margin: Chinchilla 1.05 %, GPT-3's 175B
+    # over-predicted from the models <= 1.3B by about 2 % (issue 17), Porian's far-off-optimal
+    # runs mispredicted by ~10 % on average
+    assert summary.loc["chinchilla", "mean_abs_error"] == pytest.approx(0.0105, abs=0.002)
+    g = suite.summarise(pred, ("set", "group")).set_index("group")
+    assert 0.01 < g.loc["175b from <=1.3B", "bias"] < 0.035
+    assert summary.loc["porian", "mean_abs_error"] > 0.05
+    loso = suite.leave_one_set_out(pred, alloc, [suite.DEFAULT], suite.DEFAULT)
+    assert len(loso) == 2 * len(suite.SETS)
+    assert loso["coverage"].between(0.5, 1.0).all()
