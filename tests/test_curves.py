@@ -74,6 +74,7 @@ def test_schedule_column_per_row_and_errors():
         curve_points(load_runs(fr), schedule="cosine")
 
 
+@pytest.mark.filterwarnings("ignore:E = 1e-12 sits on its lower bound")
 def test_one_long_curve_does_not_outvote_many_runs():
     """Ten one-point runs on the law and one long curve 5 % above it: weighted per run, the fit
     follows the ten runs; weighted per point it would follow the curve."""
