@@ -113,6 +113,9 @@ class ProcedureFit:
     reliable, reasons:
         The verdict on the fit itself (exponents, identifiability). :meth:`assess` adds the
         checks that depend on a target.
+    interval_scale:
+        The procedure's calibration of its interval half-widths (see
+        :attr:`~scalinglab.procedures.Procedure.interval_scale`).
     """
 
     procedure: str
@@ -128,6 +131,7 @@ class ProcedureFit:
     inner_cuts_flops: tuple[float, ...] = ()
     reliable: bool = True
     reasons: tuple[str, ...] = ()
+    interval_scale: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inner_errors", MappingProxyType(dict(self.inner_errors)))
@@ -188,9 +192,9 @@ class ProcedureFit:
     ) -> tuple[float | np.ndarray, float | np.ndarray]:
         """Prediction interval at ``level`` for a new run at ``inputs``.
 
-        Log-normal with variance = bootstrap parameter variance + member disagreement² +
-        run-to-run scatter² + (growth · ln x)², x the extrapolation factor. Without a bootstrap
-        the parameter term is left out (the fit says so in its reasons).
+        Log-normal with standard deviation ``interval_scale`` · √(bootstrap parameter variance
+        + run-to-run scatter² + (growth · ln x)²), x the extrapolation factor. Without a
+        bootstrap the parameter term is left out (the fit says so in its reasons).
         """
         if not 0 < level < 1:
             raise BacktestError(f"level must lie in (0, 1), got {level!r}", field="level")
@@ -199,7 +203,7 @@ class ProcedureFit:
         par = np.nan_to_num(s["parameters"], nan=0.0)
         # The members' disagreement is not added: the growth term is measured on the combined
         # prediction's own inner backtest, which already holds whatever error it causes.
-        sd = np.sqrt(par**2 + s["scatter"] ** 2 + s["extrapolation"] ** 2)
+        sd = self.interval_scale * np.sqrt(par**2 + s["scatter"] ** 2 + s["extrapolation"] ** 2)
         z = float(ndtri(0.5 + level / 2))
         lo = np.exp(s["mean"] - z * sd).reshape(shape)
         hi = np.exp(s["mean"] + z * sd).reshape(shape)
@@ -208,7 +212,8 @@ class ProcedureFit:
         return lo, hi
 
     def uncertainty(self, **inputs: ArrayLike) -> dict[str, np.ndarray]:
-        """The log-space standard deviations the interval adds up, by source."""
+        """The log-space standard deviations the interval adds up, by source (before
+        ``interval_scale``)."""
         flat, _ = _flat_inputs(inputs)
         return self._sigma(flat)
 
@@ -251,6 +256,7 @@ class ProcedureFit:
             "max_fitted_flops": self.max_fitted_flops,
             "scatter_log": self.scatter,
             "growth_per_efold": self.growth,
+            "interval_scale": self.interval_scale,
             "inner_errors": dict(self.inner_errors),
             "inner_cuts_flops": list(self.inner_cuts_flops),
             "members": [
@@ -471,6 +477,7 @@ def fit_procedure(
         inner_cuts_flops=() if inner is None else inner.cuts_flops,
         reliable=not reasons,
         reasons=tuple(reasons),
+        interval_scale=proc.interval_scale,
     )
     if target:
         v = result.assess(**target)
