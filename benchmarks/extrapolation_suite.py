@@ -291,7 +291,14 @@ def run_suite(
                         f"{s}/{case.tests[0][0]}/{proc}: |err| {r.rel_error.abs().mean():.2%} "
                         f"({r.seconds.iloc[0]:.1f} s)"
                     )
-    return pd.concat(frames, ignore_index=True), pd.concat(allocs, ignore_index=True)
+    allocs = [a for a in allocs if not a.empty]
+    alloc = pd.concat(allocs, ignore_index=True) if allocs else allocs_empty()
+    return pd.concat(frames, ignore_index=True), alloc
+
+
+def allocs_empty() -> pd.DataFrame:
+    """An allocation table without rows (no set of the run holds compute optima)."""
+    return pd.DataFrame(columns=["set", "group", "procedure", "flops", "n_opt", "planned"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,7 +359,8 @@ def allocation(alloc: pd.DataFrame) -> pd.DataFrame:
     the share of plans within 25 % of the true N_opt."""
     if alloc.empty:
         return pd.DataFrame(columns=["set", "procedure", "decades", "worst_decades", "within25"])
-    a = alloc.assign(decades=np.abs(np.log10(alloc["planned"] / alloc["n_opt"])))
+    ratio = alloc["planned"].astype(float) / alloc["n_opt"].astype(float)
+    a = alloc.assign(decades=np.abs(np.log10(ratio)))
     return (
         a.groupby(["set", "procedure"], sort=False)
         .agg(
@@ -570,8 +578,8 @@ def gpt3_bias_diagnosis() -> pd.DataFrame:
         rows.append(
             {
                 "candidate": "E identified too high from small models",
-                "test": "E + A/N^alpha through the 270-300B-token losses: 4 smallest vs all 8 "
-                "models; the curve fits' E (<=1.3B vs all)",
+                "test": "E + A/N^alpha through the 270-300B-token losses of the 4 smallest vs all "
+                "8 models, and the curve fits' E (<=1.3B vs all)",
                 "measured": f"cross-section E {p_small[0]:.2f} (<=1.3B) vs {p_all[0]:.2f} (all), "
                 f"alpha {p_small[2]:.2f} vs {p_all[2]:.2f}; curve fit E {e_small:.2f} vs "
                 f"{e_all:.2f}",
@@ -615,8 +623,10 @@ def gpt3_bias_diagnosis() -> pd.DataFrame:
         rows.append(
             {
                 "candidate": "curve points far above the compute frontier",
-                "test": "Chinchilla form on the <=1.3B curves: every point vs the points within 5% "
-                "of the lowest loss at their compute (the frontier recipe); 175B curve error",
+                "test": "Chinchilla form on the <=1.3B curves (64 points per run), every point vs "
+                "the points within 5% "
+                "of the lowest loss at their compute (the frontier recipe), error on the 175B "
+                "curve",
                 "measured": f"every point {e_all:+.2%}, near-frontier points {e_near:+.2%} "
                 f"({near.diagnostics['trusted_runs']} of {len(small_points)} points)",
                 "supported": bool(abs(e_near) < 0.5 * abs(e_all)),
@@ -651,8 +661,9 @@ def report(pred: pd.DataFrame, alloc: pd.DataFrame, procs: Sequence[str], defaul
     name, why = choose_default(pred, alloc, procs, list(dict.fromkeys(pred["set"])))
     print(f"\nDefault: {name}: {why}")
     print("\nLeave-one-set-out: the default (the candidate that wins every set, else plain) and")
-    print(f"the half-width scale of {default}'s intervals (90% pooled coverage), chosen on all")
-    print("sets and without the set in the row, and what each gives on it:")
+    print(f"the half-width scale of {default}'s intervals (relative to its interval_scale: the")
+    print("smallest covering >= 90% pooled and >= 80% per set), chosen on all sets and without")
+    print("the set in the row, and what each gives on it:")
     print(fmt(leave_one_set_out(pred, alloc, procs, default)))
     if "gpt3" in set(pred["set"]):
         print("\nGPT-3's over-prediction of the large models from the small ones: the candidate")

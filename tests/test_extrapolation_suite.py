@@ -125,7 +125,7 @@ def test_allocation_decides_too():
 # What the default (the published recipe, `plain`) reaches on the suite, measured by
 # `benchmarks/extrapolation.py --suite` (README, "The extrapolation suite"). The others are
 # missed, and the README says by how much.
-MET_BY_DEFAULT = {"coverage 85-95% pooled over sets"}
+MET_BY_DEFAULT = {"coverage 85-95% pooled over sets", "coverage >= 80% on every set"}
 
 
 @pytest.mark.slow
