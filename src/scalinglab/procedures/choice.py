@@ -341,9 +341,9 @@ def fit_procedure(
     Parameters
     ----------
     procedure:
-        A name of :data:`scalinglab.procedures.PROCEDURES` (``"auto"``, the default everywhere
-        one is not named, chooses by a backtest inside ``runs``) or a
-        :class:`~scalinglab.procedures.Procedure`.
+        A name of :data:`scalinglab.procedures.PROCEDURES` (``"plain"`` is the published
+        recipe, what ``scalinglab fit`` does without one; ``"auto"`` chooses by a backtest
+        inside ``runs``) or a :class:`~scalinglab.procedures.Procedure`.
     runs:
         The runs to fit: a :class:`~scalinglab.runs.Runs`, DataFrame or path.
     bootstrap:
