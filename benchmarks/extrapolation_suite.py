@@ -40,7 +40,19 @@ FACTOR_BINS = (1.0, 4.0, 16.0, 64.0, math.inf)
 
 
 def planned_n_opt(pf, flops: float) -> float:
-    """N minimising a procedure's predicted loss at ``flops`` (C = 6ND; a grid in log N)."""
+    """The N_opt a procedure plans at ``flops`` (C = 6ND), NaN where it refuses to plan.
+
+    With issue 19's planner (``ProcedureFit.planner``: the fit that identifies the split of a
+    budget between N and D, which ``scalinglab plan`` uses), that fit's optimum; before it, the
+    N minimising the procedure's predicted loss (a grid in log N).
+    """
+    planner = getattr(pf, "planner", None)
+    if planner is not None:
+        from scalinglab.procedures.allocation import optimal_params
+
+        if planner.fit is None:
+            return math.nan
+        return float(np.asarray(optimal_params(planner.fit, [flops])).reshape(-1)[0])
     n = np.geomspace(1e5, 1e14, 4001)
     with np.errstate(all="ignore"):
         loss = np.asarray(pf.predict(params=n, tokens=flops / (6 * n)), dtype=float)
@@ -209,10 +221,12 @@ def by_factor(pred: pd.DataFrame, scale=1.0) -> pd.DataFrame:
 
 
 def allocation(alloc: pd.DataFrame) -> pd.DataFrame:
-    """Per set and procedure: mean |log10 error| of the planned N_opt (decades), the worst, and
-    the share of plans within 25 % of the true N_opt."""
+    """Per set and procedure: mean |log10 error| of the planned N_opt (decades), the worst, the
+    share of plans within 25 % of the true N_opt, and how many budgets it refused to plan (a
+    refusal counts as outside 25 %)."""
+    cols = ["set", "procedure", "decades", "worst_decades", "within25", "refused"]
     if alloc.empty:
-        return pd.DataFrame(columns=["set", "procedure", "decades", "worst_decades", "within25"])
+        return pd.DataFrame(columns=cols)
     ratio = alloc["planned"].astype(float) / alloc["n_opt"].astype(float)
     a = alloc.assign(decades=np.abs(np.log10(ratio)))
     return (
@@ -221,6 +235,7 @@ def allocation(alloc: pd.DataFrame) -> pd.DataFrame:
             decades=("decades", "mean"),
             worst_decades=("decades", "max"),
             within25=("decades", lambda d: float(np.mean(d <= np.log10(1.25)))),
+            refused=("decades", lambda d: int(d.isna().sum())),
         )
         .reset_index()
     )
@@ -255,6 +270,8 @@ def winners(
     )
     al = allocation(alloc[alloc["set"].isin(sets) & alloc["procedure"].isin(candidates)])
     if not al.empty:
+        # a procedure that refuses to plan a budget cannot win the set on allocation
+        al["decades"] = al["decades"].where(al["refused"] == 0, np.inf)
         al["wins_alloc"] = al["decades"] <= al.groupby("set")["decades"].transform("min") + (
             WIN_DECADES
         )
