@@ -15,6 +15,11 @@ targets, each marked met or missed, and the time ratio auto / besiroglu2024 (sam
 
     .venv/bin/python benchmarks/extrapolation.py              # bootstrap 100 per fit (minutes)
     .venv/bin/python benchmarks/extrapolation.py --bootstrap 40 --json out.json
+
+``--suite`` runs the broad extrapolation suite of issue 17 instead (every development set and
+synthetic families with known truth, leave-one-set-out; see ``extrapolation_suite.py``):
+
+    .venv/bin/python benchmarks/extrapolation.py --suite [--procedures plain,auto] [--sets ...]
 """
 
 from __future__ import annotations
@@ -112,6 +117,12 @@ def _reasons(result: BacktestResult) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--suite" in argv:
+        sys.path.insert(0, str(HERE))
+        from extrapolation_suite import main as suite_main
+
+        return suite_main([a for a in argv if a != "--suite"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", type=int, default=100, help="resamples per fit")
     parser.add_argument("--json", type=Path, help="write every prediction and fit here")

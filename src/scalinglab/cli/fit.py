@@ -28,7 +28,7 @@ from scalinglab.cli._common import (
 from scalinglab.errors import ScalingLabError
 from scalinglab.fitting import LOSSES, FitWarning
 from scalinglab.laws import INPUT_NAMES, LAWS, X_CHOICES, get_law
-from scalinglab.procedures import PROCEDURES, fit_procedure
+from scalinglab.procedures import PROCEDURES, SCHEDULES, fit_procedure
 from scalinglab.runs import PARAM_BASES, RunsWarning, load_runs
 
 # The law scalinglab fits when none is named: Hoffmann et al.'s (2022) form of N and D.
@@ -113,6 +113,20 @@ def fit(
         "by a backtest inside the runs, and its intervals add the extrapolation error that "
         "backtest measured.",
     ),
+    curves: bool = typer.Option(
+        False,
+        "--curves",
+        help="Fit training curves (rows sharing a run_id are one run's checkpoints): the "
+        "checkpoints the schedule makes valid, the earliest tokens dropped, every run weighing "
+        "the same (the procedure curves).",
+    ),
+    schedule: str | None = typer.Option(
+        None,
+        "--schedule",
+        help=f"With --curves: {', '.join(SCHEDULES)}: decay (only each run's end counts: cosine, "
+        "WSD cooldowns), constant (every checkpoint), shared (every run follows the same "
+        "schedule in tokens). Default: the table's schedule column, else decay.",
+    ),
     x: str | None = typer.Option(
         None,
         "--x",
@@ -190,9 +204,17 @@ def fit(
     Example: scalinglab fit runs.csv --law chinchilla --bootstrap 4000 --out fit.json
 
     Example: scalinglab fit runs.csv --procedure auto --predict params=7e10,tokens=1.4e12
+
+    Example: scalinglab fit curves.csv --curves --schedule shared
     """
     mapping = column_mapping(column)
     target = _parse_target(predict)
+    if curves:
+        if procedure not in (None, "curves"):
+            fail(f"--curves fits by the procedure curves: drop --procedure {procedure}")
+        procedure = "curves"
+    elif schedule is not None:
+        fail("--schedule applies to --curves")
     if procedure is not None:
         _check_procedure_options(procedure)
         bootstrap = bootstrap if given("bootstrap") else api_default(fit_procedure, "bootstrap")
@@ -211,7 +233,7 @@ def fit(
             )
             if procedure is not None:
                 result, prediction, chosen = _fit_procedure(
-                    procedure, table, bootstrap, seed, target, level, quiet=as_json
+                    procedure, table, bootstrap, seed, target, level, as_json, schedule
                 )
             else:
                 chosen = None
@@ -327,8 +349,8 @@ def _fit_procedure(
     seed: int,
     target: dict[str, float] | None,
     level: float,
-    *,
     quiet: bool,
+    schedule: str | None,
 ) -> tuple[Any, dict[str, Any] | None, Any]:
     """Fit by a procedure: its verdict-carrying member fit, the prediction, the ProcedureFit."""
     status = (
@@ -337,7 +359,9 @@ def _fit_procedure(
         else console.status(f"fitting procedure {procedure} (bootstrap {bootstrap})")
     )
     with status:
-        chosen = fit_procedure(procedure, table, bootstrap=bootstrap, seed=seed, target=target)
+        chosen = fit_procedure(
+            procedure, table, bootstrap=bootstrap, seed=seed, target=target, schedule=schedule
+        )
     prediction = None
     if target:
         lo, hi = chosen.interval(level, **target)

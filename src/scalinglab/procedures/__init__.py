@@ -3,6 +3,7 @@
 Modules, by job: :mod:`~scalinglab.procedures.registry` (:class:`Procedure`, :data:`PROCEDURES`,
 :func:`get_procedure`), :mod:`~scalinglab.procedures.recipes` (trusted runs, weights,
 :func:`fit_recipe`), :mod:`~scalinglab.procedures.inner` (the backtest inside the fitted runs),
+:mod:`~scalinglab.procedures.curves` (which checkpoints of training curves a fit may use),
 :mod:`~scalinglab.procedures.choice` (:func:`fit_procedure`, :class:`ProcedureFit`, intervals,
 verdicts), :mod:`~scalinglab.procedures.allocation` (which fit splits a budget between N and D,
 :class:`Planner`), :mod:`~scalinglab.procedures.rolling` (:func:`backtest`,
@@ -18,6 +19,7 @@ from scalinglab.procedures.allocation import (
     optimal_params,
 )
 from scalinglab.procedures.choice import ProcedureFit, Verdict, fit_procedure
+from scalinglab.procedures.curves import SCHEDULES, curve_points
 from scalinglab.procedures.errors import BacktestError, ProcedureError
 from scalinglab.procedures.inner import INNER_CUTS, InnerBacktest, inner_backtest
 from scalinglab.procedures.recipes import (
@@ -39,6 +41,7 @@ __all__ = [
     "DEFAULT_PROCEDURE",
     "INNER_CUTS",
     "PROCEDURES",
+    "SCHEDULES",
     "AllocationCheck",
     "AllocationError",
     "BacktestError",
@@ -51,6 +54,7 @@ __all__ = [
     "Verdict",
     "backtest",
     "check_allocation",
+    "curve_points",
     "fit_procedure",
     "fit_recipe",
     "get_procedure",

@@ -36,7 +36,8 @@ from scalinglab.counting import FLOPS_PER_PARAM_TOKEN
 from scalinglab.fitting import Fit, FitError, FitWarning
 from scalinglab.fitting.verdicts import exponent_reasons
 from scalinglab.procedures.allocation import AllocationError, Planner, planner_for
-from scalinglab.procedures.errors import BacktestError
+from scalinglab.procedures.curves import curve_points
+from scalinglab.procedures.errors import BacktestError, ProcedureError
 from scalinglab.procedures.inner import (
     INNER_CUTS,
     InnerBacktest,
@@ -117,6 +118,9 @@ class ProcedureFit:
         Which fit splits a budget between N and D, and why (:mod:`~scalinglab.procedures.
         allocation`): a member, for ``auto`` possibly another candidate, or none (then
         :attr:`plan_fit` refuses with the reasons).
+    interval_scale:
+        The procedure's calibration of its interval half-widths (see
+        :attr:`~scalinglab.procedures.Procedure.interval_scale`).
     """
 
     procedure: str
@@ -133,6 +137,7 @@ class ProcedureFit:
     reliable: bool = True
     reasons: tuple[str, ...] = ()
     planner: Planner | None = None
+    interval_scale: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inner_errors", MappingProxyType(dict(self.inner_errors)))
@@ -222,9 +227,9 @@ class ProcedureFit:
     ) -> tuple[float | np.ndarray, float | np.ndarray]:
         """Prediction interval at ``level`` for a new run at ``inputs``.
 
-        Log-normal with variance = bootstrap parameter variance + member disagreement² +
-        run-to-run scatter² + (growth · ln x)², x the extrapolation factor. Without a bootstrap
-        the parameter term is left out (the fit says so in its reasons).
+        Log-normal with standard deviation ``interval_scale`` · √(bootstrap parameter variance
+        + run-to-run scatter² + (growth · ln x)²), x the extrapolation factor. Without a
+        bootstrap the parameter term is left out (the fit says so in its reasons).
         """
         if not 0 < level < 1:
             raise BacktestError(f"level must lie in (0, 1), got {level!r}", field="level")
@@ -233,7 +238,7 @@ class ProcedureFit:
         par = np.nan_to_num(s["parameters"], nan=0.0)
         # The members' disagreement is not added: the growth term is measured on the combined
         # prediction's own inner backtest, which already holds whatever error it causes.
-        sd = np.sqrt(par**2 + s["scatter"] ** 2 + s["extrapolation"] ** 2)
+        sd = self.interval_scale * np.sqrt(par**2 + s["scatter"] ** 2 + s["extrapolation"] ** 2)
         z = float(ndtri(0.5 + level / 2))
         lo = np.exp(s["mean"] - z * sd).reshape(shape)
         hi = np.exp(s["mean"] + z * sd).reshape(shape)
@@ -242,7 +247,8 @@ class ProcedureFit:
         return lo, hi
 
     def uncertainty(self, **inputs: ArrayLike) -> dict[str, np.ndarray]:
-        """The log-space standard deviations the interval adds up, by source."""
+        """The log-space standard deviations the interval adds up, by source (before
+        ``interval_scale``)."""
         flat, _ = _flat_inputs(inputs)
         return self._sigma(flat)
 
@@ -285,6 +291,7 @@ class ProcedureFit:
             "max_fitted_flops": self.max_fitted_flops,
             "scatter_log": self.scatter,
             "growth_per_efold": self.growth,
+            "interval_scale": self.interval_scale,
             "inner_errors": dict(self.inner_errors),
             "inner_cuts_flops": list(self.inner_cuts_flops),
             "allocation": None if self.planner is None else self.planner.to_dict(),
@@ -364,15 +371,16 @@ def fit_procedure(
     inner_cuts: Sequence[float] = INNER_CUTS,
     n_jobs: int | None = None,
     planner: bool = True,
+    schedule: str | None = None,
 ) -> ProcedureFit:
     """Fit ``runs`` with a named procedure, with its uncertainty model and verdict.
 
     Parameters
     ----------
     procedure:
-        A name of :data:`scalinglab.procedures.PROCEDURES` (``"auto"``, the default everywhere
-        one is not named, chooses by a backtest inside ``runs``) or a
-        :class:`~scalinglab.procedures.Procedure`.
+        A name of :data:`scalinglab.procedures.PROCEDURES` (``"plain"`` is the published
+        recipe, what ``scalinglab fit`` does without one; ``"auto"`` chooses by a backtest
+        inside ``runs``) or a :class:`~scalinglab.procedures.Procedure`.
     runs:
         The runs to fit: a :class:`~scalinglab.runs.Runs`, DataFrame or path.
     bootstrap:
@@ -387,6 +395,10 @@ def fit_procedure(
     planner:
         Choose the fit that splits budgets (:attr:`ProcedureFit.planner`). False skips it (and
         its extra fits) when only loss is wanted; planning from the result then refuses.
+    schedule:
+        With a curve procedure (``curves``): the runs' learning-rate schedule, ``"decay"``,
+        ``"constant"`` or ``"shared"`` (default: the ``schedule`` column, else ``"decay"``);
+        see :mod:`scalinglab.procedures.curves`.
 
     Returns
     -------
@@ -394,6 +406,21 @@ def fit_procedure(
     """
     table = as_runs(runs)
     proc = get_procedure(procedure)
+    curve_notes: list[str] = []
+    if proc.curves:
+        # Before everything else, so that the inner backtest, the fits and the scatter all see
+        # the same valid, weighted points.
+        table, curve_notes = curve_points(
+            table,
+            schedule=schedule,
+            early_fraction=proc.early_fraction,
+            max_points=proc.max_curve_points,
+        )
+    elif schedule is not None:
+        raise ProcedureError(
+            f"schedule applies to a curve procedure (curves), not to {proc.name!r}",
+            field="schedule",
+        )
     flops = table.column("flops")
     inner: InnerBacktest | None = None
     why = ""
@@ -406,6 +433,8 @@ def fit_procedure(
         chosen, why = _choose(proc, inner, why)
     elif not why:
         why = f"{proc.name} as asked"
+    if curve_notes:
+        why += "; " + "; ".join(curve_notes)
     # An auto whose choice cannot be fitted on all the runs (a trust filter leaves too few)
     # falls back on the next candidate by inner error; a named procedure simply fails.
     attempts = [chosen]
@@ -503,6 +532,7 @@ def fit_procedure(
         reliable=not reasons,
         reasons=tuple(reasons),
         planner=chosen_planner,
+        interval_scale=proc.interval_scale,
     )
     if target:
         v = result.assess(**target)

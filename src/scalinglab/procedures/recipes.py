@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 from scalinglab.fitting import Fit, fit
+from scalinglab.procedures.curves import CURVE_WEIGHT
 from scalinglab.procedures.errors import ProcedureError
 from scalinglab.procedures.registry import Procedure, get_procedure
 from scalinglab.runs import Runs
@@ -100,11 +101,16 @@ def trusted_runs(procedure: Procedure, runs: Runs) -> tuple[Runs, list[str]]:
 
 
 def run_weights(procedure: Procedure, runs: Runs) -> np.ndarray | None:
-    """Per-run weights of a single recipe (None: every run weighs 1)."""
-    if procedure.flops_weight_power == 0:
-        return None
-    flops = runs.column("flops")
-    return (flops / flops.max()) ** procedure.flops_weight_power
+    """Per-row weights of a single recipe (None: every row weighs 1): the compute weight, times
+    the curve weight of :func:`~scalinglab.procedures.curves.curve_points` where there is one."""
+    weights = None
+    if procedure.flops_weight_power != 0:
+        flops = runs.column("flops")
+        weights = (flops / flops.max()) ** procedure.flops_weight_power
+    if CURVE_WEIGHT in runs.frame:
+        curve = runs.frame[CURVE_WEIGHT].to_numpy(float)
+        weights = curve if weights is None else weights * curve
+    return weights
 
 
 def fit_recipe(

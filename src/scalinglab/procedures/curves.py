@@ -1,0 +1,155 @@
+"""Training curves as evidence: which checkpoints a fit may use, and how much each weighs.
+
+A training curve (the rows of a runs table that share a ``run_id``, one per checkpoint) holds
+many points, but a point in the middle of a curve is the loss of a run trained to that many
+tokens *with its own schedule* only when the schedule makes it so. The schedule is a property
+of the runs: a ``schedule`` column (per row) or the ``schedule`` argument says which.
+
+``decay``
+    The learning rate decays to the end of each run (cosine, linear, a WSD cooldown stored as its
+    own run): only the last point of a run is a fully decayed run; the middle of the curve sits
+    above the loss a run of that length would reach. One point per run.
+``constant``
+    A constant learning rate (or a WSD stable phase read as such): every checkpoint is the end
+    of a constant-rate run of that length.
+``shared``
+    Every run follows the same schedule in tokens (GPT-3, Pythia): points at equal tokens are
+    comparable across runs, so the law's data term describes that schedule. Every checkpoint is
+    kept, and the fit predicts curves trained the same way, not runs annealed to each length.
+
+The earliest tokens (warmup, batch-size ramp) follow the schedule, not the law: points below
+``early_fraction`` of a run's last tokens are dropped. Long curves are thinned to at most
+``max_points`` per run (the median of log-spaced token bins, which also averages out read-out
+or evaluation noise), and each run weighs the same in the fit however many points it keeps, so
+one long curve does not outvote many runs (Choshen et al. 2024, "A Hitchhiker's Guide to
+Scaling Law Estimation", find intermediate checkpoints and an early cut help extrapolation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from scalinglab.procedures.errors import ProcedureError
+from scalinglab.runs import Runs
+
+__all__ = ["CURVE_WEIGHT", "SCHEDULES", "curve_points"]
+
+SCHEDULES = ("decay", "constant", "shared")
+# The column of the returned runs holding each point's weight (its run sums to 1).
+CURVE_WEIGHT = "curve_weight"
+_NUMERIC = ("params", "tokens", "flops", "loss", "unique_tokens")
+
+
+def _schedules(runs: Runs, schedule: str | None) -> pd.Series:
+    if schedule is not None:
+        if schedule not in SCHEDULES:
+            raise ProcedureError(
+                f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}",
+                field="schedule",
+            )
+        return pd.Series(schedule, index=runs.frame.index)
+    if "schedule" not in runs.frame:
+        return pd.Series("decay", index=runs.frame.index)
+    col = runs.frame["schedule"].astype(str).str.lower()
+    bad = ~col.isin(SCHEDULES)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ProcedureError(
+            f"row {row + 1}: schedule {runs.frame['schedule'].iloc[row]!r} is not one of "
+            f"{', '.join(SCHEDULES)}",
+            field="schedule",
+        )
+    return col
+
+
+def curve_points(
+    runs: Runs,
+    *,
+    schedule: str | None = None,
+    early_fraction: float = 0.1,
+    max_points: int = 16,
+) -> tuple[Runs, list[str]]:
+    """The checkpoints of ``runs``' curves a fit may use, thinned and weighted.
+
+    Parameters
+    ----------
+    runs:
+        Rows sharing a ``run_id`` are checkpoints of one run (without a ``run_id`` column every
+        row is a run of its own, and nothing changes but the weight column).
+    schedule:
+        ``"decay"``, ``"constant"`` or ``"shared"`` for every run (see the module docstring).
+        Default: the ``schedule`` column if the table has one, else ``"decay"`` (the safe
+        reading: only the end of each run counts).
+    early_fraction:
+        Drop points with fewer tokens than this fraction of their run's last point, in [0, 1).
+    max_points:
+        Thin each run to at most this many points (≥ 1).
+
+    Returns
+    -------
+    (Runs, notes)
+        The kept points with a :data:`CURVE_WEIGHT` column (1 / the points kept of their run),
+        and notes saying what was left out or merged and why.
+
+    Raises
+    ------
+    ProcedureError
+        Unknown schedule (the row, when it comes from the column), options out of range.
+    """
+    if not 0 <= early_fraction < 1:
+        raise ProcedureError(
+            f"early_fraction must lie in [0, 1), got {early_fraction!r}", field="early_fraction"
+        )
+    if not max_points >= 1:
+        raise ProcedureError(f"max_points must be >= 1, got {max_points!r}", field="max_points")
+    sched = _schedules(runs, schedule)
+    fr = runs.frame
+    run = fr["run_id"].astype(str) if "run_id" in fr else pd.Series(fr.index.astype(str))
+    last = fr.groupby(run, sort=False)["tokens"].transform("max")
+    at_end = fr["tokens"] >= last
+    decayed = (sched == "decay") & ~at_end
+    early = (sched != "decay") & ~at_end & (fr["tokens"] < early_fraction * last)
+    notes = []
+    if decayed.any():
+        notes.append(
+            f"left out {int(decayed.sum())} checkpoints before their run's end: the learning rate "
+            "decays to the end of each run, so only the last point is a fully decayed run"
+        )
+    if early.any():
+        notes.append(
+            f"left out {int(early.sum())} checkpoints below {early_fraction:.0%} of their run's "
+            "tokens (warmup and batch ramp follow the schedule, not the law)"
+        )
+    keep = ~(decayed | early).to_numpy()
+    fr, run = fr[keep], run[keep]
+    parts = []
+    merged = 0
+    for _, g in fr.groupby(run.to_numpy(), sort=False):
+        if len(g) > max_points:
+            lt = np.log(g["tokens"].to_numpy(float))
+            edges = np.linspace(lt.min(), lt.max(), max_points + 1)
+            b = np.clip(np.searchsorted(edges, lt, side="right") - 1, 0, max_points - 1)
+            numeric = [c for c in _NUMERIC if c in g]
+            bins = g.groupby(b, sort=True)
+            thinned = pd.concat(
+                [bins[numeric].median(), bins[[c for c in g if c not in numeric]].last()], axis=1
+            )[list(fr.columns)]
+            merged += len(g) - len(thinned)
+            g = thinned
+        parts.append(g.assign(**{CURVE_WEIGHT: 1.0 / len(g)}))
+    out = pd.concat(parts, ignore_index=True)
+    if merged:
+        notes.append(
+            f"merged {merged} checkpoints into at most {max_points} per run (median of "
+            "log-spaced token bins)"
+        )
+    if "step" in out:
+        out["step"] = out["step"].astype("int64")
+    table = Runs(
+        frame=out,
+        param_basis=runs.param_basis,
+        source=runs.source,
+        notes=(*runs.notes, *notes),
+    )
+    return table, notes
