@@ -31,6 +31,7 @@ from scipy.special import ndtri
 from suite_sets import SETS, SYNTHETIC, Case, gpt3_bias_diagnosis, synthetic_cases
 
 import scalinglab as sl
+from scalinglab.procedures import optimal_params
 
 __all__ = ["SETS", "SYNTHETIC", "main", "run_suite", "synthetic_cases"]
 
@@ -42,22 +43,13 @@ FACTOR_BINS = (1.0, 4.0, 16.0, 64.0, math.inf)
 def planned_n_opt(pf, flops: float) -> float:
     """The N_opt a procedure plans at ``flops`` (C = 6ND), NaN where it refuses to plan.
 
-    With issue 19's planner (``ProcedureFit.planner``: the fit that identifies the split of a
-    budget between N and D, which ``scalinglab plan`` uses), that fit's optimum; before it, the
-    N minimising the procedure's predicted loss (a grid in log N).
+    The planner's optimum (``ProcedureFit.planner``: the fit that identifies the split of a
+    budget between N and D, the one ``scalinglab plan`` uses), not the N minimising the
+    procedure's averaged loss, which lets a frontier-only member decide the split.
     """
-    planner = getattr(pf, "planner", None)
-    if planner is not None:
-        from scalinglab.procedures.allocation import optimal_params
-
-        if planner.fit is None:
-            return math.nan
-        return float(np.asarray(optimal_params(planner.fit, [flops])).reshape(-1)[0])
-    n = np.geomspace(1e5, 1e14, 4001)
-    with np.errstate(all="ignore"):
-        loss = np.asarray(pf.predict(params=n, tokens=flops / (6 * n)), dtype=float)
-    loss = np.where(np.isfinite(loss), loss, np.inf)
-    return float(n[int(np.argmin(loss))])
+    if pf.planner is None or pf.planner.fit is None:
+        return math.nan
+    return float(np.asarray(optimal_params(pf.planner.fit, [flops])).reshape(-1)[0])
 
 
 # Candidates of the default: the published recipe, the choices of issue 8 (auto and what it
