@@ -319,6 +319,18 @@ class Store:
             self._conn,
         )
 
+    def sweep_spec(self, sweep: str) -> dict[str, Any]:
+        """The spec a sweep was recorded with, as its ``to_dict()`` mapping.
+
+        Raises
+        ------
+        StoreError
+            No sweep of that name.
+        """
+        self._require_sweep(sweep)
+        row = self._conn.execute("SELECT spec_json FROM sweeps WHERE name = ?", (sweep,)).fetchone()
+        return json.loads(row[0])
+
     def runs(self, sweep: str | None = None, *, status: str | None = None) -> pd.DataFrame:
         """Every run and cooldown point (all columns of the ``runs`` table, plus ``run_id``).
 

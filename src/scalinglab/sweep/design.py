@@ -9,6 +9,7 @@ Three designs, each a function of a validated :class:`~scalinglab.sweep.spec.Swe
 - **WSD reuse** (Hägele et al. 2024): one warmup-stable-decay run per size, with extra
   cooldowns branched from its stable phase; every cooldown is a point of the law at the
   price of its cooldown only.
+- **Points**: a list of (N, D) pairs, one run each (the runs ``sweep suggest`` chooses).
 
 Every target N is snapped to a real model by the trainer's shape rule and D to whole optimiser
 steps, so the planned counts are exactly the trained ones. Applying the budget and checking
@@ -160,6 +161,8 @@ def design_runs(
         runs = _isoflop(ctx)
     elif spec.design.kind == "grid":
         runs = _grid(ctx)
+    elif spec.design.kind == "points":
+        runs = _points(ctx)
     else:
         runs = _wsd(ctx)
     return runs, ctx.notes
@@ -341,6 +344,31 @@ def _grid(ctx: _Context) -> list[RunSpec]:
             continue
         lengths.append(steps * ctx.step_tokens)
     return [_make_run(ctx, s, t) for s in shapes for t in lengths]
+
+
+def _points(ctx: _Context) -> list[RunSpec]:
+    d = ctx.spec.design
+    assert d.points
+    shapes: dict[float, TransformerShape] = {}  # many points share a size: snap it once
+    runs: list[RunSpec] = []
+    seen: set[tuple[TransformerShape, int]] = set()
+    for i, (target, tokens) in enumerate(d.points):
+        if target not in shapes:
+            shapes[target] = _snap(ctx, target, f"design.points[{i}]")
+        steps = _steps(ctx, tokens)
+        if steps < d.min_steps:
+            raise SpecError(
+                f"design.points[{i}]: {tokens:.3g} tokens is {steps} steps of {ctx.step_tokens} "
+                f"tokens, fewer than design.min_steps ({d.min_steps})",
+                field="design.points",
+            )
+        point = (shapes[target], steps * ctx.step_tokens)
+        if point in seen:
+            ctx.notes.append(f"design.points[{i}] snaps to a run already planned")
+            continue
+        seen.add(point)
+        runs.append(_make_run(ctx, *point))
+    return runs
 
 
 def _wsd(ctx: _Context) -> list[RunSpec]:

@@ -41,7 +41,7 @@ Layout (every table but ``[design]`` is optional; omitted keys take the defaults
     max_retries = 2
 
     [design]
-    kind = "isoflop"           # "isoflop" | "grid" | "wsd"; see scalinglab.sweep.design
+    kind = "isoflop"           # "isoflop" | "grid" | "wsd" | "points"; see scalinglab.sweep.design
 """
 
 from __future__ import annotations
@@ -176,6 +176,7 @@ _DESIGN_KEYS = {
     ),
     "grid": ("params", "tokens"),
     "wsd": ("params", "tokens", "branch_tokens", "branch_fractions"),
+    "points": ("points",),
 }
 
 
@@ -364,7 +365,26 @@ def _design(t: dict[str, Any]) -> DesignSpec:
             tokens=_number_list("design.tokens", t["tokens"]),
             min_steps=min_steps,
         )
+    if kind == "points":
+        return _points(t, min_steps)
     return _wsd(t, min_steps)
+
+
+def _points(t: dict[str, Any], min_steps: int) -> DesignSpec:
+    points = t.get("points")
+    if not isinstance(points, list) or not points:
+        raise _fail(
+            "design.points", "missing: a points design needs points = [[params, tokens], ...]"
+        )
+    out: list[tuple[float, float]] = []
+    for i, pair in enumerate(points):
+        key = f"design.points[{i}]"
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise _fail(key, f"must be a pair [params, tokens], got {pair!r}")
+        out.append((_number(f"{key}[0]", pair[0]), _number(f"{key}[1]", pair[1])))
+    if len(set(out)) != len(out):
+        raise _fail("design.points", "has repeated [params, tokens] pairs")
+    return DesignSpec(kind="points", points=tuple(out), min_steps=min_steps)
 
 
 def _isoflop(t: dict[str, Any], min_steps: int) -> DesignSpec:

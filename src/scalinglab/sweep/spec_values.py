@@ -25,7 +25,7 @@ __all__ = [
 
 PARAM_BASES = ("non_embedding", "total")
 FLOPS_METHODS = ("6nd", "per_operation")
-DESIGN_KINDS = ("isoflop", "grid", "wsd")
+DESIGN_KINDS = ("isoflop", "grid", "wsd", "points")
 ON_OVER = ("refuse", "trim")
 POSITIONALS = ("learned", "rotary")
 MLPS = ("gelu", "gated")
@@ -156,6 +156,9 @@ class DesignSpec:
     ``wsd``: one warmup-stable-decay run per size in ``params`` for ``tokens`` tokens, with
     extra cooldowns branched from its stable phase at ``branch_tokens`` (or at
     ``branch_fractions`` of ``tokens``); every cooldown is a point.
+
+    ``points``: the listed ``[params, tokens]`` pairs, one run each (what ``sweep suggest``
+    writes).
     """
 
     kind: str
@@ -170,6 +173,7 @@ class DesignSpec:
     tokens: tuple[float, ...] | None = None
     branch_tokens: tuple[int, ...] | None = None
     branch_fractions: tuple[float, ...] | None = None
+    points: tuple[tuple[float, float], ...] | None = None
     min_steps: int = 20
 
     def compute_levels(self) -> tuple[float, ...]:
