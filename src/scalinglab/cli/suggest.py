@@ -58,7 +58,9 @@ def _print(s: Any, out: Path | None) -> None:
     now, after = s.interval(s.sd_now), s.interval(s.sd_after)
     what = "loss" if s.target.kind == "predict" else "N_opt"
     pct = f"{s.level:.0%}"
-    console.print(f"{what} now:      {s.value:.4g}  {pct} interval [{now[0]:.4g}, {now[1]:.4g}]")
+    console.print(
+        f"{what + ' now:':15s} {s.value:.4g}  {pct} interval [{now[0]:.4g}, {now[1]:.4g}]"
+    )
     ratio = (after[1] - after[0]) / (now[1] - now[0])
     console.print(
         f"expected after: {s.value:.4g}  {pct} interval [{after[0]:.4g}, {after[1]:.4g}]  "
