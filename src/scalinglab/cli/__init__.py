@@ -19,7 +19,6 @@ from scalinglab.cli import fit as fit_cli
 from scalinglab.cli import importing as import_cli
 from scalinglab.cli import plan as plan_cli
 from scalinglab.cli import report as report_cli
-from scalinglab.cli import suggest as suggest_cli
 from scalinglab.cli import sweep as sweep_cli
 from scalinglab.cli import train as train_cli
 from scalinglab.cli._common import err_console
@@ -58,7 +57,6 @@ app.command("compute")(compute.compute)
 app.command("fit")(fit_cli.fit)
 app.command("backtest")(backtest_cli.backtest)
 app.command("train")(train_cli.train)
-sweep_cli.app.command("suggest")(suggest_cli.suggest)
 app.add_typer(sweep_cli.app, name="sweep")
 app.command("plan")(plan_cli.plan)
 app.command("compare")(plan_cli.compare)

@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from scalinglab.cli._common import console, err_console, fail, print_json
+from scalinglab.cli.suggest import suggest as suggest_command
 from scalinglab.cli.sweep_store import export_command, status_command
 
 app = typer.Typer(
@@ -469,3 +470,4 @@ def _import_function(target: str) -> Any:
 
 app.command("status")(status_command)
 app.command("export")(export_command)
+app.command("suggest")(suggest_command)

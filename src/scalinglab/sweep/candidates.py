@@ -19,7 +19,8 @@ from scalinglab.runs import Runs
 from scalinglab.store import Store
 from scalinglab.sweep.design import design_runs, resolve_vocab_size
 from scalinglab.sweep.runspec import RunSpec
-from scalinglab.sweep.spec import DesignSpec, SpecError, SweepSpec, parse_spec
+from scalinglab.sweep.spec import parse_spec
+from scalinglab.sweep.spec_values import DesignSpec, SpecError, SweepSpec
 
 __all__ = [
     "STORE_SUFFIXES",

@@ -50,7 +50,8 @@ from scalinglab.sweep.candidates import (
     store_family,
 )
 from scalinglab.sweep.information import Target, TargetError
-from scalinglab.sweep.spec import DesignSpec, SweepSpec, load_spec
+from scalinglab.sweep.spec import load_spec
+from scalinglab.sweep.spec_values import DesignSpec, SweepSpec
 
 __all__ = [
     "TOKENS_PER_PARAM_RANGE",
