@@ -23,6 +23,7 @@ loss, so planned runs count at once.
 from __future__ import annotations
 
 import math
+import statistics
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -32,7 +33,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import tomli_w
-from scipy import stats
 
 from scalinglab.errors import ScalingLabError
 from scalinglab.fitting import Fit, fit
@@ -111,7 +111,7 @@ class Suggestion:
 
     def interval(self, sd: float) -> tuple[float, float]:
         """The target's interval at ``level`` for a log-scale standard deviation ``sd``."""
-        z = float(stats.norm.ppf(0.5 + self.level / 2))
+        z = statistics.NormalDist().inv_cdf(0.5 + self.level / 2)
         return self.value * math.exp(-z * sd), self.value * math.exp(z * sd)
 
     def to_dict(self) -> dict[str, Any]:
