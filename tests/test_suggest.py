@@ -250,3 +250,13 @@ def test_cli_writes_a_spec_and_json(store_path: Path, tmp_path: Path) -> None:
         [p["params"], p["tokens"]] for p in payload["proposals"]
     ]
     assert replace(spec, design=spec.design).name == payload["spec"]
+
+
+def test_planned_runs_count_with_a_bootstrap_ensemble_too(store_path: Path) -> None:
+    """With --bootstrap the ensemble's covariance is the prior; planned runs still shrink it."""
+    runs = load_runs(store_path)
+    fitted = fit("chinchilla", runs, bootstrap=24)
+    target = Target.parse(TARGET)
+    alone = choose_runs(fitted, runs, target, 1e12, [], k=1)
+    planned = choose_runs(fitted, runs, target, 1e12, [], k=1, pending=[(1e5, 4e6), (3e5, 2e6)])
+    assert planned.n_pending == 2 and planned.sd_now < alone.sd_now

@@ -36,7 +36,7 @@ import tomli_w
 
 from scalinglab.errors import ScalingLabError
 from scalinglab.fitting import Fit, fit
-from scalinglab.laws import get_law
+from scalinglab.laws import BaseLaw, get_law
 from scalinglab.runs import Runs, as_runs, load_runs
 from scalinglab.sweep import information as info
 from scalinglab.sweep.candidates import (
@@ -228,10 +228,13 @@ def choose_runs(
     raw = law.to_raw(fitted.params)
     n, d = runs.column("params"), runs.column("tokens")
     scale = info.residual_scale(law, raw, n, d, runs.column("loss"))
-    if pending:
-        pn, pd_ = (np.asarray(v, dtype=float) for v in zip(*pending, strict=True))
-        n, d = np.concatenate([n, pn]), np.concatenate([d, pd_])
     sigma = info.posterior(info.jacobian(law, raw, n, d), scale, _ensemble(fitted, law))
+    if pending:
+        # Woodbury: Σ − ΣJᵀ(σ²I + JΣJᵀ)⁻¹JΣ adds the planned runs' information to either Σ.
+        pn, pd_ = (np.asarray(v, dtype=float) for v in zip(*pending, strict=True))
+        jp = info.jacobian(law, raw, pn, pd_)
+        sj = sigma @ jp.T
+        sigma = sigma - sj @ np.linalg.solve(scale**2 * np.eye(len(pn)) + jp @ sj, sj.T)
     value, grad = info.gradient(law, raw, target)
     var_now = float(grad @ sigma @ grad)
     notes: list[str] = []
@@ -274,7 +277,7 @@ def choose_runs(
     )
 
 
-def _ensemble(fitted: Fit, law) -> np.ndarray | None:
+def _ensemble(fitted: Fit, law: BaseLaw) -> np.ndarray | None:
     """The covariance of the bootstrap ensemble's raw parameters, if the fit has one."""
     rows = fitted.bootstrap_params
     if rows is None:
