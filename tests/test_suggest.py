@@ -260,3 +260,15 @@ def test_planned_runs_count_with_a_bootstrap_ensemble_too(store_path: Path) -> N
     alone = choose_runs(fitted, runs, target, 1e12, [], k=1)
     planned = choose_runs(fitted, runs, target, 1e12, [], k=1, pending=[(1e5, 4e6), (3e5, 2e6)])
     assert planned.n_pending == 2 and planned.sd_now < alone.sd_now
+
+
+def test_a_runs_table_with_a_family_spec_gets_built_runs(store_path: Path, tmp_path: Path) -> None:
+    """Imported runs plus --spec: candidates are snapped by that family, and the spec is written."""
+    family = tmp_path / "family.toml"
+    family.write_text(SPEC)
+    table = load_runs(store_path).frame[["params", "tokens", "flops", "loss"]]
+    s = suggest(table, TARGET, 5e12, k=2, spec=family)
+    assert s.proposals and all(p.candidate.run is not None for p in s.proposals)
+    assert s.spec is not None and s.spec.store == "scalinglab.db"
+    write_spec(s, tmp_path / "next.toml")
+    assert load_spec(tmp_path / "next.toml").design.kind == "points"

@@ -59,6 +59,8 @@ class Candidate:
 
 
 def grid_sizes(runs: Runs, budget_flops: float) -> np.ndarray:
+    """Target sizes when the user gives none: log-spaced from half the smallest run's N to the
+    largest N whose shortest candidate run fits the budget."""
     lo = float(runs.column("params").min()) / 2
     hi = max(lo * 2, math.sqrt(budget_flops / (6.0 * _GRID_RATIOS[0])))
     return np.geomspace(lo, hi, _GRID_SIZES)
@@ -126,6 +128,7 @@ def plain_candidates(
             cost = 6.0 * size * tokens
             if (
                 cost <= budget_flops
+                and _in_band(size, tokens)
                 and (round(math.log(size), 2), round(math.log(tokens), 2)) not in have
             ):
                 out.append(Candidate(float(size), float(tokens), cost))
