@@ -1,13 +1,25 @@
 """Helpers shared by every CLI command: one-line errors with exit code 2, JSON output,
-NAME=VALUE options and a progress bar for staged work."""
+NAME=VALUE options, checked outputs and a progress bar for staged work.
+
+Two rules every command keeps:
+
+- **Text shown to a person**: every string that comes from the user or their files (a file
+  name, a run or sweep name, a cell, an error message) goes through :func:`esc` before Rich
+  sees it, in ``console.print`` and in table cells alike, so brackets print as written and
+  ``[/x]`` never raises a MarkupError.
+- **Outputs**: every output path goes through :func:`output` before any work starts (see
+  :mod:`scalinglab.outputs` for what is refused), and is written by
+  :func:`scalinglab.outputs.write_atomic` or :func:`scalinglab.outputs.atomic_path`.
+"""
 
 from __future__ import annotations
 
 import inspect
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -16,6 +28,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scalinglab.errors import ScalingLabError
+from scalinglab.outputs import check_output
 from scalinglab.units import HARDWARE_CHOICES
 
 try:  # recent typer vendors click; older releases use click itself
@@ -46,6 +59,11 @@ def api_default(function: Callable[..., Any], name: str) -> Any:
     return inspect.signature(function).parameters[name].default
 
 
+def esc(value: object) -> str:
+    """``value`` as text Rich prints as written (markup escaped): the rule for user text."""
+    return escape(str(value))
+
+
 def fail(message: str) -> NoReturn:
     """Print one clear line to stderr and exit with code 2 (usage error), no traceback."""
     # Escaped: a message quoting `pip install 'scalinglab[train]'` or a value like [1, 2] must
@@ -69,8 +87,9 @@ def option_of(field: str | None, overrides: Mapping[str, str] | None = None) -> 
     for param in context.command.params if context is not None else ():
         if param.name == field:
             if param.param_type_name == "argument":
-                # typer's own Argument class has no human_readable_name: click's is the upper name.
-                return getattr(param, "human_readable_name", None) or param.name.upper()
+                # typer's own Argument class has no human_readable_name: its metavar (SPEC), or
+                # click's form, the upper name.
+                return getattr(param, "metavar", None) or param.name.upper()
             return max(param.opts, key=len)
     return None
 
@@ -92,6 +111,24 @@ def fail_with(error: ScalingLabError, overrides: Mapping[str, str] | None = None
     """Fail with ``error``'s message, led by the option its ``field`` concerns (if any)."""
     option = option_of(error.field, overrides)
     fail(f"{option}: {error}" if option else str(error))
+
+
+def output(
+    path: Path | None,
+    field: str,
+    *,
+    inputs: Iterable[Path | str | None] = (),
+    folder: bool = False,
+) -> Path | None:
+    """Check an output path before any work (:func:`scalinglab.outputs.check_output`): fail
+    naming the option ``field`` came from if it is a folder, a device, an input, a store, or
+    in a folder that is missing or cannot be written. ``None`` passes through."""
+    if path is None:
+        return None
+    try:
+        return check_output(path, field=field, inputs=inputs, folder=folder)
+    except ScalingLabError as exc:
+        fail_with(exc)
 
 
 def positive(value: float | None, option: str) -> float | None:

@@ -16,13 +16,16 @@ from scalinglab.cli._common import (
     api_default,
     column_mapping,
     console,
+    esc,
     fail,
     fail_with,
+    output,
     print_json,
     stage_progress,
 )
 from scalinglab.errors import ScalingLabError
 from scalinglab.fitting import FitWarning
+from scalinglab.outputs import atomic_path
 from scalinglab.procedures import PROCEDURES
 from scalinglab.runs import RunsWarning, load_runs
 
@@ -146,6 +149,7 @@ def backtest(
         fail(f"--bootstrap must be an integer >= 0, got {bootstrap!r}")
     if figure is not None and figure.suffix.lower() not in (".png", ".svg", ".pdf"):
         fail(f"--figure must end in .png, .svg or .pdf, got {str(figure)!r}")
+    output(figure, "figure", inputs=[runs])
     mapping = column_mapping(column)
 
     with warnings.catch_warnings():
@@ -177,9 +181,10 @@ def backtest(
 
         fig = backtest_figure(result)
         try:
-            fig.savefig(figure)
-        except OSError as exc:
-            fail(f"--figure: cannot write {str(figure)!r} ({exc.strerror})")
+            with atomic_path(figure, field="figure") as temporary:
+                fig.savefig(temporary)
+        except ScalingLabError as exc:
+            fail_with(exc)
 
     if as_json:
         payload = result.to_dict()
@@ -189,7 +194,7 @@ def backtest(
         return
     _print_tables(result, group_by is not None)
     if figure is not None:
-        console.print(f"figure written to {figure}")
+        console.print(f"figure written to {esc(figure)}")
 
 
 def _print_tables(result: Any, grouped: bool) -> None:
@@ -242,13 +247,13 @@ def _print_tables(result: Any, grouped: bool) -> None:
         for r in groups.to_dict(orient="records"):
             reasons = list(r.get("reasons") or [])
             t.add_row(
-                r["group"],
+                esc(r["group"]),
                 r["procedure"],
                 str(r.get("chosen") or "-"),
                 _pct(r["mean_abs_error"]),
                 _pct(r["coverage"]),
                 "yes" if r.get("reliable") else "[bold red]no[/]",
-                "; ".join(reasons) if reasons else "",
+                esc("; ".join(reasons)),
             )
         console.print(t)
     else:
@@ -259,7 +264,7 @@ def _print_tables(result: Any, grouped: bool) -> None:
                     highlight=False,
                 )
                 for reason in r.get("reasons") or ():
-                    console.print(f"  [red]unreliable:[/] {reason}", highlight=False)
+                    console.print(f"  [red]unreliable:[/] {esc(reason)}", highlight=False)
 
 
 def _print_allocation(result: Any) -> None:

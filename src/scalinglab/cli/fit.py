@@ -18,9 +18,11 @@ from scalinglab.cli._common import (
     api_default,
     column_mapping,
     console,
+    esc,
     fail,
     fail_with,
     given,
+    output,
     parse_pairs,
     print_json,
     stage_progress,
@@ -209,6 +211,7 @@ def fit(
     """
     mapping = column_mapping(column)
     target = _parse_target(predict)
+    output(out, "out", inputs=[runs])
     if curves:
         if procedure not in (None, "curves"):
             fail(f"--curves fits by the procedure curves: drop --procedure {procedure}")
@@ -261,8 +264,8 @@ def fit(
     if out is not None:
         try:
             result.save(out)
-        except OSError as exc:
-            fail(f"--out: cannot write {str(out)!r}: {exc.strerror or exc}")
+        except ScalingLabError as exc:
+            fail_with(exc)
 
     if as_json:
         payload = result.to_dict(include_bootstrap=False)
@@ -394,4 +397,4 @@ def _print(result: Any, runs: Any, runs_warnings: list[str], prediction: Any, ou
     )
     console.print(text, highlight=False, markup=False, soft_wrap=True)
     if out is not None:
-        console.print(f"fit written to {out}", highlight=False)
+        console.print(f"fit written to {esc(out)}", highlight=False)

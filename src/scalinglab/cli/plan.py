@@ -17,11 +17,14 @@ from scalinglab.cli._common import (
     api_default,
     console,
     err_console,
+    esc,
     fail,
     fail_with,
+    output,
     print_json,
 )
 from scalinglab.errors import ScalingLabError
+from scalinglab.outputs import atomic_path
 from scalinglab.units import BUDGET_UNITS, flops_from_budget
 
 _UNIT_HELP = f"Unit of the budget: {', '.join(BUDGET_UNITS)}."
@@ -126,6 +129,7 @@ def plan(
     modes = [x is not None for x in (budget, target_loss, frontier_range)]
     if sum(modes) != 1:
         fail("give exactly one of --budget, --target-loss, --frontier")
+    output(csv, "csv", inputs=[fit])
 
     options: dict[str, Any] = dict(
         max_params=max_params,
@@ -150,7 +154,7 @@ def plan(
             with console.status("planning the frontier…"):
                 table = planning.frontier(fit, budgets, **options)
             if csv is not None:
-                table.to_csv(csv, index=False)
+                _write_csv(table, csv)
             if as_json:
                 print_json({"rows": table.to_dict(orient="records")})
             else:
@@ -168,7 +172,7 @@ def plan(
         import pandas as pd
 
         flat = dict(row, warnings="; ".join(row["warnings"]), shape=str(row["shape"]))
-        pd.DataFrame([flat]).to_csv(csv, index=False)
+        _write_csv(pd.DataFrame([flat]), csv)
     if as_json:
         print_json(row)
         return
@@ -176,14 +180,14 @@ def plan(
 
 
 def _print_allocation(allocation: planning.Allocation, *, title: str) -> None:
-    table = Table(title=f"{title}: {allocation.title}", show_header=False)
+    table = Table(title=f"{title}: {esc(allocation.title)}", show_header=False)
     table.add_column("quantity", style="bold")
     table.add_column("value", justify="right")
     for label, value in allocation.summary():
-        table.add_row(label, value)
+        table.add_row(esc(label), esc(value))
     console.print(table)
     for note in allocation.warnings:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
 
 
 def _print_frontier(frame: Any) -> None:
@@ -207,7 +211,7 @@ def _print_frontier(frame: Any) -> None:
     console.print(table)
     notes = {n for text in frame["warnings"] if text for n in str(text).split("; ")}
     for note in sorted(notes):
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
 
 
 def compare(
@@ -276,4 +280,12 @@ def compare(
         )
     console.print(table)
     for note in result.warnings:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
+
+
+def _write_csv(table: Any, csv: Path) -> None:
+    try:
+        with atomic_path(csv, field="csv") as temporary:
+            table.to_csv(temporary, index=False)
+    except ScalingLabError as exc:
+        fail_with(exc)

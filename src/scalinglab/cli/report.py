@@ -19,8 +19,10 @@ from scalinglab.cli._common import (
     api_default,
     console,
     err_console,
+    esc,
     fail,
     fail_with,
+    output,
     positive,
     print_json,
     stage_progress,
@@ -189,8 +191,8 @@ def report(
         fail(f"--holdout-top must be a fraction in (0, 1), got {holdout_top!r}")
     if fit_path is not None and not fit_path.is_file():
         fail(f"--fit: no such fit file {str(fit_path)!r}")
-    if out.exists() and out.is_dir():
-        fail(f"--out: {str(out)!r} is a folder; give a file name such as report.html")
+    output(out, "out", inputs=[store, runs, fit_path])
+    output(figures, "figures", inputs=[store, runs, fit_path], folder=True)
 
     table, curves = _load(store, runs, sweep, drop_top_loss)
     command = shlex.join(["scalinglab", "report", *sys.argv[2:]]) if _called_as("report") else None
@@ -298,8 +300,8 @@ def print_summary(summary: dict[str, Any]) -> None:
             highlight=False,
         )
     for warning in summary["warnings"]:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    console.print(f"report: [bold]{summary['report']}[/]", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {esc(warning)}", highlight=False, soft_wrap=True)
+    console.print(f"report: [bold]{esc(summary['report'])}[/]", highlight=False)
 
 
 class _TrainingBars:
@@ -383,8 +385,7 @@ def demo(
         fail(f"--bootstrap must be ≥ 0, got {bootstrap}")
     if store.exists() and store.is_dir():
         fail(f"--store: {str(store)!r} is a folder; give a file name such as scalinglab.db")
-    if out.exists() and out.is_dir():
-        fail(f"--out: {str(out)!r} is a folder; give a file name such as report.html")
+    output(out, "out", inputs=[store])
     say = err_console if as_json else console
     say.print("[bold]scalinglab demo[/]: designing the sweep...", highlight=False)
     try:
@@ -519,6 +520,6 @@ def _print_demo(p: dict[str, Any]) -> None:
             highlight=False,
         )
     for warning in p.get("warnings") or ():
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {esc(warning)}", highlight=False)
     console.print(f"wall time: [bold]{p['wall_s']:.0f} s[/]", highlight=False)
-    console.print(f"report: [bold]{p['report']}[/]", highlight=False)
+    console.print(f"report: [bold]{esc(p['report'])}[/]", highlight=False)

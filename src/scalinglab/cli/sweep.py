@@ -23,7 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from scalinglab.cli._common import console, err_console, fail, print_json
+from scalinglab.cli._common import console, err_console, esc, fail, print_json
 from scalinglab.cli.suggest import suggest as suggest_command
 from scalinglab.cli.sweep_store import export_command, status_command
 
@@ -138,7 +138,7 @@ def _print_plan(plan: Any) -> None:
     spec = plan.spec
     basis = "non-embedding" if spec.model.param_basis == "non_embedding" else "total"
     table = Table(
-        title=f"Sweep {spec.name!r}: {spec.design.kind}, N = {basis} parameters, "
+        title=f"Sweep {esc(repr(spec.name))}: {spec.design.kind}, N = {basis} parameters, "
         f"FLOPs by {spec.model.flops_method}"
     )
     for name in ("#", "C level", "N", "shape L×d/h", "D", "D/N", "FLOPs", "est. time"):
@@ -178,9 +178,9 @@ def _print_plan(plan: Any) -> None:
             highlight=False,
         )
     for reason in plan.trimmed:
-        console.print(f"[yellow]trimmed:[/] {reason}", highlight=False)
+        console.print(f"[yellow]trimmed:[/] {esc(reason)}", highlight=False)
     for note in plan.notes:
-        console.print(f"[dim]note:[/] {note}", highlight=False)
+        console.print(f"[dim]note:[/] {esc(note)}", highlight=False)
     cov = plan.coverage
     console.print(
         f"coverage: {cov.compute_decades:.2f} decades of compute, {cov.distinct_params} sizes, "
@@ -188,7 +188,7 @@ def _print_plan(plan: Any) -> None:
         highlight=False,
     )
     for warning in cov.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {esc(warning)}", highlight=False)
 
 
 @app.command("plan")
@@ -439,7 +439,9 @@ def run_command(
                 highlight=False,
             )
         if summary.complete:
-            console.print(f"sweep complete: fit it with `scalinglab fit {path}`", highlight=False)
+            console.print(
+                f"sweep complete: fit it with `scalinglab fit {esc(path)}`", highlight=False
+            )
     if summary.failed:
         raise typer.Exit(code=1)
 

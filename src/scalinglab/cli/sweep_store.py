@@ -9,7 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from scalinglab.cli._common import console, err_console, fail, print_json
+from scalinglab.cli._common import console, err_console, esc, fail, fail_with, output, print_json
+from scalinglab.errors import ScalingLabError
+from scalinglab.outputs import atomic_path
 
 __all__ = ["DEFAULT_STORE", "export_command", "status_command"]
 
@@ -60,13 +62,13 @@ def status_command(
             }
         )
         return
-    table = Table(title=f"Sweeps in {store_path}")
+    table = Table(title=f"Sweeps in {esc(store_path)}")
     for name in ("sweep", "design", "points", "finished", "running", "planned", "failed"):
         table.add_column(name, justify="left" if name in ("sweep", "design") else "right")
     for row in sweeps.fillna(0).itertuples():
         table.add_row(
-            row.name,
-            row.design,
+            esc(row.name),
+            esc(row.design),
             *(
                 str(int(getattr(row, c)))
                 for c in ("points", "finished", "running", "planned", "failed")
@@ -79,7 +81,9 @@ def status_command(
             ft.add_column(name)
         for r in failed.itertuples():
             last = (r.error or "").strip().splitlines()[-1:] or [""]
-            ft.add_row(r.run_id, f"{r.params_total:,}", f"{r.tokens:,}", str(r.attempts), last[0])
+            ft.add_row(
+                esc(r.run_id), f"{r.params_total:,}", f"{r.tokens:,}", str(r.attempts), esc(last[0])
+            )
         console.print(ft)
 
 
@@ -110,6 +114,7 @@ def export_command(
         fail(f"--what must be points, runs or curves, got {what!r}")
     if fmt == "parquet" and out is None:
         fail("--out: parquet is binary; give a file to write it to")
+    output(out, "out", inputs=[store_path])
     with _open_readonly(store_path) as store:
         try:
             if what == "points":
@@ -125,11 +130,16 @@ def export_command(
         text = frame.to_csv(index=False)
     elif fmt == "jsonl":
         text = frame.to_json(orient="records", lines=True)
-    if fmt == "parquet":
-        frame.to_parquet(out, index=False)  # type: ignore[arg-type]
-    elif out is None:
+    if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text)
+        try:
+            with atomic_path(out, field="out") as temporary:
+                if fmt == "parquet":
+                    frame.to_parquet(temporary, index=False)
+                else:
+                    temporary.write_text(text, encoding="utf-8")
+        except ScalingLabError as exc:
+            fail_with(exc)
     if out is not None:
-        err_console.print(f"wrote {len(frame)} rows to {out}", highlight=False)
+        err_console.print(f"wrote {len(frame)} rows to {esc(out)}", highlight=False)

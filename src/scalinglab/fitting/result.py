@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike
 
 from scalinglab.fitting.errors import FitError
 from scalinglab.laws import BaseLaw, LawError, get_law
+from scalinglab.outputs import check_output, write_atomic
 from scalinglab.runs import Runs
 
 __all__ = ["FIT_FORMAT", "Domain", "Fit", "load_fit"]
@@ -243,8 +244,15 @@ class Fit:
         return json.dumps(_plain(self.to_dict()), indent=2, allow_nan=False)
 
     def save(self, path: str | Path) -> None:
-        """Write :meth:`to_json` to ``path``."""
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        """Write :meth:`to_json` to ``path`` atomically (:func:`scalinglab.outputs.write_atomic`).
+
+        Raises
+        ------
+        OutputError
+            ``path`` is a folder, a store, or cannot be written (``field="out"``).
+        """
+        check_output(path, field="out")
+        write_atomic(path, self.to_json() + "\n", field="out")
 
     @classmethod
     def from_json(cls, text: str) -> Fit:

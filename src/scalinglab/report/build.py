@@ -18,6 +18,7 @@ import pandas as pd
 
 from scalinglab import fitting
 from scalinglab.fitting import Fit, FitError, FitWarning, load_fit, refit
+from scalinglab.outputs import check_output
 from scalinglab.report.content import ReportContent, build_content
 from scalinglab.report.figures import ReportFigure, figure_bytes, make_figures, save_figures
 from scalinglab.report.html import write_report
@@ -117,7 +118,14 @@ def build_report(
     ------
     scalinglab.runs.RunsError, scalinglab.fitting.FitError
         Unusable runs; a fit that cannot be made.
+    scalinglab.outputs.OutputError
+        ``out`` or ``figures_dir`` cannot be written, or is one of the inputs or a store;
+        checked before any work.
     """
+    inputs = [p for p in (runs, fit) if isinstance(p, str | Path)]
+    check_output(out, field="out", inputs=inputs)
+    if figures_dir is not None:
+        check_output(figures_dir, field="figures", inputs=inputs, folder=True)
     table = as_runs(runs)
     given = load_fit(fit) if isinstance(fit, str | Path) else fit
     with warnings.catch_warnings():

@@ -31,6 +31,7 @@ from matplotlib.ticker import (
     NullLocator,
 )
 
+from scalinglab.outputs import check_output, write_atomic
 from scalinglab.report.content import Curve, ReportContent, RunPoints
 from scalinglab.units import flops_to_pf_days, pf_days_to_flops
 
@@ -715,13 +716,14 @@ def save_figures(
 
     ``rendered`` holds bytes already made by :func:`figure_bytes`, keyed by (name, format).
     """
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output(directory, field="figures", folder=True)
     written = []
     for figure in figures:
         for fmt in formats:
             path = out / f"{figure.name}.{fmt}"
             data = (rendered or {}).get((figure.name, fmt))
-            path.write_bytes(data if data is not None else figure_bytes(figure, fmt))
+            write_atomic(
+                path, data if data is not None else figure_bytes(figure, fmt), field="figures"
+            )
             written.append(path)
     return written

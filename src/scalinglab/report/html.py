@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from scalinglab._version import __version__
+from scalinglab.outputs import check_output, write_atomic
 from scalinglab.report.content import ReportContent
 from scalinglab.report.figures import ReportFigure, figure_bytes, make_figures
 
@@ -432,11 +433,8 @@ def write_report(
     svgs: Mapping[str, str] | None = None,
 ) -> Path:
     """Render the report and write it to ``path`` (parent folders are created); return the path."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_output(path, field="out")
     text = render_html(content, figures, generated=generated, svgs=svgs)
     # Written beside and renamed, so an interrupted run never leaves half a report.
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    write_atomic(out, text, field="out")
     return out
