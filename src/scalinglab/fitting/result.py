@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from scalinglab.errors import ScalingLabError
 from scalinglab.fitting.errors import FitError
+from scalinglab.fitting.fitfile import checked_fit_fields
 from scalinglab.laws import BaseLaw, LawError, get_law
 from scalinglab.outputs import check_output, write_atomic
 from scalinglab.runs import Runs
@@ -267,30 +270,9 @@ class Fit:
             raise FitError(
                 f"not a fit file: expected a JSON object with format {FIT_FORMAT!r}", field="fit"
             )
-        domain = d.get("domain")
-        ci = d.get("ci")
-        return cls(
-            law=d["law"],
-            law_options=d.get("law_options") or {},
-            params={k: _num(v) for k, v in d["params"].items()},
-            objective=_num(d.get("objective")),
-            loss=d.get("loss", "huber"),
-            huber_delta=float(d.get("huber_delta", 1e-3)),
-            n_runs=int(d.get("n_runs", 0)),
-            param_basis=d.get("param_basis", "unknown"),
-            domain=None if domain is None else Domain(**{k: tuple(v) for k, v in domain.items()}),
-            ci=None if ci is None else {k: tuple(map(_num, v)) for k, v in ci.items()},
-            ci_level=float(d.get("ci_level", 0.95)),
-            bootstrap_params=None
-            if d.get("bootstrap_params") is None
-            else np.array(d["bootstrap_params"], dtype=float).reshape(-1, len(d["params"])),
-            optima=tuple({k: _num(v) for k, v in o.items()} for o in d.get("optima", [])),
-            warnings=tuple(d.get("warnings", [])),
-            holdout=d.get("holdout"),
-            diagnostics=d.get("diagnostics") or {},
-            reliable=bool(d.get("reliable", True)),
-            reasons=tuple(d.get("reasons", [])),
-        )
+        fields = checked_fit_fields(d)
+        domain = fields.pop("domain")
+        return cls(**fields, domain=None if domain is None else Domain(**domain))
 
     @classmethod
     def from_params(cls, law: str, params: Mapping[str, float], **fields: Any) -> Fit:
@@ -313,11 +295,30 @@ class Fit:
 
 
 def load_fit(path: str | Path) -> Fit:
-    """Read a fit saved by :meth:`Fit.save` (or ``scalinglab fit --out``)."""
+    """Read a fit saved by :meth:`Fit.save` (or ``scalinglab fit --out``), every key checked.
+
+    Raises
+    ------
+    FitError
+        ``path`` is not a path, is missing, unreadable, not UTF-8 JSON, or a key has the wrong
+        type, shape, range or order; the message names the file and the key (``field="fit"``).
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise FitError(
+            f"load_fit: path must be a file path (str or Path), got {type(path).__name__}",
+            field="path",
+        )
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise FitError(f"{p}: no such fit file", field="fit")
-    return Fit.from_json(p.read_text(encoding="utf-8"))
+    try:
+        return Fit.from_json(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise FitError(f"{p}: not a fit file (not UTF-8 text)", field="fit") from None
+    except OSError as exc:
+        raise FitError(f"{p}: cannot read ({exc.strerror or exc})", field="fit") from None
+    except ScalingLabError as exc:  # a bad key, or a law name or parameter the law refuses
+        raise FitError(f"{p}: {exc}", field="fit") from None
 
 
 def _domain_dict(domain: Domain) -> dict[str, list[float]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from scalinglab.errors import ScalingLabError
 from scalinglab.fitting import Fit, load_fit
 from scalinglab.fitting.allocation import planning_fit
 from scalinglab.laws import Law, LawError, get_law
@@ -101,9 +102,9 @@ def load_surface(fit: Fit | str | Path, *, need: str = "nd") -> Surface:
         if not Path(fit).is_file():
             raise PlanError(f"no fit file at {fit}", field="fit")
         try:
-            fit = load_fit(fit)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise PlanError(f"cannot read the fit at {fit}: {exc}", field="fit") from exc
+            fit = load_fit(fit)  # checked key by key; the message names the file and key
+        except ScalingLabError as exc:
+            raise PlanError(f"cannot read the fit: {exc}", field="fit") from None
     # A procedure's fit plans with the fit that tells N from D, or not at all; a law of compute
     # alone has no split to get wrong, so comparing by it (need="any") stays allowed.
     planner, note = planning_fit(fit)
@@ -142,6 +143,15 @@ def load_surface(fit: Fit | str | Path, *, need: str = "nd") -> Surface:
     point = np.array([float(fit.params[p]) for p in law.param_names])
     if not np.all(np.isfinite(point)):
         raise PlanError(f"the fit's parameters are not all finite: {dict(fit.params)}", field="fit")
+    for name, value in zip(law.param_names, point, strict=True):
+        # An exponent <= 0 means loss does not fall with N or D: no allocation is optimal, and
+        # the solvers would only produce NaN (then blamed on the budget).
+        if name.startswith(("alpha", "beta")) and kind == "nd" and value <= 0:
+            raise PlanError(
+                f"the fit's exponent {name} = {value:g} is not > 0: loss would not fall with "
+                "more parameters or tokens, so no compute-optimal plan exists",
+                field="fit",
+            )
     rows = point[None, :]
     boot = getattr(fit, "bootstrap_params", None)
     if boot is not None:

@@ -12,7 +12,6 @@ The tables are described in :mod:`.schema`.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -86,6 +85,13 @@ class Store:
                 cur.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     # -- plumbing ----------------------------------------------------------------------
+
+    def _read_sql(self, sql: str, conn: sqlite3.Connection, **kwargs: Any) -> pd.DataFrame:
+        """``pd.read_sql_query``, with a database error as one StoreError line."""
+        try:
+            return pd.read_sql_query(sql, conn, **kwargs)
+        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+            raise StoreError(f"{self.path}: cannot read the store ({exc})") from None
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -309,7 +315,7 @@ class Store:
 
     def sweeps(self) -> pd.DataFrame:
         """One row per sweep: name, design, N basis, FLOP method, run counts by status."""
-        return pd.read_sql_query(
+        return self._read_sql(
             "SELECT s.name, s.design, s.param_basis, s.flops_method, s.created_at, s.updated_at, "
             "count(r.key) AS points, "
             "sum(r.status = 'finished') AS finished, sum(r.status = 'failed') AS failed, "
@@ -351,7 +357,7 @@ class Store:
             where.append("r.status = ?")
             args.append(status)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        frame = pd.read_sql_query(
+        frame = self._read_sql(
             f"SELECT r.*, (SELECT min(sweep) FROM sweep_runs WHERE key = r.key) AS sweep "
             f"FROM runs r {clause} ORDER BY r.created_at, r.rowid",
             self._conn,
@@ -373,7 +379,7 @@ class Store:
         ).fetchall()
         if len(rows) != 1:
             raise KeyError(f"run_id {run_id!r} matches {len(rows) or 'no'} runs in {self.path}")
-        return pd.read_sql_query(
+        return self._read_sql(
             "SELECT tokens, flops_6nd, flops_counted, train_loss, val_loss, lr, wall_s "
             "FROM curves WHERE key = ? ORDER BY tokens",
             self._conn,
@@ -387,7 +393,7 @@ class Store:
             self._require_sweep(sweep)
             clause = "WHERE c.key IN (SELECT key FROM sweep_runs WHERE sweep = ?)"
             args.append(sweep)
-        frame = pd.read_sql_query(
+        frame = self._read_sql(
             "SELECT substr(c.key, 1, 12) AS run_id, c.tokens, c.flops_6nd, c.flops_counted, "
             f"c.train_loss, c.val_loss, c.lr, c.wall_s FROM curves c {clause} "
             "ORDER BY c.key, c.tokens",
@@ -445,7 +451,10 @@ class Store:
         """Finished points for fitting; see :func:`load_store_runs`."""
         if sweep is not None:
             self._require_sweep(sweep)
-        return finished_points(self._conn, self.path, sweep)
+        try:
+            return finished_points(self._conn, self.path, sweep)
+        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+            raise StoreError(f"{self.path}: cannot read the store ({exc})") from None
 
 
 def _float(value: Any) -> float | None:
@@ -477,10 +486,5 @@ def load_store_runs(path: str | Path, *, sweep: str | None = None) -> pd.DataFra
         Missing file, not a scalinglab store, a newer schema version, an unknown sweep, or
         sweeps with different N bases read together.
     """
-    path = Path(path)
-    if not path.exists():
-        raise StoreError(f"{path}: no such store")
-    if os.path.getsize(path) == 0:
-        raise StoreError(f"{path}: an empty file, not a scalinglab store")
     with closing(Store(path, readonly=True)) as store:
         return store.points(sweep)

@@ -160,6 +160,10 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         if readonly:
             if not path.exists():
                 raise StoreError(f"{path}: no such store")
+            if path.is_dir():
+                raise StoreError(f"{path}: a folder, not a store")
+            if path.stat().st_size == 0:
+                raise StoreError(f"{path}: an empty file, not a scalinglab store")
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,6 +175,8 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     try:
         check_version(conn, path)
+        if readonly:
+            check_readable(conn, path)
     except BaseException:
         conn.close()
         raise
@@ -192,6 +198,27 @@ def check_version(conn: sqlite3.Connection, path: Path) -> int:
             f"(≤ {SCHEMA_VERSION}); upgrade scalinglab. The store was not modified."
         )
     return version
+
+
+def check_readable(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse, before any query, a store a reader cannot use: no schema, or damaged pages.
+
+    ``PRAGMA quick_check`` reads every page once (linear in the file), so a corrupt page is
+    one line here instead of a pandas traceback, or silently missing rows, later.
+    """
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: the store is damaged ({exc})") from None
+    if problems != ["ok"]:
+        raise StoreError(f"{path}: the store is damaged ({problems[0]})")
+    missing = [t for t in ("sweeps", "runs", "sweep_runs", "curves") if t not in tables]
+    if missing:
+        raise StoreError(
+            f"{path}: not a scalinglab store (no table {', '.join(missing)}; "
+            "it has no schema, or another program made it)"
+        )
 
 
 class Transaction:
