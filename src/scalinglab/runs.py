@@ -19,6 +19,7 @@ Rows are numbered from 1 in source order, header excluded, in every message.
 from __future__ import annotations
 
 import html
+import os
 import re
 import warnings
 from collections.abc import Mapping
@@ -256,6 +257,7 @@ def load_runs(
             out[canonical] = _positive_numeric(frame, mapping[canonical], canonical)
 
     _derive_third(out, mapping, frame, notes, source_name)
+    _check_finite_compute(out)
     if "loss" not in out:
         raise RunsError(
             f"{source_name}: missing column loss (accepted names: "
@@ -304,6 +306,12 @@ def _read(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
         return source.reset_index(drop=True), "<DataFrame>"
     if isinstance(source, Runs):
         return source.frame.copy(), source.source
+    if not isinstance(source, str | os.PathLike):
+        raise RunsError(
+            "source must be a file path, a DataFrame or Runs, got "
+            f"{type(source).__name__} {source!r:.40}",
+            field="source",
+        )
     path = Path(source)
     name = str(path)
     suffix = "".join(path.suffixes[-1:]).lower()
@@ -513,6 +521,27 @@ def _derive_third(
             "tokens": "tokens derived as flops/(6*params)",
             "params": "params derived as flops/(6*tokens)",
         }[derived]
+    )
+
+
+def _check_finite_compute(out: dict[str, pd.Series]) -> None:
+    """Refuse rows whose N, D or C (given or derived) or 6·N·D overflow or underflow: each
+    is finite and positive on its own (checked per column) but the product is not, and an
+    infinite value must never reach a fit's domain, a plan or a figure."""
+    params, tokens, flops = (out[c].to_numpy(dtype=float) for c in ("params", "tokens", "flops"))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        product = FLOPS_PER_PARAM_TOKEN * params * tokens
+        ok = np.isfinite(product) & (product > 0)
+        for values in (params, tokens, flops):
+            ok &= np.isfinite(values) & (values > 0)
+    if ok.all():
+        return
+    i = int(np.flatnonzero(~ok)[0])
+    column = "params" if params[i] >= tokens[i] else "tokens"
+    raise RunsError(
+        f"{_row_label(i)}, column {column}: 6·params·tokens = 6·{params[i]:.3g}·{tokens[i]:.3g} "
+        f"is not a finite positive number (C = {flops[i]:.3g}); check the units",
+        field=column,
     )
 
 

@@ -83,6 +83,13 @@ def compute(
         if any(v is not None for v in (layers, d_model, heads)):
             if None in (layers, d_model, heads):
                 fail("a model shape needs all of --layers, --d-model and --heads")
+            # The shape fixes N and the FLOPs: a --params or --flops beside it would be dropped.
+            for option, value in (("--params", params), ("--flops", flops)):
+                if value is not None:
+                    fail(
+                        f"{option}: give a model shape (--layers, --d-model, --heads) or "
+                        f"{option}, not both: the shape sets it"
+                    )
             if tokens is None:
                 fail("a model shape needs --tokens to give training FLOPs")
             shape = TransformerShape(

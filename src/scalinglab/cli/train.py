@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from scalinglab.cli._common import console, err_console, fail, positive, print_json
+from scalinglab.cli._common import console, err_console, fail, output, positive, print_json
 
 # The torch-free registries: the CLI starts without torch.
 from scalinglab.sweep.spec import PARAM_BASES as _BASES
@@ -135,6 +135,7 @@ def train(
     if all(explicit) == (params is not None):
         fail("give --params, or an explicit shape (--layers, --d-model, --heads), not both")
     positive(params, "--params")
+    output(checkpoint_dir, "checkpoint_dir", folder=True)
     if warmup_tokens is not None and not (math.isfinite(warmup_tokens) and warmup_tokens >= 0):
         fail(f"--warmup-tokens must be a number ≥ 0, got {warmup_tokens!r}")
 

@@ -39,12 +39,19 @@ class _Bootstrap:
     notes: tuple[str, ...] = ()
 
 
-def _check_options(bootstrap: Any, ci_level: float) -> None:
-    if not (isinstance(bootstrap, int | np.integer) and bootstrap >= 0):
+def _check_options(bootstrap: Any, ci_level: Any, seed: Any) -> None:
+    if isinstance(bootstrap, bool) or not (
+        isinstance(bootstrap, int | np.integer) and bootstrap >= 0
+    ):
         raise FitError(
             f"bootstrap must be a whole number >= 0, got {bootstrap!r}", field="bootstrap"
         )
-    if not 0 < ci_level < 1:
+    # numpy would take a string seed only to fail deep in the bootstrap with a TypeError.
+    if isinstance(seed, bool) or not (
+        seed is None or (isinstance(seed, int | np.integer) and seed >= 0)
+    ):
+        raise FitError(f"seed must be a whole number >= 0 or None, got {seed!r}", field="seed")
+    if isinstance(ci_level, bool) or not isinstance(ci_level, int | float) or not 0 < ci_level < 1:
         raise FitError(f"ci_level must lie in (0, 1), got {ci_level!r}", field="ci_level")
 
 
@@ -201,7 +208,7 @@ def fit(
     t_start = time.perf_counter()
     law_obj = as_law(law, law_options)
     all_runs = as_runs(runs)
-    _check_options(bootstrap, ci_level)
+    _check_options(bootstrap, ci_level, seed)
     train, test, threshold, train_mask = uncertainty.holdout_split(
         all_runs, holdout_above, holdout_top
     )

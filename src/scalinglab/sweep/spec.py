@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -126,15 +127,23 @@ def _boolean(key: str, value: Any) -> bool:
     return value
 
 
+# Designs are capped before they are built: snapping a shape for each of 100,000 sizes runs
+# for minutes, and no machine this targets trains that many runs.
+MAX_LIST = 1_000
+MAX_DESIGN_RUNS = 10_000
+
+
 def _number_list(key: str, value: Any, *, integer: bool = False) -> tuple[float, ...]:
     if not isinstance(value, list) or not value:
-        raise _fail(key, f"must be a non-empty list of positive numbers, got {value!r}")
+        raise _fail(key, f"must be a non-empty list of positive numbers, got {value!r:.80}")
+    if len(value) > MAX_LIST:
+        raise _fail(key, f"at most {MAX_LIST:,} values, got {len(value):,}")
     out = []
     for i, item in enumerate(value):
         item_key = f"{key}[{i}]"
         out.append(_integer(item_key, item) if integer else _number(item_key, item))
     if len(set(out)) != len(out):
-        raise _fail(key, f"has repeated values: {value!r}")
+        raise _fail(key, f"has repeated values: {value!r:.120}")
     return tuple(sorted(out))
 
 
@@ -194,6 +203,10 @@ def load_spec(path: str | Path) -> SweepSpec:
         The file is missing or not TOML, or a key is unknown or has a bad value; the
         message names the key and what is allowed.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise SpecError(
+            f"load_spec: path must be a file path, got {type(path).__name__}", field="path"
+        )
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -201,6 +214,8 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise SpecError(
             f"{path}: cannot read the spec ({exc.strerror or exc})", field="spec"
         ) from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a TOML spec (not UTF-8 text)", field="spec") from None
     return parse_spec(text, default_name=path.stem)
 
 
@@ -246,6 +261,10 @@ def _data(t: dict[str, Any]) -> DataSpec:
     _check_keys("data", t, _DATA)
     vocab = t.get("vocab_size")
     corpus = _string("data.corpus", t.get("corpus", "stdlib"))
+    builtin = corpus in ("stdlib", "synthetic") or corpus.startswith("synthetic:")
+    if not builtin and not Path(corpus).expanduser().exists():
+        # Refused at plan time: otherwise every run of the sweep fails (and is retried) on it.
+        raise _fail("data.corpus", f"no such file or folder {corpus!r} (or stdlib, synthetic)")
     tokenizer = _choice("data.tokenizer", t.get("tokenizer", "byte"), TOKENIZERS)
     if vocab is not None:
         vocab = _integer("data.vocab_size", vocab, minimum=2)
@@ -354,20 +373,35 @@ def _design(t: dict[str, Any]) -> DesignSpec:
     _check_keys("design", t, _DESIGN_COMMON + _DESIGN_KEYS[kind])
     min_steps = _integer("design.min_steps", t.get("min_steps", 20))
     if kind == "isoflop":
-        return _isoflop(t, min_steps)
+        design = _isoflop(t, min_steps)
+        levels = len(design.flops) if design.flops is not None else design.levels or 1
+        _cap("design.sizes_per_level", levels * design.sizes_per_level)
+        return design
     if kind == "grid":
         for key in ("params", "tokens"):
             if key not in t:
                 raise _fail(f"design.{key}", "missing: a grid needs params and tokens lists")
-        return DesignSpec(
+        design = DesignSpec(
             kind="grid",
             params=_number_list("design.params", t["params"]),
             tokens=_number_list("design.tokens", t["tokens"]),
             min_steps=min_steps,
         )
+        _cap("design.params", len(design.params) * len(design.tokens))
+        return design
     if kind == "points":
         return _points(t, min_steps)
-    return _wsd(t, min_steps)
+    design = _wsd(t, min_steps)
+    branches = len(design.branch_tokens or design.branch_fractions or ())
+    _cap("design.params", len(design.params) * (1 + branches))
+    return design
+
+
+def _cap(key: str, runs: int) -> None:
+    if runs > MAX_DESIGN_RUNS:
+        raise _fail(
+            key, f"the design has {runs:,} runs; at most {MAX_DESIGN_RUNS:,} can be planned"
+        )
 
 
 def _points(t: dict[str, Any], min_steps: int) -> DesignSpec:
@@ -376,6 +410,7 @@ def _points(t: dict[str, Any], min_steps: int) -> DesignSpec:
         raise _fail(
             "design.points", "missing: a points design needs points = [[params, tokens], ...]"
         )
+    _cap("design.points", len(points))  # before each pair is checked
     out: list[tuple[float, float]] = []
     for i, pair in enumerate(points):
         key = f"design.points[{i}]"

@@ -42,6 +42,8 @@ import torch
 
 from scalinglab._version import __version__
 from scalinglab.counting import count_params, flops_per_token
+from scalinglab.errors import ScalingLabError
+from scalinglab.outputs import check_output
 from scalinglab.train.config import TrainConfig
 from scalinglab.train.corpus import Corpus, load_corpus
 from scalinglab.train.device import Runtime, default_threads, resolve_runtime
@@ -327,12 +329,21 @@ def _train(
     on_progress: Callable[[CurvePoint], None] | None,
 ) -> TrainResult:
     t_start = time.perf_counter()
+    if checkpoint_dir is not None:  # a file, or a folder we cannot write: refused before training
+        check_output(checkpoint_dir, field="checkpoint_dir", folder=True)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     state: dict[str, Any] | None = None
     if ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            theirs = {k: v for k, v in state["config"].items() if k != "threads"}
+        except Exception as exc:  # torch raises many types for a damaged or foreign file
+            raise ScalingLabError(
+                f"{ckpt_path}: not a scalinglab checkpoint ({type(exc).__name__}); move it away "
+                "to train from scratch",
+                field="checkpoint_dir",
+            ) from None
         mine = {k: v for k, v in config.to_dict().items() if k != "threads"}
-        theirs = {k: v for k, v in state["config"].items() if k != "threads"}
         if mine != theirs:
             raise ValueError(f"{ckpt_path} holds a checkpoint of a different config")
         if state.get("done"):
