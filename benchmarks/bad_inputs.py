@@ -16,6 +16,7 @@ import io
 import json
 import os
 import signal
+import stat
 import sqlite3
 import sys
 import tempfile
@@ -82,6 +83,10 @@ def classify(
     finally:
         signal.alarm(0)
     changed = [p for p in protect if _sha(p) != before[p]]
+    if not Path("/dev/full").is_char_device():  # an output replaced the device: put it back
+        os.remove("/dev/full")
+        os.mknod("/dev/full", 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+        changed.append(Path("/dev/full"))
     if changed:
         return "data loss", f"changed {[str(p) for p in changed]}"
     lines = [line for line in err.strip().splitlines() if line.strip()]
@@ -120,12 +125,13 @@ def _store(path: Path, *, sweep: str = "s1", error: str = "boom") -> None:
     spec = parse_spec(
         f'[sweep]\nname = "{sweep}"\n[design]\nkind = "grid"\nparams = [1e5]\ntokens = [1e6]\n'
     )
-    runs = [make_run(1, 4096), make_run(2, 8192), make_run(3, 8192)]
+    runs = [make_run(layers, tokens) for layers in (1, 2, 3) for tokens in (4096, 8192, 16384)]
     with Store(path) as s:
         s.add_sweep(spec, runs)
-        s.record_result(runs[0], fake_result(runs[0], loss=3.0))
-        s.record_result(runs[1], fake_result(runs[1], loss=2.8))
-        s.record_failure(runs[2].key, error, final=True)
+        for i, run in enumerate(runs[:-1]):
+            loss = 2.0 + 4.0 / run.params**0.3 + 30.0 / run.tokens**0.3 + 0.01 * i
+            s.record_result(run, fake_result(run, loss=loss))
+        s.record_failure(runs[-1].key, error, final=True)
 
 
 def _edit_fit(src: Path, dst: Path, edit: Callable[[dict], None]) -> Path:
@@ -157,7 +163,7 @@ def cases(root: Path, f: dict[str, Path]) -> list[tuple[str, str, Callable, str 
     )
     cli("markup", "loss cell [/x]", ["fit", markup], "loss")
     bracket = root / "runs[v2].csv"
-    bracket.write_text("params,tokens,loss\n1e8,2e9,oops\n")
+    bracket.write_text("size,tokens,loss\n1e8,2e9,3.0\n")
     cli("markup", "file runs[v2].csv named as written", ["fit", bracket], "runs[v2].csv")
     mstore = root / "markup.db"
     _store(mstore, sweep="[/x]", error="bad [/x] thing")
@@ -174,7 +180,9 @@ def cases(root: Path, f: dict[str, Path]) -> list[tuple[str, str, Callable, str 
     ro = root / "ro"
     ro.mkdir()
     os.chmod(ro, 0o555)
-    for name, out in (("a directory", folder), ("a missing folder", root / "nope" / "x.csv"),
+    if os.geteuid() == 0:  # root writes in a 0555 folder; /proc refuses new files to anyone
+        ro = Path("/proc")
+    for name, out in (("a directory", folder), ("a file as folder", runs / "x.csv"),
                       ("a read-only folder", ro / "x.csv"), ("/dev/full", Path("/dev/full"))):
         cli("outputs", f"sweep export --out {name}", ["sweep", "export", "--store", store, "--out", out], "--out")
         cli("outputs", f"fit --out {name}", ["fit", runs, "--out", out], "--out")
@@ -199,9 +207,12 @@ def cases(root: Path, f: dict[str, Path]) -> list[tuple[str, str, Callable, str 
     link = root / "link.csv"
     link.symlink_to(copy)
     cli("overwrite", "fit --out a link to the input", ["fit", copy, "--out", link], "--out", [copy])
+    # Documented rule: an existing regular file that is no input and no store is replaced, and
+    # a missing folder is created; these two must succeed.
     existing = root / "existing.json"
-    existing.write_text("keep me")
-    cli("overwrite", "fit --out an existing file, no --force", ["fit", runs, "--out", existing], "--out", [existing])
+    existing.write_text("old output")
+    cli("overwrite", "fit --out an existing output file", ["fit", runs, "--out", existing], None)
+    cli("outputs", "sweep export --out a missing folder", ["sweep", "export", "--store", store, "--out", root / "new" / "x.csv"], None)
     # 4. damaged stores
     empty = root / "empty.db"
     empty.write_bytes(b"")
@@ -210,7 +221,9 @@ def cases(root: Path, f: dict[str, Path]) -> list[tuple[str, str, Callable, str 
     sqlite3.connect(noschema).execute("PRAGMA user_version=0").connection.close()
     corrupt = root / "corrupt.db"
     data = bytearray(store.read_bytes())
-    data[4096 + 100 : 4096 + 600] = os.urandom(500)
+    rng = np.random.default_rng(0)
+    for page in range(1, len(data) // 4096):  # every page but the header's, in its middle
+        data[page * 4096 + 8 : page * 4096 + 2048] = rng.bytes(2040)
     corrupt.write_bytes(bytes(data))
     foreign = root / "foreign.db"
     with sqlite3.connect(foreign) as conn:
@@ -254,7 +267,7 @@ def cases(root: Path, f: dict[str, Path]) -> list[tuple[str, str, Callable, str 
     nocorp.write_text('[sweep]\nname = "x"\n[data]\ncorpus = "/nonexistent/corpus.txt"\n[design]\nkind = "grid"\nparams = [2e4]\ntokens = [1e5]\n')
     cli("conflicts", "sweep plan: corpus that does not exist", ["sweep", "plan", nocorp, "--no-probe"], "corpus")
     big1 = root / "big1.toml"
-    big1.write_text('[sweep]\nname = "x"\n[design]\nkind = "isoflop"\nbudgets = [1e12]\nsizes_per_budget = 1000000\n')
+    big1.write_text('[sweep]\nname = "x"\n[design]\nkind = "isoflop"\nflops = [1e12]\nsizes_per_level = 1000000\n')
     cli("conflicts", "sweep plan: 1,000,000 sizes per level", ["sweep", "plan", big1, "--no-probe"], "sizes_per_budget")
     big2 = root / "big2.toml"
     levels = ", ".join(str(1e4 + i) for i in range(100_000))
@@ -274,7 +287,7 @@ def cases(root: Path, f: dict[str, Path]) -> list[tuple[str, str, Callable, str 
     cli("finite", "plan: A 1e308", ["plan", "--fit", inffit, "--budget", "1e21"], "A")
     negfit = _edit_fit(fit_json, root / "neg.json", lambda d: d["params"].__setitem__("alpha", -0.3))
     cli("finite", "plan: alpha < 0", ["plan", "--fit", negfit, "--budget", "1e21"], "alpha")
-    cli("finite", "plan --budget 1e308", ["plan", "--fit", fit_json, "--budget", "1e308"], "--budget")
+    cli("finite", "plan --budget 1e308 (finite, noted as extrapolation)", ["plan", "--fit", fit_json, "--budget", "1e308"], None)
     cli("finite", "compute -N 1e308 -D 1e308", ["compute", "-N", "1e308", "-D", "1e308"], "")
     cli("finite", "plan --max-params inf", ["plan", "--fit", fit_json, "--budget", "1e21", "--max-params", "inf"], "--max-params")
     # 7. conflicts

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.markup import escape
 
 from scalinglab import __version__
 from scalinglab._optional import as_missing_dependency
@@ -21,7 +20,7 @@ from scalinglab.cli import plan as plan_cli
 from scalinglab.cli import report as report_cli
 from scalinglab.cli import sweep as sweep_cli
 from scalinglab.cli import train as train_cli
-from scalinglab.cli._common import err_console
+from scalinglab.cli._common import err_console, print_error
 from scalinglab.errors import ScalingLabError
 
 try:  # recent typer vendors click; older releases use click itself
@@ -65,37 +64,29 @@ app.command("import")(import_cli.import_command)
 app.command("demo")(report_cli.demo)
 
 
-def main() -> None:
-    """Entry point of the console script.
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script (``argv``: the arguments, default ``sys.argv[1:]``).
 
     Click's usage errors are reduced to one line (option and reason) with exit code 2, the
     way every other bad input is reported; so is any ScalingLabError a command let through.
     """
     try:
-        code = app(standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except _click_errors.NoArgsIsHelpError as exc:
         typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         code = 0
     except _click_errors.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "scalinglab"
-        err_console.print(
-            f"[bold red]error:[/] {command}: {exc.format_message()}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        print_error(f"{command}: {exc.format_message()}")
         code = 2
     except ImportError as exc:  # an optional dependency (torch, ray): say which extra installs it
         missing = as_missing_dependency(exc)
         if missing is None:
             raise
-        err_console.print(
-            f"[bold red]error:[/] {escape(str(missing))}", highlight=False, soft_wrap=True
-        )
+        print_error(str(missing))
         code = 2
     except ScalingLabError as exc:  # bad input a command did not map to its option itself
-        err_console.print(
-            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
-        )
+        print_error(str(exc))
         code = 2
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")

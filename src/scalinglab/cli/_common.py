@@ -64,11 +64,23 @@ def esc(value: object) -> str:
     return escape(str(value))
 
 
-def fail(message: str) -> NoReturn:
-    """Print one clear line to stderr and exit with code 2 (usage error), no traceback."""
+def one_line(message: str) -> str:
+    """``message`` on one line: a reason quoted from a library may span several."""
+    return "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
+def print_error(message: str) -> None:
+    """``error: MESSAGE`` on stderr, on one line, escaped (it quotes the user's text)."""
     # Escaped: a message quoting `pip install 'scalinglab[train]'` or a value like [1, 2] must
     # print as written, not be read as rich markup and lose its brackets.
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(
+        f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True
+    )
+
+
+def fail(message: str) -> NoReturn:
+    """Print one clear line to stderr and exit with code 2 (usage error), no traceback."""
+    print_error(message)
     raise typer.Exit(code=2)
 
 

@@ -212,7 +212,8 @@ def check_readable(conn: sqlite3.Connection, path: Path) -> None:
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: the store is damaged ({exc})") from None
     if problems != ["ok"]:
-        raise StoreError(f"{path}: the store is damaged ({problems[0]})")
+        detail = [line for p in problems for line in p.splitlines() if not line.startswith("***")]
+        raise StoreError(f"{path}: the store is damaged ({(detail or problems)[0].strip()})")
     missing = [t for t in ("sweeps", "runs", "sweep_runs", "curves") if t not in tables]
     if missing:
         raise StoreError(
