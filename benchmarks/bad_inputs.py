@@ -268,7 +268,7 @@ def cases(root: Path, f: dict[str, Path]) -> list[tuple[str, str, Callable, str 
     cli("conflicts", "sweep plan: corpus that does not exist", ["sweep", "plan", nocorp, "--no-probe"], "corpus")
     big1 = root / "big1.toml"
     big1.write_text('[sweep]\nname = "x"\n[design]\nkind = "isoflop"\nflops = [1e12]\nsizes_per_level = 1000000\n')
-    cli("conflicts", "sweep plan: 1,000,000 sizes per level", ["sweep", "plan", big1, "--no-probe"], "sizes_per_budget")
+    cli("conflicts", "sweep plan: 1,000,000 sizes per level", ["sweep", "plan", big1, "--no-probe"], "sizes_per_level")
     big2 = root / "big2.toml"
     levels = ", ".join(str(1e4 + i) for i in range(100_000))
     big2.write_text(f'[sweep]\nname = "x"\n[design]\nkind = "grid"\nparams = [{levels}]\ntokens = [1e5]\n')

@@ -79,3 +79,13 @@ def test_flops_with_one_of_n_and_d_gives_the_other():
 def test_version_and_help():
     assert run_cli("--version").stdout.startswith("scalinglab ")
     assert run_cli("compute", "--help").returncode == 0
+
+
+@pytest.mark.parametrize("extra", [["--params", "1e9"], ["--flops", "1e21"]])
+def test_a_shape_beside_params_or_flops_is_refused(extra):
+    # Root cause 7: --params was silently dropped when a shape was given.
+    from _main import one_line_error, run_main
+
+    shape = ["--layers", "12", "--d-model", "768", "--heads", "12", "--tokens", "1e10"]
+    line = one_line_error(run_main("compute", *shape, *extra))
+    assert line.startswith(f"error: {extra[0]}: give a model shape") and "not both" in line

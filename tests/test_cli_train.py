@@ -89,3 +89,19 @@ def test_table_output_with_a_wsd_branch(shared_data):
     assert result.exit_code == 0, result.output
     assert "validation loss" in result.output
     assert "WSD cooldowns" in result.output
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_refused_before_training(tmp_path, monkeypatch):
+    import scalinglab.train.trainer as trainer
+    from _main import one_line_error, run_main
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(trainer, "_train", no_training)
+    blocker = tmp_path / "ckpt"
+    blocker.write_text("a file, not a folder")
+    args = ["train", "-N", "2e4", "-D", "1e4", "--corpus", "synthetic", "--context", "16"]
+    line = one_line_error(run_main(*args, "--checkpoint-dir", blocker))
+    assert line.startswith("error: --checkpoint-dir:") and "not a folder" in line
+    assert blocker.read_text() == "a file, not a folder"

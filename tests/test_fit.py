@@ -15,6 +15,7 @@ from scipy.optimize import minimize
 from scipy.special import huber
 
 from scalinglab import Fit, fit, get_law, load_fit, load_runs
+from scalinglab.errors import ScalingLabError
 from scalinglab.fitting import (
     FitError,
     FitWarning,
@@ -542,3 +543,21 @@ def test_law_log_predict_at_is_predict_for_many_rows():
     assert logs.shape == (2, 3)
     for row, theta in zip(logs, (BESIROGLU, {**BESIROGLU, "alpha": 0.3}), strict=True):
         np.testing.assert_allclose(np.exp(row), LAW.predict(theta, params=n, tokens=2e10))
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"), [("seed", "abc"), ("seed", 1.5), ("bootstrap", "x")]
+)
+def test_api_misuse_names_the_argument(argument, value) -> None:
+    runs = load_runs(
+        pd.DataFrame(
+            {
+                "params": [1e7, 3e7, 1e8, 3e8, 1e9, 3e9, 1e10],
+                "tokens": [2e8, 6e8, 2e9, 6e9, 2e10, 6e10, 2e11],
+                "loss": [4.0, 3.6, 3.2, 2.9, 2.6, 2.4, 2.2],
+            }
+        )
+    )
+    with pytest.raises(ScalingLabError, match=f"{argument} must be") as caught:
+        fit("chinchilla", runs, **{argument: value})
+    assert caught.value.field == argument

@@ -578,3 +578,20 @@ def test_plan_on_a_real_fit(shared_data):
     assert plan.extrapolation["params"] > 0.5
     assert any("extrapolation" in w for w in plan.warnings)
     assert not any("domain unknown" in w for w in plan.warnings)
+
+
+@pytest.mark.parametrize(("name", "value"), [("alpha", -0.3), ("beta", 0.0)])
+def test_a_fit_that_cannot_plan_says_why_not_blaming_the_budget(name, value) -> None:
+    # Root cause 8: alpha < 0 printed RuntimeWarnings, then "FLOPs must be ... got nan".
+    bad = Fit.from_params("chinchilla", {**BESIROGLU, name: value})
+    with pytest.raises(PlanError, match=f"exponent {name} = .* is not > 0") as caught:
+        allocate(bad, 1e21)
+    assert caught.value.field == "fit"
+
+
+def test_an_overflowing_fit_gives_no_infinite_plan() -> None:
+    # A = 1e308 is finite, but the optimum's N overflows: one error, never an inf in a plan.
+    huge = Fit.from_params("chinchilla", {**BESIROGLU, "A": 1e308})
+    with np.errstate(all="ignore"), pytest.raises(PlanError, match="no finite plan") as caught:
+        allocate(huge, 1e21)
+    assert caught.value.field == "fit"

@@ -246,3 +246,23 @@ def test_as_runs_takes_runs_frames_and_paths(tmp_path):
     )
     with pytest.raises(RunsError, match="no such file"):
         as_runs(tmp_path / "absent.csv")
+
+
+@pytest.mark.parametrize("column", ["params", "tokens"])
+def test_a_product_that_overflows_is_refused_naming_row_and_column(column) -> None:
+    # Root cause 6: 1e308 is a finite positive cell, but 6·N·D is inf; it reached the fit's
+    # domain (reliable: true), the plan (TypeError) and the report (OverflowError).
+    frame = pd.DataFrame(
+        {"params": [1e8, 2e8, 4e8], "tokens": [2e9, 4e9, 8e9], "loss": [3, 2.9, 2.8]}
+    )
+    frame.loc[1, column] = 1e308
+    with pytest.raises(RunsError, match="row 2, column " + column) as caught:
+        load_runs(frame)
+    assert caught.value.field == column and "not a finite" in str(caught.value)
+
+
+@pytest.mark.parametrize("bad", [42, None, 3.5, b"runs.csv", ["runs.csv"]])
+def test_load_runs_of_a_non_source_names_the_argument(bad) -> None:
+    with pytest.raises(RunsError, match="source must be a file path") as caught:
+        load_runs(bad)  # type: ignore[arg-type]
+    assert caught.value.field == "source"

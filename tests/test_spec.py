@@ -178,3 +178,46 @@ def test_any_unknown_train_key_is_named(name):
     with pytest.raises(SpecError) as info:
         parse_spec(f"[train]\n{name} = 1\n{MINIMAL}")
     assert str(info.value).startswith(f"train.{name}: unknown key")
+
+
+def test_a_binary_spec_is_one_error_naming_the_file(tmp_path) -> None:
+    path = tmp_path / "bin.toml"
+    path.write_bytes(b"\xff\xfe\x00[sweep]\x80")
+    with pytest.raises(SpecError, match=r"bin\.toml: not a TOML spec \(not UTF-8 text\)"):
+        load_spec(path)
+
+
+def test_a_corpus_that_does_not_exist_is_refused_at_plan_time(tmp_path) -> None:
+    text = '[data]\ncorpus = "{}"\n[design]\nkind = "grid"\nparams = [2e4]\ntokens = [1e5]\n'
+    with pytest.raises(SpecError, match=r"data\.corpus: no such file") as caught:
+        parse_spec(text.format(tmp_path / "absent.txt"))
+    assert caught.value.field == "data.corpus"
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("hello")
+    assert parse_spec(text.format(corpus)).data.corpus == str(corpus)
+
+
+@pytest.mark.parametrize(
+    ("design", "key"),
+    [
+        ('kind = "isoflop"\nflops = [1e12]\nsizes_per_level = 1000000', "design.sizes_per_level"),
+        ('kind = "isoflop"\nflops_min = 1e12\nflops_max = 1e15\nlevels = 100000', "design"),
+        (
+            'kind = "grid"\nparams = [{}]\ntokens = [1e5]'.format(
+                ", ".join(str(1e4 + i) for i in range(100_000))
+            ),
+            "design.params",
+        ),
+        (
+            'kind = "grid"\nparams = [{}]\ntokens = [{}]'.format(
+                ", ".join(str(1e4 + i) for i in range(200)),
+                ", ".join(str(1e5 + i) for i in range(200)),
+            ),
+            "design.params",
+        ),
+    ],
+)
+def test_designs_too_large_are_refused_before_they_are_built(design, key) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(f"[design]\n{design}\n")
+    assert caught.value.field.startswith(key) and "at most" in str(caught.value)

@@ -7,6 +7,7 @@ package layout one-to-one.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     Click's usage errors are reduced to one line (option and reason) with exit code 2, the
     way every other bad input is reported; so is any ScalingLabError a command let through.
     """
+    # numpy's RuntimeWarnings (overflow in exp, ...) speak of internals, not of the input;
+    # every result the commands print is checked finite and explained instead.
+    warnings.simplefilter("ignore", RuntimeWarning)
     try:
         code = app(args=argv, standalone_mode=False)
     except _click_errors.NoArgsIsHelpError as exc:

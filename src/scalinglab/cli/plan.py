@@ -251,7 +251,7 @@ def compare(
     try:
         result = planning.compare(fits[0], fits[1], budgets, level=level)
     except ScalingLabError as exc:
-        fail_with(exc, {**_OPTIONS, "flops": "--at"})
+        fail_with(exc, {**_OPTIONS, "flops": "--at", "fit": "--fit"})
     payload = result.to_dict()
     payload["fit_a"], payload["fit_b"] = str(fits[0]), str(fits[1])
     if as_json:

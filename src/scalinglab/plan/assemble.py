@@ -13,7 +13,7 @@ from scalinglab.counting import TransformerShape, flops_per_token
 from scalinglab.fitting import Fit
 from scalinglab.fitting.allocation import allocation_exponent, allocation_reasons
 from scalinglab.plan.limits import FORWARD_SHARE, Limits, Options
-from scalinglab.plan.results import BINDINGS, Allocation
+from scalinglab.plan.results import BINDINGS, Allocation, PlanError
 from scalinglab.plan.solvers import Solution
 from scalinglab.plan.surface import Surface
 from scalinglab.units import compute_cost
@@ -152,6 +152,16 @@ def assemble_allocation(
         ks, np.full((len(ks), 1), params), np.full((len(ks), 1), tokens), unique_cap=cap_u
     )[:, 0]
     loss = float(losses[0])
+    derived = {"N": params, "D": tokens, "C": flops, "loss": loss}
+    if not all(math.isfinite(v) and v > 0 for v in derived.values()):
+        # Overflow or a degenerate law, not the budget's fault: say so instead of letting a NaN
+        # reach compute_cost (which would blame the FLOPs) or a table.
+        shown = ", ".join(f"{k} = {v:.3g}" for k, v in derived.items())
+        raise PlanError(
+            f"the fit gives no finite plan at {budget_flops:.3g} FLOP ({shown}); its "
+            f"parameters {dict(surf.fit.params)} are outside what the law can plan with",
+            field="fit",
+        )
     level = opts.level if surf.n_boot else None
     loss_interval = params_interval = tokens_interval = flops_interval = None
     if surf.n_boot:
