@@ -42,8 +42,9 @@ def _load(spec_path: Path) -> Any:
 
     try:
         return load_spec(spec_path)
-    except SpecError as exc:
-        fail(f"{spec_path}: {exc}")
+    except SpecError as exc:  # the file's own errors already start with its name
+        message = str(exc)
+        fail(message if message.startswith(f"{spec_path}:") else f"{spec_path}: {message}")
 
 
 def _plan(spec: Any, spec_path: Path, workers: int | None, probe: bool) -> Any:

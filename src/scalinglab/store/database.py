@@ -90,7 +90,7 @@ class Store:
         """``pd.read_sql_query``, with a database error as one StoreError line."""
         try:
             return pd.read_sql_query(sql, conn, **kwargs)
-        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+        except (sqlite3.Error, pd.errors.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(f"{self.path}: cannot read the store ({exc})") from None
 
     def close(self) -> None:
@@ -453,7 +453,7 @@ class Store:
             self._require_sweep(sweep)
         try:
             return finished_points(self._conn, self.path, sweep)
-        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+        except (sqlite3.Error, pd.errors.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(f"{self.path}: cannot read the store ({exc})") from None
 
 

@@ -188,7 +188,7 @@ def check_version(conn: sqlite3.Connection, path: Path) -> int:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         app = conn.execute("PRAGMA application_id").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # damaged text, too
         raise StoreError(f"{path}: not a SQLite database ({exc})") from None
     if tables and app != APPLICATION_ID:
         raise StoreError(f"{path}: a SQLite database, but not a scalinglab store")
@@ -209,7 +209,7 @@ def check_readable(conn: sqlite3.Connection, path: Path) -> None:
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         raise StoreError(f"{path}: the store is damaged ({exc})") from None
     if problems != ["ok"]:
         detail = [line for p in problems for line in p.splitlines() if not line.startswith("***")]
