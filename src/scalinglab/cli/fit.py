@@ -31,7 +31,7 @@ from scalinglab.errors import ScalingLabError
 from scalinglab.fitting import LOSSES, FitWarning
 from scalinglab.laws import INPUT_NAMES, LAWS, X_CHOICES, get_law
 from scalinglab.procedures import PROCEDURES, SCHEDULES, fit_procedure
-from scalinglab.runs import PARAM_BASES, RunsWarning, load_runs
+from scalinglab.runs import CANONICAL_COLUMNS, PARAM_BASES, RunsWarning, load_runs
 
 # The law scalinglab fits when none is named: Hoffmann et al.'s (2022) form of N and D.
 _DEFAULT_LAW = "chinchilla"
@@ -234,6 +234,9 @@ def fit(
             table = load_runs(
                 runs, columns=mapping or None, param_basis=param_basis, drop_top_loss=drop_top_loss
             )
+        except ScalingLabError as exc:  # a column of RUNS, not the option of the same name
+            fail_with(exc, {**_OPTIONS, **dict.fromkeys(CANONICAL_COLUMNS, "RUNS")})
+        try:
             if procedure is not None:
                 result, prediction, chosen = _fit_procedure(
                     procedure, table, bootstrap, seed, target, level, as_json, schedule
