@@ -198,7 +198,7 @@ def test_fit_of_another_law_exit_2(tmp_path):
     assert result.stderr.count("\n") == 1 and "--fit" in result.stderr
     assert "params only" in result.stderr
     missing = runner.invoke(app, ["plan", "--fit", str(tmp_path / "no.json"), "--budget", "1"])
-    assert missing.exit_code == 2 and "no such fit file" in missing.stderr
+    assert missing.exit_code == 2 and "no fit file" in missing.stderr
     # A fit.json whose parameters lack one the law needs.
     broken = json.loads(Fit.from_params("chinchilla", BESIROGLU).to_json())
     del broken["params"]["beta"]
