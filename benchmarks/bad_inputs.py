@@ -86,6 +86,7 @@ def classify(
     if not Path("/dev/full").is_char_device():  # an output replaced the device: put it back
         os.remove("/dev/full")
         os.mknod("/dev/full", 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+        os.chmod("/dev/full", 0o666)
         changed.append(Path("/dev/full"))
     if changed:
         return "data loss", f"changed {[str(p) for p in changed]}"
