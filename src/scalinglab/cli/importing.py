@@ -10,7 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from scalinglab.cli._common import console, err_console, fail, print_json, stage_progress
+from scalinglab.cli._common import console, err_console, esc, fail, print_json, stage_progress
 
 
 def _sci(value: float) -> str:
@@ -20,7 +20,7 @@ def _sci(value: float) -> str:
 def _print(result: Any) -> None:
     if result.runs and not result.imported and not result.dry_run:
         console.print(
-            f"nothing imported: all {len(result.runs)} runs are already in {result.store} "
+            f"nothing imported: all {len(result.runs)} runs are already in {esc(result.store)} "
             "(same sources and metadata)",
             highlight=False,
             soft_wrap=True,
@@ -29,7 +29,7 @@ def _print(result: Any) -> None:
     groups = ", ".join(sorted({r.group for r in result.runs}))
     verb = "Would import" if result.dry_run else "Imported"
     table = Table(
-        title=f"{verb} into {result.store} (group {groups})",
+        title=f"{verb} into {esc(result.store)} (group {esc(groups)})",
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
@@ -43,9 +43,9 @@ def _print(result: Any) -> None:
     for run in result.runs:
         status = run.status if run.version <= 1 else f"{run.status} v{run.version}"
         table.add_row(
-            run.name,
-            run.run_id,
-            status,
+            esc(run.name),
+            esc(run.run_id),
+            esc(status),
             str(len(run.segments)),
             str(run.points),
             _sci(run.params),
@@ -58,30 +58,33 @@ def _print(result: Any) -> None:
     for run in result.runs:
         by_metric.setdefault(run.metric, []).append(run.name)
     for metric, names in by_metric.items():
-        console.print(f"loss: {metric} ({', '.join(names)})", highlight=False)
+        console.print(f"loss: {esc(metric)} ({esc(', '.join(names))})", highlight=False)
     for job in result.stitched:
         segments = job["segments"]
         console.print(
-            f"stitched: {job['job']}: {len(segments)} segments ({segments[0]} … {segments[-1]}) "
+            f"stitched: {esc(job['job'])}: {len(segments)} segments "
+            f"({esc(segments[0])} … {esc(segments[-1])}) "
             f"into one curve; {len(job['overlaps'])} overlaps",
             highlight=False,
         )
         for overlap in job["overlaps"]:
-            console.print(f"  overlap: {overlap} (the later segment wins)", highlight=False)
+            console.print(f"  overlap: {esc(overlap)} (the later segment wins)", highlight=False)
     for run in result.runs:
         if run.note:
-            console.print(f"note: {run.name}: {run.note}", highlight=False)
+            console.print(f"note: {esc(run.name)}: {esc(run.note)}", highlight=False)
         if run.extra_metrics:
             console.print(
-                f"also stored for {run.name}: {', '.join(run.extra_metrics)}", highlight=False
+                f"also stored for {esc(run.name)}: {esc(', '.join(run.extra_metrics))}",
+                highlight=False,
             )
     for name, reason in result.skipped:
-        console.print(f"skipped: {name}: {reason}", highlight=False)
+        console.print(f"skipped: {esc(name)}: {esc(reason)}", highlight=False)
     for note in result.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {esc(note)}", highlight=False)
     verb = "would write" if result.dry_run else "wrote"
     console.print(
-        f"{verb} {len(result.imported)} runs and {result.points:,} curve points to {result.store}",
+        f"{verb} {len(result.imported)} runs and {result.points:,} curve points to "
+        f"{esc(result.store)}",
         highlight=False,
     )
 

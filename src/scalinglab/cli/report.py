@@ -281,7 +281,7 @@ def print_summary(summary: dict[str, Any]) -> None:
         console.print(table)
     else:  # no fit (too few runs for the law): the notes say why
         for note in summary.get("notes", ()):
-            console.print(f"note: {note}", highlight=False)
+            console.print(f"note: {esc(note)}", highlight=False)
     holdout = summary.get("holdout")
     if holdout:
         console.print(

@@ -89,7 +89,7 @@ class Store:
     def _read_sql(self, sql: str, conn: sqlite3.Connection, **kwargs: Any) -> pd.DataFrame:
         """``pd.read_sql_query``, with a database error as one StoreError line."""
         try:
-            return pd.read_sql_query(sql, conn, **kwargs)
+            return self._read_sql(sql, conn, **kwargs)
         except (sqlite3.Error, pd.errors.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(f"{self.path}: cannot read the store ({exc})") from None
 
@@ -409,7 +409,7 @@ class Store:
             return pd.DataFrame(
                 columns=["run_id", "sweep", "name", "version", "current", "metric", "note"]
             )
-        return pd.read_sql_query(
+        return self._read_sql(
             "SELECT substr(i.key, 1, 12) AS run_id, i.sweep, i.name, i.version, "
             "EXISTS (SELECT 1 FROM sweep_runs sr WHERE sr.key = i.key) AS current, i.metric, "
             "i.sources_json, i.note, i.imported_at FROM imports i "
@@ -431,7 +431,7 @@ class Store:
             where.append("m.kind = ?")
             args.append(kind)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        return pd.read_sql_query(
+        return self._read_sql(
             "SELECT substr(m.key, 1, 12) AS run_id, m.metric, m.kind, m.step, m.tokens, m.value "
             f"FROM metrics m {clause} ORDER BY m.key, m.metric, m.tokens",
             self._conn,
