@@ -148,3 +148,15 @@ def test_report_draws_imported_curves(olmo_files, tmp_path):
         curves = db.curves()
     content = build_content(load_runs(store), None, curves=curves)
     assert sorted(len(c.tokens) for c in content.curves) == [208, 529, 735]
+
+
+def test_a_binary_meta_file_is_one_line(tmp_path):
+    # Found by tests/test_fuzz.py: a --meta that is not text raised UnicodeDecodeError.
+    from _main import one_line_error, run_main
+
+    meta = tmp_path / "meta.toml"
+    meta.write_bytes(bytes(range(256)))
+    logs = tmp_path / "logs.csv"
+    logs.write_text("run,step,loss\na,1,3.0\n")
+    line = one_line_error(run_main("import", logs, "--meta", meta, "--store", tmp_path / "s.db"))
+    assert "meta.toml: not a TOML file" in line

@@ -45,6 +45,7 @@ EXAMPLES = {
     "sweep plan": 25,
     "sweep status": 15,
     "sweep export": 15,
+    "import": 15,
 }
 PARAMS = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al.
 
@@ -319,7 +320,8 @@ def _arguments(files: dict[str, Path], path: str) -> st.SearchStrategy[tuple[lis
             args.append(max(p.opts, key=len))
             if not p.is_flag:
                 args.append(draw(_value(files, p)))
-                if p.name not in OUTPUT_OPTIONS:
+                # import writes into its --store: an output there, an input elsewhere.
+                if p.name not in OUTPUT_OPTIONS and (path, p.name) != ("import", "store"):
                     inputs.add(args[-1])
         return args, inputs
 
@@ -366,3 +368,4 @@ test_cli_report = _fuzz("report")
 test_cli_sweep_plan = _fuzz("sweep plan")
 test_cli_sweep_status = _fuzz("sweep status")
 test_cli_sweep_export = _fuzz("sweep export")
+test_cli_import = _fuzz("import")

@@ -67,7 +67,7 @@ def read_trainer_state(path: Path, metric: str | None = None) -> SourceLog:
         history = state["log_history"]
         if not isinstance(history, list):
             raise TypeError("log_history is not a list")
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise LogImportError(f"{state_path}: not a Trainer state file ({exc})") from None
     if not history:
         raise LogImportError(f"{state_path}: log_history is empty, nothing to import")

@@ -248,6 +248,14 @@ def load_metadata(
             raise LogImportError(f"--meta: no such file {str(path)!r}", field="meta") from None
         except tomllib.TOMLDecodeError as exc:
             raise LogImportError(f"--meta {path}: not valid TOML ({exc})", field="meta") from None
+        except UnicodeDecodeError:
+            raise LogImportError(
+                f"--meta {path}: not a TOML file (not UTF-8 text)", field="meta"
+            ) from None
+        except OSError as exc:
+            raise LogImportError(
+                f"--meta {path}: cannot read ({exc.strerror or exc})", field="meta"
+            ) from None
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     stitch = flags.pop("stitch", data.get("stitch", WANDB_SEGMENTS))
     if stitch is False:

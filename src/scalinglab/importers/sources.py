@@ -73,7 +73,7 @@ def read_source(
             return read_trainer_state(path, metric)
         try:
             json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise LogImportError(f"{path}: not valid JSON ({exc})") from None
         raise LogImportError(f"{path}: a JSON file but not a Trainer state; expected {_KNOWN}")
     if suffix in TABLE_SUFFIXES:

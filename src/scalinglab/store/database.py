@@ -89,7 +89,7 @@ class Store:
     def _read_sql(self, sql: str, conn: sqlite3.Connection, **kwargs: Any) -> pd.DataFrame:
         """``pd.read_sql_query``, with a database error as one StoreError line."""
         try:
-            return self._read_sql(sql, conn, **kwargs)
+            return pd.read_sql_query(sql, conn, **kwargs)
         except (sqlite3.Error, pd.errors.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(f"{self.path}: cannot read the store ({exc})") from None
 
