@@ -16,8 +16,8 @@ import io
 import json
 import os
 import signal
-import stat
 import sqlite3
+import stat
 import sys
 import tempfile
 import traceback
@@ -72,7 +72,7 @@ def classify(
         code, _out, err = action()
     except Hang:
         return "hang", ""
-    except Exception as exc:  # noqa: BLE001 - the point is to see what escapes
+    except Exception as exc:
         signal.alarm(0)
         from scalinglab.errors import ScalingLabError
 
@@ -118,10 +118,9 @@ def fixtures(root: Path) -> dict[str, Path]:
 
 def _store(path: Path, *, sweep: str = "s1", error: str = "boom") -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from test_store import fake_result, make_run
-
     from scalinglab.store import Store
     from scalinglab.sweep.spec import parse_spec
+    from test_store import fake_result, make_run
 
     spec = parse_spec(
         f'[sweep]\nname = "{sweep}"\n[design]\nkind = "grid"\nparams = [1e5]\ntokens = [1e6]\n'
@@ -159,9 +158,9 @@ def cases(root: Path, f: dict[str, Path]) -> list[tuple[str, str, Callable, str 
     runs, fit_json, store = f["runs"], f["fit"], f["store"]
     # 1. markup
     markup = root / "markup.csv"
-    pd.DataFrame({"params": [1e8, 2e8, 4e8], "tokens": [2e9, 4e9, 8e9], "loss": [3, "[/x]", 2.5]}).to_csv(
-        markup, index=False
-    )
+    pd.DataFrame(
+        {"params": [1e8, 2e8, 4e8], "tokens": [2e9, 4e9, 8e9], "loss": [3, "[/x]", 2.5]}
+    ).to_csv(markup, index=False)
     cli("markup", "loss cell [/x]", ["fit", markup], "loss")
     bracket = root / "runs[v2].csv"
     bracket.write_text("size,tokens,loss\n1e8,2e9,3.0\n")
@@ -169,12 +168,42 @@ def cases(root: Path, f: dict[str, Path]) -> list[tuple[str, str, Callable, str 
     mstore = root / "markup.db"
     _store(mstore, sweep="[/x]", error="bad [/x] thing")
     cli("markup", "sweep/run names [/x] in status", ["sweep", "status", "--store", mstore], None)
-    cli("markup", "plan --gpu '[/gpu]'", ["plan", "--fit", fit_json, "--budget", "1e21", "--gpu", "[/gpu]"], "--gpu")
-    cli("markup", "compute --gpu '[bold]x'", ["compute", "-N", "1e9", "-D", "2e10", "--gpu", "[bold]x"], "--gpu")
+    cli(
+        "markup",
+        "plan --gpu '[/gpu]'",
+        ["plan", "--fit", fit_json, "--budget", "1e21", "--gpu", "[/gpu]"],
+        "--gpu",
+    )
+    cli(
+        "markup",
+        "compute --gpu '[bold]x'",
+        ["compute", "-N", "1e9", "-D", "2e10", "--gpu", "[bold]x"],
+        "--gpu",
+    )
     cli("markup", "fit -c params='[/x]'", ["fit", runs, "-c", "params=[/x]"], "[/x]")
     cli("markup", "fit --law '[/x]'", ["fit", runs, "--law", "[/x]"], "--law")
-    cli("markup", "report --title '[/x]'", ["report", "--runs", runs, "--title", "[/x]", "--out", root / "t.html", "--no-holdout", "--json"], None)
-    cli("markup", "sweep export --sweep '[/x]'", ["sweep", "export", "--store", store, "--sweep", "[/x]"], "[/x]")
+    cli(
+        "markup",
+        "report --title '[/x]'",
+        [
+            "report",
+            "--runs",
+            runs,
+            "--title",
+            "[/x]",
+            "--out",
+            root / "t.html",
+            "--no-holdout",
+            "--json",
+        ],
+        None,
+    )
+    cli(
+        "markup",
+        "sweep export --sweep '[/x]'",
+        ["sweep", "export", "--store", store, "--sweep", "[/x]"],
+        "[/x]",
+    )
     # 2. outputs checked
     folder = root / "adir"
     folder.mkdir()
@@ -183,28 +212,88 @@ def cases(root: Path, f: dict[str, Path]) -> list[tuple[str, str, Callable, str 
     os.chmod(ro, 0o555)
     if os.geteuid() == 0:  # root writes in a 0555 folder; /proc refuses new files to anyone
         ro = Path("/proc")
-    for name, out in (("a directory", folder), ("a file as folder", runs / "x.csv"),
-                      ("a read-only folder", ro / "x.csv"), ("/dev/full", Path("/dev/full"))):
-        cli("outputs", f"sweep export --out {name}", ["sweep", "export", "--store", store, "--out", out], "--out")
+    for name, out in (
+        ("a directory", folder),
+        ("a file as folder", runs / "x.csv"),
+        ("a read-only folder", ro / "x.csv"),
+        ("/dev/full", Path("/dev/full")),
+    ):
+        cli(
+            "outputs",
+            f"sweep export --out {name}",
+            ["sweep", "export", "--store", store, "--out", out],
+            "--out",
+        )
         cli("outputs", f"fit --out {name}", ["fit", runs, "--out", out], "--out")
-        cli("outputs", f"plan --csv {name}", ["plan", "--fit", fit_json, "--budget", "1e21", "--csv", out], "--csv")
-        cli("outputs", f"report --out {name}", ["report", "--runs", runs, "--out", out, "--no-holdout"], "--out")
-        cli("outputs", f"backtest --figure {name}", ["backtest", runs, "--figure", out, "-B", "0", "--n-cuts", "1"], "--figure")
-    cli("outputs", "report --figures into a file", ["report", "--runs", runs, "--out", root / "r.html", "--figures", runs, "--no-holdout"], "--figures", [runs])
+        cli(
+            "outputs",
+            f"plan --csv {name}",
+            ["plan", "--fit", fit_json, "--budget", "1e21", "--csv", out],
+            "--csv",
+        )
+        cli(
+            "outputs",
+            f"report --out {name}",
+            ["report", "--runs", runs, "--out", out, "--no-holdout"],
+            "--out",
+        )
+        cli(
+            "outputs",
+            f"backtest --figure {name}",
+            ["backtest", runs, "--figure", out, "-B", "0", "--n-cuts", "1"],
+            "--figure",
+        )
+    cli(
+        "outputs",
+        "report --figures into a file",
+        ["report", "--runs", runs, "--out", root / "r.html", "--figures", runs, "--no-holdout"],
+        "--figures",
+        [runs],
+    )
     # 3. outputs overwrite inputs
     copy = root / "copy.csv"
     copy.write_bytes(runs.read_bytes())
     cli("overwrite", "fit runs.csv --out runs.csv", ["fit", copy, "--out", copy], "--out", [copy])
     scopy = root / "copy.db"
     scopy.write_bytes(store.read_bytes())
-    cli("overwrite", "sweep export --store s.db --out s.db", ["sweep", "export", "--store", scopy, "--out", scopy], "--out", [scopy])
+    cli(
+        "overwrite",
+        "sweep export --store s.db --out s.db",
+        ["sweep", "export", "--store", scopy, "--out", scopy],
+        "--out",
+        [scopy],
+    )
     cli("overwrite", "fit --out a store", ["fit", runs, "--out", scopy], "--out", [scopy])
     fcopy = root / "fcopy.json"
     fcopy.write_bytes(fit_json.read_bytes())
-    cli("overwrite", "plan --csv the fit file", ["plan", "--fit", fcopy, "--budget", "1e21", "--csv", fcopy], "--csv", [fcopy])
-    cli("overwrite", "report --out the runs table", ["report", "--runs", copy, "--out", copy, "--no-holdout"], "--out", [copy])
-    cli("overwrite", "report --out the store", ["report", "--store", scopy, "--out", scopy, "--no-holdout"], "--out", [scopy])
-    cli("overwrite", "backtest --figure the runs", ["backtest", copy, "--figure", copy, "-B", "0"], "--figure", [copy])
+    cli(
+        "overwrite",
+        "plan --csv the fit file",
+        ["plan", "--fit", fcopy, "--budget", "1e21", "--csv", fcopy],
+        "--csv",
+        [fcopy],
+    )
+    cli(
+        "overwrite",
+        "report --out the runs table",
+        ["report", "--runs", copy, "--out", copy, "--no-holdout"],
+        "--out",
+        [copy],
+    )
+    cli(
+        "overwrite",
+        "report --out the store",
+        ["report", "--store", scopy, "--out", scopy, "--no-holdout"],
+        "--out",
+        [scopy],
+    )
+    cli(
+        "overwrite",
+        "backtest --figure the runs",
+        ["backtest", copy, "--figure", copy, "-B", "0"],
+        "--figure",
+        [copy],
+    )
     link = root / "link.csv"
     link.symlink_to(copy)
     cli("overwrite", "fit --out a link to the input", ["fit", copy, "--out", link], "--out", [copy])
@@ -213,7 +302,12 @@ def cases(root: Path, f: dict[str, Path]) -> list[tuple[str, str, Callable, str 
     existing = root / "existing.json"
     existing.write_text("old output")
     cli("overwrite", "fit --out an existing output file", ["fit", runs, "--out", existing], None)
-    cli("outputs", "sweep export --out a missing folder", ["sweep", "export", "--store", store, "--out", root / "new" / "x.csv"], None)
+    cli(
+        "outputs",
+        "sweep export --out a missing folder",
+        ["sweep", "export", "--store", store, "--out", root / "new" / "x.csv"],
+        None,
+    )
     # 4. damaged stores
     empty = root / "empty.db"
     empty.write_bytes(b"")
@@ -231,24 +325,47 @@ def cases(root: Path, f: dict[str, Path]) -> list[tuple[str, str, Callable, str 
         conn.execute("CREATE TABLE t (x)")
     textdb = root / "text.db"
     textdb.write_text("hello")
-    for name, db in (("empty", empty), ("no schema", noschema), ("corrupt page", corrupt),
-                     ("foreign sqlite", foreign), ("text file", textdb), ("a folder", folder)):
+    for name, db in (
+        ("empty", empty),
+        ("no schema", noschema),
+        ("corrupt page", corrupt),
+        ("foreign sqlite", foreign),
+        ("text file", textdb),
+        ("a folder", folder),
+    ):
         cli("store", f"sweep status on {name}", ["sweep", "status", "--store", db], "--store")
         cli("store", f"sweep export on {name}", ["sweep", "export", "--store", db], "--store")
         cli("store", f"fit on {name} store", ["fit", db], str(db.name))
-        cli("store", f"report --store {name}", ["report", "--store", db, "--out", root / "r.html"], "--store")
+        cli(
+            "store",
+            f"report --store {name}",
+            ["report", "--store", db, "--out", root / "r.html"],
+            "--store",
+        )
+
     # 5. fit.json
     def bad_fit(name: str, edit: Callable[[dict], None], expect: str) -> None:
         path = _edit_fit(fit_json, root / f"fit-{len(c)}.json", edit)
-        for cmd in (["plan", "--fit", path, "--budget", "1e21"],
-                    ["compare", "--fit", path, "--fit", fit_json, "--at", "1e21"],
-                    ["report", "--runs", runs, "--fit", path, "--out", root / "r.html", "--no-holdout"]):
+        for cmd in (
+            ["plan", "--fit", path, "--budget", "1e21"],
+            ["compare", "--fit", path, "--fit", fit_json, "--at", "1e21"],
+            ["report", "--runs", runs, "--fit", path, "--out", root / "r.html", "--no-holdout"],
+        ):
             cli("fit.json", f"{cmd[0]}: {name}", cmd, expect)
+
     bad_fit("string domain", lambda d: d.__setitem__("domain", "wide"), "domain")
     bad_fit("list params", lambda d: d.__setitem__("params", [1, 2, 3]), "params")
     bad_fit("one-element range", lambda d: d["domain"].__setitem__("params", [1e8]), "domain")
-    bad_fit("reversed domain", lambda d: d["domain"].__setitem__("params", d["domain"]["params"][::-1]), "domain")
-    bad_fit("bootstrap rows of wrong width", lambda d: d.__setitem__("bootstrap_params", [[1, 2], [3, 4]]), "bootstrap")
+    bad_fit(
+        "reversed domain",
+        lambda d: d["domain"].__setitem__("params", d["domain"]["params"][::-1]),
+        "domain",
+    )
+    bad_fit(
+        "bootstrap rows of wrong width",
+        lambda d: d.__setitem__("bootstrap_params", [[1, 2], [3, 4]]),
+        "bootstrap",
+    )
     bad_fit("string parameter", lambda d: d["params"].__setitem__("alpha", "x"), "alpha")
     bad_fit("negative A", lambda d: d["params"].__setitem__("A", -5.0), "A")
     bad_fit("null law", lambda d: d.__setitem__("law", None), "law")
@@ -257,7 +374,12 @@ def cases(root: Path, f: dict[str, Path]) -> list[tuple[str, str, Callable, str 
     bad_fit("infinite domain", lambda d: d["domain"].__setitem__("flops", [1e18, 1e400]), "domain")
     binfit = root / "bin.json"
     binfit.write_bytes(bytes(range(256)))
-    cli("fit.json", "plan: binary fit file", ["plan", "--fit", binfit, "--budget", "1e21"], "bin.json")
+    cli(
+        "fit.json",
+        "plan: binary fit file",
+        ["plan", "--fit", binfit, "--budget", "1e21"],
+        "bin.json",
+    )
     cli("fit.json", "plan: fit is a folder", ["plan", "--fit", folder, "--budget", "1e21"], "--fit")
     # specs
     binspec = root / "bin.toml"
@@ -265,36 +387,125 @@ def cases(root: Path, f: dict[str, Path]) -> list[tuple[str, str, Callable, str 
     cli("spec", "sweep plan: binary spec", ["sweep", "plan", binspec, "--no-probe"], "bin.toml")
     cli("spec", "sweep plan: spec is a folder", ["sweep", "plan", folder, "--no-probe"], "SPEC")
     nocorp = root / "nocorpus.toml"
-    nocorp.write_text('[sweep]\nname = "x"\n[data]\ncorpus = "/nonexistent/corpus.txt"\n[design]\nkind = "grid"\nparams = [2e4]\ntokens = [1e5]\n')
-    cli("conflicts", "sweep plan: corpus that does not exist", ["sweep", "plan", nocorp, "--no-probe"], "corpus")
+    nocorp.write_text(
+        '[sweep]\nname = "x"\n[data]\ncorpus = "/nonexistent/corpus.txt"\n'
+        '[design]\nkind = "grid"\nparams = [2e4]\ntokens = [1e5]\n'
+    )
+    cli(
+        "conflicts",
+        "sweep plan: corpus that does not exist",
+        ["sweep", "plan", nocorp, "--no-probe"],
+        "corpus",
+    )
     big1 = root / "big1.toml"
-    big1.write_text('[sweep]\nname = "x"\n[design]\nkind = "isoflop"\nflops = [1e12]\nsizes_per_level = 1000000\n')
-    cli("conflicts", "sweep plan: 1,000,000 sizes per level", ["sweep", "plan", big1, "--no-probe"], "sizes_per_level")
+    big1.write_text(
+        '[sweep]\nname = "x"\n[design]\nkind = "isoflop"\nflops = [1e12]\n'
+        "sizes_per_level = 1000000\n"
+    )
+    cli(
+        "conflicts",
+        "sweep plan: 1,000,000 sizes per level",
+        ["sweep", "plan", big1, "--no-probe"],
+        "sizes_per_level",
+    )
     big2 = root / "big2.toml"
     levels = ", ".join(str(1e4 + i) for i in range(100_000))
-    big2.write_text(f'[sweep]\nname = "x"\n[design]\nkind = "grid"\nparams = [{levels}]\ntokens = [1e5]\n')
+    big2.write_text(
+        f'[sweep]\nname = "x"\n[design]\nkind = "grid"\nparams = [{levels}]\ntokens = [1e5]\n'
+    )
     cli("conflicts", "sweep plan: 100,000 levels", ["sweep", "plan", big2, "--no-probe"], "params")
     # checkpoints
-    cli("checkpoints", "train --checkpoint-dir is a file", ["train", "-N", "2e4", "-D", "1e4", "--corpus", "synthetic", "--checkpoint-dir", runs, "--context", "16", "--batch-size", "2"], "--checkpoint-dir", [runs])
+    cli(
+        "checkpoints",
+        "train --checkpoint-dir is a file",
+        [
+            "train",
+            "-N",
+            "2e4",
+            "-D",
+            "1e4",
+            "--corpus",
+            "synthetic",
+            "--checkpoint-dir",
+            runs,
+            "--context",
+            "16",
+            "--batch-size",
+            "2",
+        ],
+        "--checkpoint-dir",
+        [runs],
+    )
     # 6. overflow
     huge = root / "huge.csv"
     hf = pd.read_csv(runs)
     hf.loc[3, "params"] = 1e308
     hf.to_csv(huge, index=False)
     cli("finite", "fit: params 1e308 (6ND inf)", ["fit", huge], "row")
-    cli("finite", "report: params 1e308", ["report", "--runs", huge, "--out", root / "r.html", "--no-holdout"], "row")
-    api("finite", "load_runs: tokens 1e308", lambda: __import__("scalinglab").load_runs(pd.DataFrame({"params": [1e8, 2e8], "tokens": [1e308, 1e9], "loss": [3.0, 2.9]})), "tokens")
+    cli(
+        "finite",
+        "report: params 1e308",
+        ["report", "--runs", huge, "--out", root / "r.html", "--no-holdout"],
+        "row",
+    )
+    api(
+        "finite",
+        "load_runs: tokens 1e308",
+        lambda: __import__("scalinglab").load_runs(
+            pd.DataFrame({"params": [1e8, 2e8], "tokens": [1e308, 1e9], "loss": [3.0, 2.9]})
+        ),
+        "tokens",
+    )
     inffit = _edit_fit(fit_json, root / "inf.json", lambda d: d["params"].__setitem__("A", 1e308))
     cli("finite", "plan: A 1e308", ["plan", "--fit", inffit, "--budget", "1e21"], "A")
-    negfit = _edit_fit(fit_json, root / "neg.json", lambda d: d["params"].__setitem__("alpha", -0.3))
+    negfit = _edit_fit(
+        fit_json, root / "neg.json", lambda d: d["params"].__setitem__("alpha", -0.3)
+    )
     cli("finite", "plan: alpha < 0", ["plan", "--fit", negfit, "--budget", "1e21"], "alpha")
-    cli("finite", "plan --budget 1e308 (finite, noted as extrapolation)", ["plan", "--fit", fit_json, "--budget", "1e308"], None)
+    cli(
+        "finite",
+        "plan --budget 1e308 (finite, noted as extrapolation)",
+        ["plan", "--fit", fit_json, "--budget", "1e308"],
+        None,
+    )
     cli("finite", "compute -N 1e308 -D 1e308", ["compute", "-N", "1e308", "-D", "1e308"], "")
-    cli("finite", "plan --max-params inf", ["plan", "--fit", fit_json, "--budget", "1e21", "--max-params", "inf"], "--max-params")
+    cli(
+        "finite",
+        "plan --max-params inf",
+        ["plan", "--fit", fit_json, "--budget", "1e21", "--max-params", "inf"],
+        "--max-params",
+    )
     # 7. conflicts
-    cli("conflicts", "compute --params with a shape", ["compute", "--params", "1e9", "--layers", "12", "--d-model", "768", "--heads", "12", "-D", "1e10"], "--params")
-    cli("conflicts", "plan --budget with --target-loss", ["plan", "--fit", fit_json, "--budget", "1e21", "--target-loss", "2.0"], "--target-loss")
-    cli("conflicts", "report --store and --runs", ["report", "--store", store, "--runs", runs, "--out", root / "r.html"], "--runs")
+    cli(
+        "conflicts",
+        "compute --params with a shape",
+        [
+            "compute",
+            "--params",
+            "1e9",
+            "--layers",
+            "12",
+            "--d-model",
+            "768",
+            "--heads",
+            "12",
+            "-D",
+            "1e10",
+        ],
+        "--params",
+    )
+    cli(
+        "conflicts",
+        "plan --budget with --target-loss",
+        ["plan", "--fit", fit_json, "--budget", "1e21", "--target-loss", "2.0"],
+        "--target-loss",
+    )
+    cli(
+        "conflicts",
+        "report --store and --runs",
+        ["report", "--store", store, "--runs", runs, "--out", root / "r.html"],
+        "--runs",
+    )
     # 8. API misuse
     import scalinglab
 
@@ -303,11 +514,26 @@ def cases(root: Path, f: dict[str, Path]) -> list[tuple[str, str, Callable, str 
     api("api", "load_fit({...})", lambda: scalinglab.load_fit({"law": "chinchilla"}), "path")
     api("api", "load_fit(3.5)", lambda: scalinglab.load_fit(3.5), "path")
     good_runs = scalinglab.load_runs(runs)
-    api("api", "fit(seed='abc')", lambda: scalinglab.fit("chinchilla", good_runs, seed="abc"), "seed")
-    api("api", "fit(bootstrap='x')", lambda: scalinglab.fit("chinchilla", good_runs, bootstrap="x"), "bootstrap")
+    api(
+        "api",
+        "fit(seed='abc')",
+        lambda: scalinglab.fit("chinchilla", good_runs, seed="abc"),
+        "seed",
+    )
+    api(
+        "api",
+        "fit(bootstrap='x')",
+        lambda: scalinglab.fit("chinchilla", good_runs, bootstrap="x"),
+        "bootstrap",
+    )
     api("api", "fit(runs=42)", lambda: scalinglab.fit("chinchilla", 42), "runs")
     api("api", "fit(law=3)", lambda: scalinglab.fit(3, good_runs), "law")
-    api("api", "load_spec(bytes file)", lambda: __import__("scalinglab.sweep.spec", fromlist=["x"]).load_spec(binspec), "bin.toml")
+    api(
+        "api",
+        "load_spec(bytes file)",
+        lambda: __import__("scalinglab.sweep.spec", fromlist=["x"]).load_spec(binspec),
+        "bin.toml",
+    )
     return c
 
 
@@ -330,7 +556,15 @@ def main() -> None:
                 print(f"{outcome:13} [{cause}] {name}: {detail[:240]}")
         os.chmod(root / "ro", 0o755)
     print(f"\n{len(all_cases)} cases")
-    for outcome in ("clear line", "ok", "traceback", "silent wrong", "data loss", "hang", "misleading"):
+    for outcome in (
+        "clear line",
+        "ok",
+        "traceback",
+        "silent wrong",
+        "data loss",
+        "hang",
+        "misleading",
+    ):
         print(f"| {outcome} | {counts[outcome]} |")
 
 
