@@ -46,6 +46,7 @@ EXAMPLES = {
     "sweep status": 15,
     "sweep export": 15,
     "import": 15,
+    "sweep suggest": 10,
 }
 PARAMS = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al.
 
@@ -369,3 +370,4 @@ test_cli_sweep_plan = _fuzz("sweep plan")
 test_cli_sweep_status = _fuzz("sweep status")
 test_cli_sweep_export = _fuzz("sweep export")
 test_cli_import = _fuzz("import")
+test_cli_sweep_suggest = _fuzz("sweep suggest")

@@ -11,7 +11,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from scalinglab.cli._common import api_default, console, err_console, fail, fail_with, print_json
+from scalinglab.cli._common import (
+    api_default,
+    console,
+    err_console,
+    esc,
+    fail,
+    fail_with,
+    output,
+    print_json,
+)
 from scalinglab.errors import ScalingLabError
 
 # The API's arguments whose option is named otherwise.
@@ -39,7 +48,7 @@ def _sizes(text: str | None) -> list[float] | None:
 
 
 def _print(s: Any, out: Path | None) -> None:
-    table = Table(title=f"Next runs for {s.target.describe()} (law {s.law})")
+    table = Table(title=f"Next runs for {esc(s.target.describe())} (law {esc(s.law)})")
     for name in ("#", "N (params)", "D (tokens)", "D/N", "shape", "cost (FLOP)", "share"):
         table.add_column(name, justify="left" if name == "shape" else "right")
     for i, p in enumerate(s.proposals, 1):
@@ -72,9 +81,13 @@ def _print(s: Any, out: Path | None) -> None:
         + (f", {s.n_pending} planned" if s.n_pending else "")
     )
     for note in s.notes:
-        err_console.print(f"note: {note}", highlight=False)
+        err_console.print(f"note: {esc(note)}", highlight=False)
     if out is not None:
-        console.print(f"wrote {out} (sweep {s.spec.name!r}); train it: scalinglab sweep run {out}")
+        console.print(
+            f"wrote {esc(out)} (sweep {esc(repr(s.spec.name))}); "
+            f"train it: scalinglab sweep run {esc(out)}",
+            highlight=False,
+        )
 
 
 def suggest(
@@ -123,6 +136,7 @@ def suggest(
     api = _api()
     if (target is None) == (for_budget is None):
         fail("give one of --target params=N,tokens=D or --for-budget FLOPS")
+    output(out, "out", inputs=[runs, spec])
     try:
         goal = api.Target.parse(target) if target is not None else api.Target.allocation(for_budget)
         result = api.suggest(

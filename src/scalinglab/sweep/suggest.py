@@ -37,6 +37,7 @@ import tomli_w
 from scalinglab.errors import ScalingLabError
 from scalinglab.fitting import Fit, fit
 from scalinglab.laws import BaseLaw, get_law
+from scalinglab.outputs import check_output, write_atomic
 from scalinglab.runs import Runs, as_runs, load_runs
 from scalinglab.sweep import information as info
 from scalinglab.sweep.candidates import (
@@ -309,6 +310,8 @@ def write_spec(suggestion: Suggestion, path: str | Path) -> SweepSpec:
     ------
     SuggestError
         The suggestion has no spec (no trainer family was known, or nothing was proposed).
+    scalinglab.outputs.OutputError
+        ``path`` is a folder, a store, or cannot be written; the write is atomic.
     """
     if suggestion.spec is None:
         raise SuggestError(
@@ -316,7 +319,8 @@ def write_spec(suggestion: Suggestion, path: str | Path) -> SweepSpec:
             "or give a spec) or no run was proposed",
             field="out",
         )
-    Path(path).write_text(tomli_w.dumps(spec_table(suggestion.spec.to_dict())), encoding="utf-8")
+    check_output(path, field="out")
+    write_atomic(path, tomli_w.dumps(spec_table(suggestion.spec.to_dict())), field="out")
     return suggestion.spec
 
 
