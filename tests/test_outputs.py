@@ -165,3 +165,11 @@ def test_report_into_an_unwritable_folder_fails_before_the_work(runs_csv, tmp_pa
     finally:
         os.chmod(tmp_path / "locked", 0o755)
     assert line.startswith("error: --out:") and "cannot write in" in line
+
+
+def test_suggest_out_onto_its_runs_is_refused_byte_identical(runs_csv: Path) -> None:
+    before = _sha(runs_csv)
+    args = ["sweep", "suggest", runs_csv, "--budget", "1e18", "--for-budget", "1e20"]
+    line = one_line_error(run_main(*args, "--out", runs_csv))
+    assert line.startswith("error: --out:") and "inputs" in line
+    assert _sha(runs_csv) == before
