@@ -28,7 +28,6 @@ Run:  .venv/bin/python benchmarks/gpu_train.py [--json out.json]
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import json
 import os
@@ -42,7 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 ITER_LINE = re.compile(r"^iter (\d+): loss [\d.]+, time ([\d.]+)ms")
 VOCAB = 65  # tinyshakespeare's characters
 
@@ -69,6 +67,12 @@ MODES = (
     ("bf16", "bf16", False, "bfloat16", False),
     ("bf16+compile", "bf16", True, "bfloat16", True),
 )
+
+
+sys.path.insert(0, str(REPO / "scripts"))
+import nanogpt_scratch  # noqa: E402  (scripts/, beside benchmarks/: not a package)
+
+SHAKESPEARE = nanogpt_scratch.SHAKESPEARE
 
 
 def _shape(size: Size):
@@ -164,7 +168,9 @@ def main() -> None:
     import torch
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("no CUDA device here: this check needs a GPU (see DEVELOPERS.md); nothing to do")
+        print(
+            "no CUDA device here: this check needs a GPU (README, scalinglab train); nothing to do"
+        )
         return
     if args.device == "cpu" and not args.smoke:
         sys.exit("--device cpu is a self-check only: add --smoke")
@@ -221,12 +227,7 @@ def main() -> None:
                         s, p, c, args.device, steps, warmup
                     ),
                 )
-        path = REPO / "scripts" / "nanogpt_scratch.py"
-        spec = importlib.util.spec_from_file_location("nanogpt_scratch", path)
-        assert spec is not None and spec.loader is not None
-        scratch_module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(scratch_module)
-        scratch = scratch_module.make_scratch(Path(tmp) / "nanogpt")
+        scratch = nanogpt_scratch.make_scratch(Path(tmp) / "nanogpt")
         for label, _, _, dtype, compile_ in modes:
             row(
                 "nanoGPT",

@@ -21,7 +21,6 @@ Run:  .venv/bin/python benchmarks/train_speed.py               (≈ 3 min on an 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -35,19 +34,15 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 BATCH, BLOCK, EVAL_INTERVAL = 12, 64, 250
 ITER_LINE = re.compile(r"^iter (\d+): loss [\d.]+, time ([\d.]+)ms")
 STEP_LINE = re.compile(r"^step (\d+): train loss ([\d.]+), val loss ([\d.]+)")
 
 
-def _scratch_module():
-    path = REPO / "scripts" / "nanogpt_scratch.py"
-    spec = importlib.util.spec_from_file_location("nanogpt_scratch", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(REPO / "scripts"))
+import nanogpt_scratch  # noqa: E402  (scripts/, beside benchmarks/: not a package)
+
+SHAKESPEARE = nanogpt_scratch.SHAKESPEARE
 
 
 @torch.no_grad()
@@ -181,7 +176,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         os.environ.setdefault("SCALINGLAB_CACHE", str(tmp_path / "cache"))
-        scratch = _scratch_module().make_scratch(tmp_path / "nanogpt")
+        scratch = nanogpt_scratch.make_scratch(tmp_path / "nanogpt")
         val_bin = scratch / "data" / "shakespeare_char" / "val.bin"
         val = np.fromfile(val_bin, dtype=np.uint16)
         corpus = load_corpus(str(SHAKESPEARE), tokenizer="char")

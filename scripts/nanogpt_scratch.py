@@ -22,7 +22,8 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# ../shared beside the checkout (this project's layout), or shared/ inside it (a copy of both).
+SHARED = next((p for p in (REPO.parent / "shared", REPO / "shared") if p.is_dir()), REPO.parent)
 ANCHOR = SHARED / "anchors" / "nanoGPT"
 SHAKESPEARE = SHARED / "data" / "tinyshakespeare" / "input.txt"
 DATA = Path("data") / "shakespeare_char"

@@ -12,7 +12,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from scalinglab.store import Store, load_store_runs
 from scalinglab.sweep.budget import plan_sweep
 from scalinglab.sweep.executors import run_sweep
 from scalinglab.sweep.spec import parse_spec
+from test_cli_sweep import _finished, _wait_for  # the SIGKILL test's helpers, shared
 
 TESTS = Path(__file__).resolve().parent
 FAKE = TESTS / "fake_command.py"
@@ -260,26 +260,6 @@ def test_too_few_gpus_is_refused_naming_the_key(tmp_path, monkeypatch):
 # --- the driver killed while commands run ----------------------------------------------------
 
 
-def _finished(store: Path) -> dict[str, float]:
-    try:
-        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
-        rows = conn.execute("SELECT key, finished_at FROM runs WHERE status = 'finished'")
-        out = dict(rows.fetchall())
-        conn.close()
-        return out
-    except sqlite3.DatabaseError:
-        return {}
-
-
-def _wait_for(predicate, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -289,6 +269,7 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_driver_while_commands_run_loses_and_repeats_nothing(tmp_path):
     spec = tmp_path / "kill.toml"
     spec.write_text(spec_text(fake("--sleep=1.5"), params=(2e4, 5e4, 1.2e5, 3e5)))
