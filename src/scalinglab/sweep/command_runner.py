@@ -25,6 +25,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -144,14 +145,18 @@ class _Curve:
                 out.append(point)
         return out
 
-    def read_stdout(self, stdout: Path, wall_s: float) -> list[dict[str, Any]]:
-        """New complete stdout lines matched by the patterns; appended to the metrics file."""
+    def read_stdout(self, stdout: Path, wall_s: float) -> None:
+        """Append new complete stdout lines the patterns match to the metrics file as JSON.
+
+        They are read back from there by :meth:`read_metrics`, like a command's own lines, and
+        stay for a resumed attempt.
+        """
         try:
             with stdout.open("rb") as fh:
                 fh.seek(self._stdout_offset)
                 data = fh.read()
         except FileNotFoundError:
-            return []
+            return
         end = data.rfind(b"\n") + 1
         self._stdout_offset += end
         found = []
@@ -164,11 +169,9 @@ class _Curve:
                     found.append(raw)
                     break
         if found:
-            # Kept in the metrics file so that a resumed attempt still has the earlier points.
             with self.path.open("a", encoding="utf-8") as fh:
                 for raw in found:
                     fh.write(json.dumps(raw) + "\n")
-        return []  # read back from the metrics file by read_metrics, like a command's own lines
 
     def final(self, tokens: int) -> tuple[float | None, list[dict[str, Any]]]:
         """The validation loss at ``tokens`` (or beyond) and the sorted curve."""
@@ -243,11 +246,14 @@ def run_attempt(
     if checkpoint is not None:
         checkpoint = str((Path(command["workdir"] or ".") / checkpoint).resolve())
     resuming = checkpoint is not None and Path(checkpoint).exists()
+    workdir = command["workdir"]
+    if workdir is not None and not Path(workdir).is_dir():
+        return {"error": f"train.workdir: {workdir!r} is not a folder (attempt {attempt})"}
     if not resuming:
         _fresh_start(run_dir)
-    values = placeholder_values(config, run_dir=str(run_dir), resume_from=checkpoint or "")
-    if not resuming:
-        values["resume_from"] = ""
+    values = placeholder_values(
+        config, run_dir=str(run_dir), resume_from=checkpoint if resuming and checkpoint else ""
+    )
     argv = render(command["argv"], values)
     if resuming:
         argv += render(command["resume_args"], values)
@@ -264,11 +270,6 @@ def run_attempt(
     if resuming:
         curve.read_metrics(0.0)
         resumed_tokens = max(curve.points, default=0)
-    workdir = command["workdir"]
-    if workdir is not None and not Path(workdir).is_dir():
-        return {"error": f"train.workdir: {workdir!r} is not a folder (attempt {attempt})"}
-
-    import subprocess
 
     t0 = time.monotonic()
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
