@@ -88,6 +88,25 @@ def test_bf16_matmul_is_refused_where_it_cannot_apply(monkeypatch):
         resolve_runtime("cuda", "bf16-matmul")
 
 
+def test_a_cuda_run_gets_bf16_autocast_and_the_data_sheet_peak(monkeypatch):
+    """The CUDA path, on a machine without a GPU: torch's answers about the device are faked."""
+    from scalinglab.units import HARDWARE
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    rt = resolve_runtime("cuda", "auto", threads=1)
+    assert (rt.device_type, rt.precision) == ("cuda", "bf16")
+    assert rt.peak_flops == HARDWARE["h100-sxm"].peak_flops
+    autocast = rt.autocast()
+    assert autocast.device == "cuda" and autocast.fast_dtype == torch.bfloat16
+    # An older GPU: fp32, and MFU against its measured matmul rate (here a stand-in).
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(device, "_measure_cuda_matmul", lambda dtype, index: 1.5e13)
+    rt = resolve_runtime("cuda", "auto", threads=1)
+    assert (rt.precision, rt.peak_flops) == ("fp32", 1.5e13)
+
+
 def test_bf16_matmul_scope_sets_onednn_and_restores_it():
     matmul = torch.backends.mkldnn.matmul
     before = matmul.fp32_precision

@@ -248,6 +248,32 @@ def test_interrupted_driver_keeps_finished_runs_and_resumes(tmp_path, fake_env):
     assert len(frame) == 6 and frame["run_id"].is_unique
 
 
+def gpu_fake_train(config, **kwargs):
+    """``fake_train`` that also reports the GPUs its worker process was given."""
+    result = fake_train(config, **kwargs)
+    result["versions"] = {"gpus": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    return result
+
+
+def test_local_workers_each_get_their_own_gpus(tmp_path, fake_env):
+    fake_env.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    text = GRID.replace("batch_size = 8", 'batch_size = 8\ndevice = "cuda"')
+    text = text.replace("max_retries = 2", "max_retries = 2\ngpus_per_run = 2")
+    with Store(tmp_path / "g.db") as store:
+        summary = run_sweep(_plan(text), store, train_fn=gpu_fake_train)
+        seen = {json.loads(v)["gpus"] for v in store.runs()["versions_json"]}
+    assert summary.complete
+    assert seen and seen <= {"0,1", "2,3"}, seen
+
+
+def test_gpus_for_our_trainer_need_a_cuda_device_in_the_spec():
+    from scalinglab.sweep.spec_values import SpecError
+
+    with pytest.raises(SpecError, match="set device") as caught:
+        parse_spec(GRID.replace("max_retries = 2", "max_retries = 2\ngpus_per_run = 1"))
+    assert caught.value.field == "train.device"
+
+
 def test_one_driver_per_store(tmp_path, fake_env):
     from scalinglab.store import StoreError
     from scalinglab.sweep.executors import _driver_lock

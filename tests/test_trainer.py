@@ -86,6 +86,24 @@ def test_cuda_is_refused_clearly_without_a_gpu():
         train(tiny_config(device="cuda"))
 
 
+def test_compile_is_automatic_on_cuda_for_long_runs_and_never_on_cpu():
+    from scalinglab.train.config import COMPILE_MIN_STEPS
+    from scalinglab.train.trainer import _shard_count
+
+    step = 8 * 32
+    cpu = tiny_config()
+    assert cpu.compile is False and not cpu.compiles
+    assert cpu.to_dict()["compile"] is False, "CPU runs keep the config (and key) they had"
+    long = tiny_config(device="cuda", tokens=COMPILE_MIN_STEPS * step)
+    short = tiny_config(device="cuda", tokens=(COMPILE_MIN_STEPS - 1) * step)
+    assert long.compile is None and long.compiles and not short.compiles
+    assert not tiny_config(device="cuda", tokens=COMPILE_MIN_STEPS * step, compile=False).compiles
+    assert tiny_config(compile=True).compiles
+    assert TrainConfig.from_dict(json.loads(json.dumps(long.to_dict()))) == long
+    # On a GPU a step is one batch on the device: no CPU data-parallel shards.
+    assert _shard_count(long, "cuda", 8) == 1 and _shard_count(cpu, "cpu", 2) == 2
+
+
 def test_auto_precision_follows_the_cpus_bf16_units():
     from scalinglab.train.device import cpu_has_native_bf16, resolve_runtime
     from scalinglab.units import measured_cpu_peak_flops

@@ -56,6 +56,8 @@ def _plan(spec: Any, spec_path: Path, workers: int | None, probe: bool) -> Any:
 
     workers = workers or spec.execution.workers
     probe = probe or spec.budget.wall_clock_s is not None
+    # The probe times scalinglab's own trainer: a command run's speed is its command's.
+    probe = probe and spec.command is None
 
     def measure(runs: list) -> Any:
         with err_console.status(f"measuring training speed ({len(runs)} runs planned)..."):
@@ -343,6 +345,14 @@ def run_command(
         help="A training function with scalinglab.train.trainer.train's signature, importable "
         "by the workers (default: scalinglab's trainer).",
     ),
+    runs_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--runs-dir",
+            help="Command runs: where each run's folder (logs, losses, its own output) goes "
+            "(default: <store>.runs; on a Ray cluster, a shared filesystem).",
+        ),
+    ] = None,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary at the end."),
 ) -> None:
     """Train every planned run the store does not hold finished, with a live progress bar.
@@ -359,6 +369,7 @@ def run_command(
         iter_pending,
         run_sweep,
     )
+    from scalinglab.sweep.spec_values import SpecError
 
     spec = _load(spec_path)
     executor = executor or spec.execution.executor
@@ -371,6 +382,8 @@ def run_command(
             fail(f"{option} must be an integer ≥ 1, got {value}")
     if max_retries is not None and max_retries < 0:
         fail(f"--max-retries must be an integer ≥ 0, got {max_retries}")
+    if train_fn is not None and spec.command is not None:
+        fail("--train-fn: this spec runs its [train] command; --train-fn is for built-in runs")
     function = None if train_fn is None else _import_function(train_fn)
     plan = _plan(spec, spec_path, workers, probe=False)
     path = store_path or Path(spec.store)
@@ -398,9 +411,12 @@ def run_command(
                     on_event=bar,
                     train_fn=function,
                     ray_temp_dir=ray_tmp,
+                    run_root=runs_dir,
                 )
         except StoreError as exc:
             fail(f"--store: {exc}")
+        except SpecError as exc:  # resources the machine lacks (execution.gpus_per_run)
+            fail(f"{spec_path}: {exc}")
         except KeyboardInterrupt:
             err_console.print(
                 f"interrupted: {bar.done} run(s) finished in this call are kept in {path}; "

@@ -97,7 +97,11 @@ def train(
         help="auto (timed on CPUs with bf16 units), fp32, bf16 (autocast) or bf16-matmul (CPU).",
     ),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: cores)."),
-    compile_model: bool = typer.Option(False, "--compile", help="Use torch.compile."),
+    compile_model: bool | None = typer.Option(
+        None,
+        "--compile/--no-compile",
+        help="torch.compile the model (default: on CUDA for runs of 1,000 steps or more).",
+    ),
     checkpoint_dir: Annotated[
         Path | None,
         typer.Option("--checkpoint-dir", help="Checkpoint here at each evaluation; resume."),

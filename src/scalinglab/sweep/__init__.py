@@ -5,6 +5,9 @@
 them (``plan_sweep``); ``coverage`` checks they can pin a law down; ``probe`` times a few steps
 for the wall-clock estimate; ``executors`` drives the training of the runs the store
 (:mod:`scalinglab.store`) does not hold yet, on the ``backends`` (local processes or Ray).
+``command`` opens sweeps to any trainer: a ``[train] command`` template per run, launched and
+watched by ``command_runner`` (on driver threads locally, ``command_backend``, or on Ray), with
+GPUs handed out by ``gpus``.
 
 Importing this package, and designing a sweep, needs no torch: only training does.
 """

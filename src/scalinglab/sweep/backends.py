@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from scalinglab._optional import require
+from scalinglab.sweep.command import is_command_config
+from scalinglab.sweep.command_runner import run_attempt
+from scalinglab.sweep.gpus import THREAD_VARIABLES, gpu_slots, visible_gpus
 from scalinglab.sweep.runspec import RunSpec
 
 __all__ = [
@@ -94,7 +97,7 @@ def _exit_with(pid: int) -> None:
 
 
 def _init_local_worker(
-    threads: int, progress: Any, environ: Mapping[str, str], driver_pid: int
+    threads: int, progress: Any, environ: Mapping[str, str], driver_pid: int, gpus: Any = None
 ) -> None:
     """Initializer of a local worker process."""
     global _PROGRESS
@@ -104,6 +107,10 @@ def _init_local_worker(
     # since (a cache folder, a token), and a run must see what the driver sees.
     os.environ.clear()
     os.environ.update(environ)
+    if gpus is not None:
+        # This worker's own GPUs for its lifetime (a pool holds as many workers as there are
+        # slots, and is rebuilt with fresh slots when one dies); set before CUDA starts.
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get(timeout=60)
     # The driver handles Ctrl-C (it goes to the whole process group) and stops the workers
     # itself, so that a run is never half-recorded.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -113,7 +120,7 @@ def _init_local_worker(
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     # Before torch is imported, so that its OpenMP pool starts at the right size.
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
 
 
@@ -138,19 +145,27 @@ def _execute(
     train_fn: TrainFn | None,
     checkpoint_dir: str | None,
     progress: Any,
+    time_limit_s: float | None = None,
 ) -> dict[str, Any]:
     """Train one run in a worker; return ``TrainResult.to_dict()`` or ``{"error": text}``.
+
+    A command run (:mod:`.command`) runs its command instead, in ``checkpoint_dir`` (its own
+    folder), killed past ``time_limit_s``.
 
     Exceptions are returned as text rather than raised so that every executor reports them
     the same way, whatever can or cannot be pickled. A crash of the process itself reaches
     the driver as the executor's own error.
     """
     try:
+        config = json.loads(config_json)
+        if is_command_config(config):
+            assert checkpoint_dir is not None
+            on_point = None if progress is None else lambda p: progress.put_nowait((key, p))
+            return run_attempt(config, checkpoint_dir, time_limit_s=time_limit_s, on_point=on_point)
         from scalinglab.train.config import TrainConfig
 
         if train_fn is None:
             from scalinglab.train.trainer import train as train_fn
-        config = json.loads(config_json)
         config["threads"] = threads
         cfg = TrainConfig.from_dict(config)
 
@@ -193,10 +208,13 @@ _WORKER_PRELOAD = ("scalinglab.sweep.backends", "scalinglab.train.trainer")
 class LocalBackend:
     """Worker processes on this machine; a crashed worker breaks the pool, which is rebuilt."""
 
-    def __init__(self, workers: int, threads: int, train_fn: TrainFn | None) -> None:
+    def __init__(
+        self, workers: int, threads: int, train_fn: TrainFn | None, *, gpus_per_run: int = 0
+    ) -> None:
         import multiprocessing
 
         self.workers, self.threads, self.train_fn = workers, threads, train_fn
+        self._slots = gpu_slots(workers, gpus_per_run) if gpus_per_run else None
         # Not fork: the driver holds threads (rich's refresh, the pool's manager), and forking
         # a threaded process can deadlock. A forkserver imports torch and the trainer once, then
         # forks clean single-threaded copies, so a worker (or a pool rebuilt after a crash)
@@ -212,11 +230,16 @@ class LocalBackend:
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._queue = self._ctx.Queue()
+            gpus = None
+            if self._slots is not None:
+                gpus = self._ctx.Queue()
+                for slot in self._slots:
+                    gpus.put(slot)
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=self._ctx,
                 initializer=_init_local_worker,
-                initargs=(self.threads, self._queue, dict(os.environ), os.getpid()),
+                initargs=(self.threads, self._queue, dict(os.environ), os.getpid(), gpus),
             )
         return self._pool
 
@@ -281,10 +304,11 @@ def _execute_ray(
     train_fn: TrainFn | None,
     checkpoint_dir: str | None,
     progress: Any,
+    time_limit_s: float | None = None,
 ) -> dict[str, Any]:
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
-    return _execute(key, config_json, threads, train_fn, checkpoint_dir, progress)
+    return _execute(key, config_json, threads, train_fn, checkpoint_dir, progress, time_limit_s)
 
 
 class RayBackend:
@@ -298,10 +322,16 @@ class RayBackend:
         *,
         address: str | None,
         temp_dir: str | None,
+        resources: Mapping[str, Any] | None = None,
+        time_limit_s: float | None = None,
     ) -> None:
         ray = require("ray", "the ray executor")
         self._ray = ray
         self.threads, self.train_fn = threads, train_fn
+        self.time_limit_s = time_limit_s
+        # What each run asks of the cluster (num_cpus, num_gpus, memory): Ray places it on a
+        # node that has it free, and sets CUDA_VISIBLE_DEVICES in the task to its GPUs.
+        options: dict[str, Any] = {"num_cpus": threads, **(resources or {})}
         self._started = False
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {
@@ -310,7 +340,9 @@ class RayBackend:
                 "configure_logging": False,
             }
             if address is None:
-                kwargs["num_cpus"] = workers * threads
+                kwargs["num_cpus"] = workers * options["num_cpus"]
+                if options.get("num_gpus"):
+                    kwargs["num_gpus"] = len(visible_gpus())
                 if temp_dir is not None:
                     # Unix socket paths are limited to 107 bytes, so keep the folder short.
                     kwargs["_temp_dir"] = str(temp_dir)
@@ -318,14 +350,20 @@ class RayBackend:
                 kwargs["address"] = address
             ray.init(**kwargs)
             self._started = True
-        self._remote = ray.remote(_execute_ray).options(num_cpus=threads, max_retries=0)
+        self._remote = ray.remote(_execute_ray).options(max_retries=0, **options)
         from ray.util.queue import Queue
 
         self._queue = Queue(actor_options={"num_cpus": 0})
 
     def submit(self, run: RunSpec, checkpoint_dir: str | None) -> Any:
         return self._remote.remote(
-            run.key, run.config, self.threads, self.train_fn, checkpoint_dir, self._queue
+            run.key,
+            run.config,
+            self.threads,
+            self.train_fn,
+            checkpoint_dir,
+            self._queue,
+            self.time_limit_s,
         )
 
     def wait(self, handles: Sequence[Any], timeout: float) -> list[tuple[Any, Outcome]]:

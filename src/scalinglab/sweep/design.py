@@ -32,6 +32,7 @@ from scalinglab.counting import (
     count_params,
     flops_per_token,
 )
+from scalinglab.sweep.command import command_run_config
 from scalinglab.sweep.runspec import BranchSpec, RunSpec, branch_key, run_key
 from scalinglab.sweep.spec import SpecError, SweepSpec
 from scalinglab.train.config import TrainConfig
@@ -217,36 +218,19 @@ def _make_run(
     basis, method = spec.model.param_basis, spec.model.flops_method
     params, total, non_embedding = _declared(shape, basis)
     per_token = _flops_per_token(shape, params, method)
-    config: dict[str, Any] = {
-        "shape": json.loads(json.dumps(shape.__dict__)),
-        "tokens": int(tokens),
-        "corpus": spec.data.corpus,
-        "tokenizer": spec.data.tokenizer,
-        "seed": spec.seed,
-        **spec.train.options(),
-    }
-    if ctx.schedule is not None:
-        config["schedule"] = ctx.schedule
-    if branch_points:
-        config["branch_tokens"] = list(branch_points)
-    byte_text = spec.data.tokenizer == "byte" and spec.data.corpus != "synthetic"
-    if spec.data.vocab_size is not None and not byte_text:
-        config["corpus_vocab_size"] = spec.data.vocab_size
-    if spec.data.seed is not None:
-        config["corpus_seed"] = spec.data.seed
-    try:
-        canonical = _canonical_config(config)
-    except (TypeError, ValueError) as exc:
-        # The trainer's own checks (warmup vs branches, option ranges) apply to the design.
-        where = "design.branch_tokens" if branch_points else "train"
-        raise SpecError(f"{where}: {exc}", field=where) from None
+    warmup: int | None = None
+    decay: int | None = None
+    if spec.command is not None:
+        canonical = _command_config(ctx, shape, params, tokens)
+    else:
+        canonical = _trainer_config(ctx, shape, tokens, branch_points)
+        warmup, decay = _schedule_tokens(canonical)
     key = run_key(canonical)
     branches = []
     for b in branch_points:
         end = _cooldown_end(b, ctx.cooldown_fraction, ctx.step_tokens)
         branches.append(BranchSpec(branch_key(key, b), int(b), int(end), per_token * end))
     cost_tokens = tokens + sum(br.tokens - br.branch_tokens for br in branches)
-    warmup, decay = _schedule_tokens(canonical)
     return RunSpec(
         key=key,
         config=json.dumps(canonical, sort_keys=True, separators=(",", ":")),
@@ -265,6 +249,54 @@ def _make_run(
         schedule=canonical.get("schedule"),
         warmup_tokens=warmup,
         decay_tokens=decay,
+    )
+
+
+def _trainer_config(
+    ctx: _Context, shape: TransformerShape, tokens: int, branch_points: Sequence[int]
+) -> dict[str, Any]:
+    """The canonical config of a run of scalinglab's trainer."""
+    spec = ctx.spec
+    config: dict[str, Any] = {
+        "shape": json.loads(json.dumps(shape.__dict__)),
+        "tokens": int(tokens),
+        "corpus": spec.data.corpus,
+        "tokenizer": spec.data.tokenizer,
+        "seed": spec.seed,
+        **spec.train.options(),
+    }
+    if ctx.schedule is not None:
+        config["schedule"] = ctx.schedule
+    if branch_points:
+        config["branch_tokens"] = list(branch_points)
+    byte_text = spec.data.tokenizer == "byte" and spec.data.corpus != "synthetic"
+    if spec.data.vocab_size is not None and not byte_text:
+        config["corpus_vocab_size"] = spec.data.vocab_size
+    if spec.data.seed is not None:
+        config["corpus_seed"] = spec.data.seed
+    try:
+        return _canonical_config(config)
+    except (TypeError, ValueError) as exc:
+        # The trainer's own checks (warmup vs branches, option ranges) apply to the design.
+        where = "design.branch_tokens" if branch_points else "train"
+        raise SpecError(f"{where}: {exc}", field=where) from None
+
+
+def _command_config(
+    ctx: _Context, shape: TransformerShape, params: int, tokens: int
+) -> dict[str, Any]:
+    """The config of a command run: the same shape and tokens, the command that trains them."""
+    spec = ctx.spec
+    assert spec.command is not None
+    return command_run_config(
+        spec.command,
+        shape=json.loads(json.dumps(shape.__dict__)),
+        params=params,
+        tokens=int(tokens),
+        batch_size=ctx.step_tokens // spec.model.context_length,
+        lr=spec.train.lr,
+        seed=spec.seed,
+        device="cuda" if spec.execution.gpus_per_run else (spec.train.device or "cpu"),
     )
 
 

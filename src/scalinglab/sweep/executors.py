@@ -16,8 +16,15 @@ Executors
     2-thread worker (the issue's and ``../shared/data/cpu_baselines/baselines.json``'s
     figures): small matmuls do not scale across threads, independent runs do.
 ``ray``
-    Ray tasks, one per run, each asking for ``threads`` CPUs; ``address`` joins a running
-    cluster, otherwise a private local Ray instance is started (and stopped afterwards).
+    Ray tasks, one per run, each asking for ``threads`` CPUs (or the spec's
+    ``execution.cpus_per_run``), ``gpus_per_run`` GPUs and ``memory_per_run`` bytes; ``address``
+    joins a running cluster, otherwise a private local Ray instance is started (and stopped
+    afterwards).
+
+Command runs (``[train] command``, :mod:`.command`) run locally on driver threads, one per run
+in flight (:mod:`.command_backend`), or as Ray tasks; with ``gpus_per_run`` the local executor
+gives each run its own GPUs through ``CUDA_VISIBLE_DEVICES``, as it does each worker process of
+scalinglab's trainer.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ from scalinglab.sweep.backends import (
     threads_per_worker,
 )
 from scalinglab.sweep.budget import Plan, makespan_s
+from scalinglab.sweep.command_backend import CommandBackend
+from scalinglab.sweep.gpus import gpu_slots
 from scalinglab.sweep.runspec import RunSpec
 
 __all__ = [
@@ -154,6 +163,7 @@ def run_sweep(
     train_fn: TrainFn | None = None,
     on_event: Callable[[RunEvent], None] | None = None,
     poll_s: float = 0.2,
+    run_root: str | Path | None = None,
 ) -> SweepSummary:
     """Train every run of ``plan`` that ``store`` does not hold finished, and record it.
 
@@ -186,6 +196,10 @@ def run_sweep(
         Called in the driver for every :class:`RunEvent`.
     poll_s
         How often the driver wakes to drain progress.
+    run_root
+        Command runs only: where each run keeps its folder (``<run_root>/<key[:16]>``: the
+        logs of every attempt, its losses, what the command writes to ``{run_dir}``); default
+        ``<store>.runs`` beside the store. On a Ray cluster, a shared filesystem.
 
     Returns
     -------
@@ -213,6 +227,7 @@ def run_sweep(
             train_fn=train_fn,
             on_event=on_event,
             poll_s=poll_s,
+            run_root=run_root,
         )
 
 
@@ -240,6 +255,41 @@ def _driver_lock(path: Path) -> Iterator[None]:
         os.close(fd)  # the file stays: removing a lock file races with the next taker
 
 
+def _backend(
+    plan: Plan,
+    executor: str,
+    workers: int,
+    threads: int,
+    train_fn: TrainFn | None,
+    address: str | None,
+    ray_temp_dir: str | Path | None,
+) -> Any:
+    """The backend that runs the plan's runs, with the resources each run declares."""
+    execution, command = plan.spec.execution, plan.spec.command
+    time_limit_s = None if command is None else command.time_limit_s
+    if executor == "local" and command is not None:
+        slots = gpu_slots(workers, execution.gpus_per_run) if execution.gpus_per_run else None
+        return CommandBackend(workers, time_limit_s, slots, threads=threads)
+    if executor == "local":
+        return LocalBackend(workers, threads, train_fn, gpus_per_run=execution.gpus_per_run)
+    resources: dict[str, Any] = {}
+    if execution.cpus_per_run is not None:
+        resources["num_cpus"] = execution.cpus_per_run
+    if execution.gpus_per_run:
+        resources["num_gpus"] = execution.gpus_per_run
+    if execution.memory_per_run is not None:
+        resources["memory"] = execution.memory_per_run
+    return RayBackend(
+        workers,
+        threads,
+        train_fn,
+        address=address,
+        temp_dir=None if ray_temp_dir is None else str(ray_temp_dir),
+        resources=resources,
+        time_limit_s=time_limit_s,
+    )
+
+
 def _drive(
     plan: Plan,
     store: Store,
@@ -254,12 +304,19 @@ def _drive(
     train_fn: TrainFn | None,
     on_event: Callable[[RunEvent], None] | None,
     poll_s: float,
+    run_root: str | Path | None,
 ) -> SweepSummary:
     """The driver loop of :func:`run_sweep`, run under the store's driver lock."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if train_fn is None:  # say what to install now, not in every worker's traceback
+    command = plan.spec.command
+    if command is not None and train_fn is not None:
+        raise ValueError("a command sweep runs its [train] command; it takes no train_fn")
+    if command is None and train_fn is None:  # say what to install now, not in each worker
         require("torch", "training a sweep")
+    if command is not None:  # each command run's own folder: logs, losses, its checkpoint
+        checkpoint_root = Path(run_root or store.path.with_name(store.path.name + ".runs"))
+        checkpoint_root = checkpoint_root.resolve()
     t0 = time.monotonic()
     workers = workers or plan.workers
     if threads is None:
@@ -287,16 +344,7 @@ def _drive(
             **summary,
         )
 
-    if executor == "local":
-        backend: Any = LocalBackend(workers, threads, train_fn)
-    else:
-        backend = RayBackend(
-            workers,
-            threads,
-            train_fn,
-            address=address,
-            temp_dir=None if ray_temp_dir is None else str(ray_temp_dir),
-        )
+    backend = _backend(plan, executor, workers, threads, train_fn, address, ray_temp_dir)
     inflight: dict[Any, _Flight] = {}
     by_key = {r.key: r for r in plan.runs}
 
@@ -336,7 +384,7 @@ def _drive(
                         finished += 1
                         if outcome.result.get("cpu_s") is not None:
                             cpu_times.append(float(outcome.result["cpu_s"]))
-                        ckpt = checkpoint_dir(run)
+                        ckpt = checkpoint_dir(run) if command is None else None  # kept: logs
                         if ckpt:
                             shutil.rmtree(ckpt, ignore_errors=True)
                         emit(

@@ -30,6 +30,8 @@ Layout (every table but ``[design]`` is optional; omitted keys take the defaults
     batch_size = 16
     lr = 3e-3
     schedule = "cosine"
+    # or, to run any trainer: command = "python train.py --n_layer={n_layer} ...", with env,
+    # workdir, time_limit_s, loss_regex, resume_from, resume_args (scalinglab.sweep.command)
 
     [budget]
     flops = 1e14               # total training FLOPs, or:
@@ -39,6 +41,9 @@ Layout (every table but ``[design]`` is optional; omitted keys take the defaults
     [execution]
     workers = 2                # parallel runs (threads split evenly over the cores)
     max_retries = 2
+    gpus_per_run = 0           # GPUs each run gets (Ray task resources; CUDA_VISIBLE_DEVICES)
+    cpus_per_run = 1           # Ray: CPUs each run asks for (default: its threads)
+    memory_per_run = "8GiB"    # Ray: memory each run asks for (bytes, or "512MiB", "8GiB")
 
     [design]
     kind = "isoflop"           # "isoflop" | "grid" | "wsd" | "points"; see scalinglab.sweep.design
@@ -54,6 +59,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from scalinglab.sweep.command import COMMAND_KEYS, check_runner, command_from_train
 from scalinglab.sweep.spec_values import (
     DESIGN_KINDS,
     FLOPS_METHODS,
@@ -169,9 +175,16 @@ _TOP = ("sweep", "data", "model", "train", "budget", "execution", "design")
 _SWEEP = ("name", "seed", "store")
 _DATA = ("corpus", "tokenizer", "vocab_size", "seed")
 _MODEL = ("context_length", "param_basis", "flops_method", *SHAPE_OPTIONS)
-_TRAIN = tuple(f.name for f in TrainSpec.__dataclass_fields__.values())
+_TRAIN = (*(f.name for f in TrainSpec.__dataclass_fields__.values()), *COMMAND_KEYS)
 _BUDGET = ("flops", "wall_clock_s", "on_over")
-_EXECUTION = ("workers", "max_retries", "executor")
+_EXECUTION = (
+    "workers",
+    "max_retries",
+    "executor",
+    "gpus_per_run",
+    "cpus_per_run",
+    "memory_per_run",
+)
 _DESIGN_COMMON = ("kind", "min_steps")
 _DESIGN_KEYS = {
     "isoflop": (
@@ -244,21 +257,35 @@ def parse_spec(text: str | Mapping[str, Any], *, default_name: str = "sweep") ->
     seed = _integer("sweep.seed", sweep.get("seed", 0), minimum=0)
     store = _string("sweep.store", sweep.get("store", "scalinglab.db"))
 
-    return SweepSpec(
+    train = _table("train", raw.get("train", {}))
+    spec = SweepSpec(
         name=name,
         seed=seed,
         store=store,
-        data=_data(_table("data", raw.get("data", {}))),
+        data=_data(_table("data", raw.get("data", {})), command="command" in train),
         model=_model(_table("model", raw.get("model", {}))),
-        train=_train(_table("train", raw.get("train", {}))),
+        train=_train(train),
         budget=_budget(_table("budget", raw.get("budget", {}))),
         execution=_execution(_table("execution", raw.get("execution", {}))),
         design=_design(_table("design", raw["design"])),
+        command=command_from_train(train),
     )
+    check_runner(spec)
+    return spec
 
 
-def _data(t: dict[str, Any]) -> DataSpec:
+def _data(t: dict[str, Any], *, command: bool = False) -> DataSpec:
     _check_keys("data", t, _DATA)
+    if command:  # the command reads its own data: only the vocabulary matters (for counting N)
+        for key in t:
+            if key != "vocab_size":
+                raise _fail(f"data.{key}", "a command run reads its own data; give vocab_size only")
+        if "vocab_size" not in t:
+            raise _fail(
+                "data.vocab_size",
+                "missing: a command run needs its trainer's vocabulary size to count parameters",
+            )
+        return DataSpec(vocab_size=_integer("data.vocab_size", t["vocab_size"], minimum=2))
     vocab = t.get("vocab_size")
     corpus = _string("data.corpus", t.get("corpus", "stdlib"))
     builtin = corpus in ("stdlib", "synthetic") or corpus.startswith("synthetic:")
@@ -361,11 +388,34 @@ def _budget(t: dict[str, Any]) -> BudgetSpec:
 
 def _execution(t: dict[str, Any]) -> ExecutionSpec:
     _check_keys("execution", t, _EXECUTION)
+    cpus = t.get("cpus_per_run")
+    memory = t.get("memory_per_run")
     return ExecutionSpec(
         workers=_integer("execution.workers", t.get("workers", 1)),
         max_retries=_integer("execution.max_retries", t.get("max_retries", 2), minimum=0),
         executor=_choice("execution.executor", t.get("executor", "local"), ("local", "ray")),
+        gpus_per_run=_integer("execution.gpus_per_run", t.get("gpus_per_run", 0), minimum=0),
+        cpus_per_run=None if cpus is None else _number("execution.cpus_per_run", cpus),
+        memory_per_run=None if memory is None else _bytes("execution.memory_per_run", memory),
     )
+
+
+_BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_BYTE_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+
+
+def _bytes(key: str, value: Any) -> int:
+    """A byte count: a number, or a string with a unit ("512MiB", "8 GB")."""
+    if isinstance(value, str):
+        number, unit = value.strip(), ""
+        while number and number[-1].isalpha():
+            number, unit = number[:-1], number[-1] + unit
+        try:
+            value = float(number) * _BYTE_UNITS[unit.lower()]
+        except (ValueError, KeyError):
+            example = '4e9, "512MiB" or "8GiB"'
+            raise _fail(key, f"must be a byte count like {example}, got {value!r}") from None
+    return int(_number(key, value))
 
 
 def _design(t: dict[str, Any]) -> DesignSpec:

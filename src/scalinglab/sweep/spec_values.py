@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from scalinglab.errors import ScalingLabError
+from scalinglab.sweep.command import CommandSpec
 
 __all__ = [
     "BudgetSpec",
@@ -135,11 +136,19 @@ class BudgetSpec:
 
 @dataclass(frozen=True)
 class ExecutionSpec:
-    """Defaults for ``sweep run`` (the command line overrides them)."""
+    """Defaults for ``sweep run`` (the command line overrides them), and each run's resources.
+
+    ``gpus_per_run``, ``cpus_per_run`` and ``memory_per_run`` (bytes) become Ray task
+    resources; the local executor gives each worker its own ``gpus_per_run`` GPUs through
+    ``CUDA_VISIBLE_DEVICES``.
+    """
 
     workers: int = 1
     max_retries: int = 2
     executor: str = "local"
+    gpus_per_run: int = 0
+    cpus_per_run: float | None = None
+    memory_per_run: int | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +209,7 @@ class SweepSpec:
     train: TrainSpec = field(default_factory=TrainSpec)
     budget: BudgetSpec = field(default_factory=BudgetSpec)
     execution: ExecutionSpec = field(default_factory=ExecutionSpec)
+    command: CommandSpec | None = None  # set: each run is this command, not our trainer
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready mapping (tuples become lists)."""

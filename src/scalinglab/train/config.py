@@ -21,6 +21,12 @@ __all__ = ["PRECISIONS", "TrainConfig"]
 # "bf16": autocast; "bf16-matmul": fp32 tensors with bf16 matmuls in oneDNN (CPU); "auto" times
 # them on a CPU with bf16 units (see scalinglab.train.device).
 PRECISIONS = ("auto", "fp32", "bf16", "bf16-matmul")
+# A run of at least this many steps compiles on CUDA by default. torch.compile costs tens of
+# seconds once (34 s for nanoGPT's small model on CPU, ../shared/data/cpu_baselines); nanoGPT
+# compiles by default on GPU. The threshold is a judgement, not a measurement: a run of 1 000
+# steps or more is long enough to repay a compile of that order if compiled steps are faster.
+# benchmarks/gpu_train.py measures the step with and without compile on a GPU.
+COMPILE_MIN_STEPS = 1000
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,9 @@ class TrainConfig:
         see :mod:`scalinglab.train.device`. On a CPU with bf16 units, auto times a few steps of
         this model at each precision (once per machine and model, cached).
     compile
-        Wrap the model in ``torch.compile`` (off: it did not pay on CPU, see the module notes).
+        Wrap the model in ``torch.compile``. ``None`` (the default) decides by device: never on
+        CPU (it did not pay there, see :mod:`.trainer`), and on CUDA for runs of at least
+        ``COMPILE_MIN_STEPS`` steps, where its one-off compile time is small beside the run.
     """
 
     shape: TransformerShape
@@ -105,9 +113,12 @@ class TrainConfig:
     device: str = "cpu"
     threads: int | None = None
     precision: str = "auto"
-    compile: bool = False
+    compile: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.compile is None and not self.device.startswith("cuda"):
+            # Auto is "off" on CPU; stored as such, so CPU runs keep the keys they always had.
+            object.__setattr__(self, "compile", False)
         object.__setattr__(self, "branch_tokens", tuple(int(b) for b in self.branch_tokens))
         object.__setattr__(self, "tokens", int(self.tokens))
         positive_ints = ("tokens", "batch_size", "eval_tokens")
@@ -137,6 +148,13 @@ class TrainConfig:
         # Builds the schedule once so bad warmup/cooldown/branches fail here, not mid-run.
         self.schedule_for_run()
         self.branch_steps()
+
+    @property
+    def compiles(self) -> bool:
+        """Whether the run wraps its model in ``torch.compile`` (``compile``, or auto)."""
+        if self.compile is not None:
+            return self.compile
+        return self.total_steps >= COMPILE_MIN_STEPS
 
     @property
     def tokens_per_step(self) -> int:

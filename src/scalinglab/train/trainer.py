@@ -13,14 +13,17 @@ WSD run it stands for.
 ``train`` never prints: progress goes to ``on_progress``. It sets torch's thread count for the
 run and restores it afterwards, so a sweep can run one single-threaded worker per core.
 
-Speed on CPU (measured by benchmarks/train_speed.py against a faithful nanoGPT in the same
-process): data-parallel shards over single-threaded workers with the driving thread at one
-thread, fused AdamW, one numpy gather per batch instead of a stack of slices, no host sync per
-step (the training loss is summed on the device and read at log points only), validation on the
-validation split only, and, on a CPU with bf16 units, the precision that a timed probe of
-this run's own step finds fastest (see :mod:`.device`).
-``torch.compile`` is off by default: on nanoGPT's CPU recipe it did not help (33.4 against
-33.9 ms per step after a 34 s compile, ../shared/data/cpu_baselines/baselines.json).
+Speed on CPU (measured by benchmarks/train_speed.py against the real nanoGPT, run as its own
+process on its CPU recipe): data-parallel shards over single-threaded workers with the driving
+thread at one thread, fused AdamW, one numpy gather per batch instead of a stack of slices, no
+host sync per step (the training loss is summed on the device and read at log points only),
+validation on the validation split only, and, on a CPU with bf16 units, the precision that a
+timed probe of this run's own step finds fastest (see :mod:`.device`).
+``torch.compile`` is off by default on CPU: on nanoGPT's CPU recipe it did not help (33.4
+against 33.9 ms per step after a 34 s compile, ../shared/data/cpu_baselines/baselines.json).
+On CUDA, runs default to bf16 autocast (:mod:`.device`) and, from ``COMPILE_MIN_STEPS``
+steps on, ``torch.compile`` (:attr:`TrainConfig.compiles`); ``benchmarks/gpu_train.py``
+measures both on a GPU.
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ def _shard_count(config: TrainConfig, device_type: str, threads: int) -> int:
     draw from it in whatever order they run) and with torch.compile. Each shard holds its own
     gradient until they are summed, so the count is also capped to keep those within 1 GiB.
     """
-    if device_type != "cpu" or config.dropout > 0 or config.compile:
+    if device_type != "cpu" or config.dropout > 0 or config.compiles:
         return 1
     grad_bytes = 4 * count_params(config.shape).total
     return max(1, min(threads, config.batch_size, (1 << 30) // grad_bytes))
@@ -128,7 +131,7 @@ class _Stepper:
     ) -> None:
         self.model, self.optimizer, self.runtime = model, optimizer, runtime
         self.grad_clip = config.grad_clip
-        self.forward = torch.compile(model) if config.compile else model
+        self.forward = torch.compile(model) if config.compiles else model
         self.params = list(model.parameters())
         self.shards = shards
         self.pool: ThreadPoolExecutor | None = None
@@ -376,7 +379,7 @@ def _train(
     batches = _Batches(corpus, config, config.device if device_type == "cuda" else "cpu")
     # A resumed run keeps the precision its first part chose, so that it retraces one curve.
     precision = state.get("precision", config.precision) if state else config.precision
-    probe = device_type == "cpu" and not config.compile and total >= PROBE_MIN_STEPS
+    probe = device_type == "cpu" and not config.compiles and total >= PROBE_MIN_STEPS
     runtime = resolve_runtime(
         config.device,
         precision,
