@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import scalinglab.runs as runs_module
+import scalinglab.runs.sources as runs_sources
 from scalinglab.errors import ScalingLabError
 from scalinglab.runs import Runs, RunsError, RunsWarning, load_runs
 from scalinglab.store import StoreError
@@ -202,7 +202,7 @@ def test_drop_top_loss_validation():
 def test_store_dispatch(tmp_path, monkeypatch):
     store = tmp_path / "scalinglab.db"
     store.write_bytes(b"")
-    monkeypatch.setattr(runs_module, "load_store_runs", lambda path: _frame())
+    monkeypatch.setattr(runs_sources, "load_store_runs", lambda path: _frame())
     runs = load_runs(store)
     assert isinstance(runs, Runs) and len(runs) == 6 and runs.source == str(store)
 
