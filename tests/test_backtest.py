@@ -22,7 +22,7 @@ from scalinglab.procedures import (
     get_procedure,
     inner_backtest,
 )
-from scalinglab.procedures.choice import MAX_PROJECTED_ERROR
+from scalinglab.procedures.prediction import MAX_PROJECTED_ERROR
 from scalinglab.report.extrapolation import backtest_figure
 
 # Besiroglu et al. (2024, Table 1) fitted values, used only to generate synthetic runs.

@@ -4,7 +4,8 @@ Modules, by job: :mod:`~scalinglab.procedures.registry` (:class:`Procedure`, :da
 :func:`get_procedure`), :mod:`~scalinglab.procedures.recipes` (trusted runs, weights,
 :func:`fit_recipe`), :mod:`~scalinglab.procedures.inner` (the backtest inside the fitted runs),
 :mod:`~scalinglab.procedures.curves` (which checkpoints of training curves a fit may use),
-:mod:`~scalinglab.procedures.choice` (:func:`fit_procedure`, :class:`ProcedureFit`, intervals,
+:mod:`~scalinglab.procedures.choice` (:func:`fit_procedure`, the nested choice),
+:mod:`~scalinglab.procedures.prediction` (:class:`ProcedureFit`: predictions, intervals,
 verdicts), :mod:`~scalinglab.procedures.allocation` (which fit splits a budget between N and D,
 :class:`Planner`), :mod:`~scalinglab.procedures.rolling` (:func:`backtest`,
 :class:`BacktestResult`) and :mod:`~scalinglab.procedures.allocation_backtest` (plans against
@@ -18,10 +19,11 @@ from scalinglab.procedures.allocation import (
     check_allocation,
     optimal_params,
 )
-from scalinglab.procedures.choice import ProcedureFit, Verdict, fit_procedure
+from scalinglab.procedures.choice import fit_procedure
 from scalinglab.procedures.curves import SCHEDULES, curve_points
 from scalinglab.procedures.errors import BacktestError, ProcedureError
 from scalinglab.procedures.inner import INNER_CUTS, InnerBacktest, inner_backtest
+from scalinglab.procedures.prediction import ProcedureFit, Verdict
 from scalinglab.procedures.recipes import (
     fit_recipe,
     near_frontier_mask,

@@ -26,9 +26,10 @@ from scalinglab.procedures.allocation_backtest import (
     measured_optima,
     planner_columns,
 )
-from scalinglab.procedures.choice import ProcedureFit, fit_procedure
+from scalinglab.procedures.choice import fit_procedure
 from scalinglab.procedures.errors import BacktestError, ProcedureError
 from scalinglab.procedures.inner import INCLUSIVE, INNER_CUTS, runs_inputs
+from scalinglab.procedures.prediction import ProcedureFit
 from scalinglab.procedures.registry import DEFAULT_PROCEDURE, Procedure, get_procedure
 from scalinglab.runs import Runs, as_runs
 
