@@ -40,11 +40,12 @@ def loglog(flops: np.ndarray, values: np.ndarray) -> tuple[float, float]:
     return float(slope), float(math.exp(intercept))
 
 
-def loglog_batch(flops: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise :func:`loglog` for values ``[K, m]`` (NaN entries ignored)."""
-    x = np.log(flops)[None, :]
-    y = np.log(values)
-    ok = np.isfinite(y)
+def _slopes(
+    x: np.ndarray, y: np.ndarray, ok: np.ndarray, *, require_trend: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise least-squares slope and exp(intercept) of ``y`` on ``x`` over the entries where
+    ``ok`` (others weigh nothing); NaN where a row has fewer than two points, no spread in x,
+    or, with ``require_trend``, no trend at all."""
     w = ok.astype(float)
     y = np.where(ok, y, 0.0)
     n = w.sum(axis=1)
@@ -52,9 +53,24 @@ def loglog_batch(flops: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.
     my = (w * y).sum(axis=1) / np.maximum(n, 1)
     sxx = (w * (x - mx[:, None]) ** 2).sum(axis=1)
     sxy = (w * (x - mx[:, None]) * (y - my[:, None])).sum(axis=1)
+    fitted = (n >= 2) & (sxx > 0)
+    if require_trend:
+        fitted &= np.abs(sxy) > 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        slope = np.where((n >= 2) & (sxx > 0), sxy / sxx, np.nan)
+        slope = np.where(fitted, sxy / sxx, np.nan)
     return slope, np.exp(my - slope * mx)
+
+
+def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The central percentile interval at ``level``, NaN resamples ignored."""
+    lo, hi = np.nanpercentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
+
+
+def loglog_batch(flops: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise :func:`loglog` for values ``[K, m]`` (NaN entries ignored)."""
+    y = np.log(values)
+    return _slopes(np.log(flops)[None, :], y, np.isfinite(y))
 
 
 def power_fits(
@@ -74,14 +90,8 @@ def power_fits(
         sa, sk = loglog_batch(boot_flops, boot_params)
         sb, skd = loglog_batch(boot_flops, bt)
         failed = int(np.sum(~np.isfinite(sa)))
-        q = [50 * (1 - level), 50 * (1 + level)]
-
-        def pct(v: np.ndarray) -> tuple[float, float]:
-            lo, hi = np.nanpercentile(v, q)
-            return float(lo), float(hi)
-
-        ci_n = {"exponent": pct(sa), "coefficient": pct(sk)}
-        ci_d = {"exponent": pct(sb), "coefficient": pct(skd)}
+        ci_n = {"exponent": _interval(sa, level), "coefficient": _interval(sk, level)}
+        ci_d = {"exponent": _interval(sb, level), "coefficient": _interval(skd, level)}
     return PowerLawFit(a, k_n, ci_n), PowerLawFit(b, k_d, ci_d), failed
 
 
@@ -98,37 +108,23 @@ def power_fits_rows(
         return fit_n, fit_d, 0
     x = np.log(boot_flops)
     ok = np.isfinite(x) & np.isfinite(boot_params)
-    q = [50 * (1 - level), 50 * (1 + level)]
-    out = {}
+    x = np.where(ok, x, 0.0)
+    slopes = {}
     for name, values in (
         ("n", boot_params),
         ("d", boot_flops / (FLOPS_PER_PARAM_TOKEN * boot_params)),
     ):
-        y = np.where(ok, np.log(np.where(ok, values, 1.0)), 0.0)
-        w = ok.astype(float)
-        n = w.sum(axis=1)
-        xs = np.where(ok, x, 0.0)
-        mx = (w * xs).sum(axis=1) / np.maximum(n, 1)
-        my = (w * y).sum(axis=1) / np.maximum(n, 1)
-        sxx = (w * (xs - mx[:, None]) ** 2).sum(axis=1)
-        sxy = (w * (xs - mx[:, None]) * (y - my[:, None])).sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            slope = np.where((n >= 2) & (sxx > 0) & (np.abs(sxy) > 0), sxy / sxx, np.nan)
-        out[name] = (slope, np.exp(my - slope * mx))
-    failed = int(np.sum(~np.isfinite(out["n"][0])))
-
-    def pct(v: np.ndarray) -> tuple[float, float]:
-        lo, hi = np.nanpercentile(v, q)
-        return float(lo), float(hi)
-
-    fit_n = PowerLawFit(
-        fit_n.exponent,
-        fit_n.coefficient,
-        {"exponent": pct(out["n"][0]), "coefficient": pct(out["n"][1])},
-    )
-    fit_d = PowerLawFit(
-        fit_d.exponent,
-        fit_d.coefficient,
-        {"exponent": pct(out["d"][0]), "coefficient": pct(out["d"][1])},
+        slopes[name] = _slopes(x, np.log(np.where(ok, values, 1.0)), ok, require_trend=True)
+    failed = int(np.sum(~np.isfinite(slopes["n"][0])))
+    fit_n, fit_d = (
+        PowerLawFit(
+            fit.exponent,
+            fit.coefficient,
+            {
+                "exponent": _interval(slopes[name][0], level),
+                "coefficient": _interval(slopes[name][1], level),
+            },
+        )
+        for name, fit in (("n", fit_n), ("d", fit_d))
     )
     return fit_n, fit_d, failed
