@@ -12,8 +12,8 @@ are printed, so a choice that only fits one set shows.
 
 The sets (real data from ../shared/data, see each SOURCE.md, and synthetic families with known
 truth) are in ``suite_sets.py``. Where a set holds compute optima, each procedure's planned N_opt
-(the N minimising its predicted loss at the budget) is scored in decades too, and the default
-must win on loss and on allocation.
+(its planner's optimum at the budget, as ``scalinglab plan`` gives it; a refusal counts as a miss)
+is scored in decades too, and the default must win on loss and on allocation.
 """
 
 from __future__ import annotations
