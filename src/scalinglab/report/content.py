@@ -30,6 +30,7 @@ __all__ = [
     "RunPoints",
     "Samples",
     "Slice",
+    "TrainedRun",
     "TrainingCurve",
     "build_content",
     "run_labels",
@@ -179,6 +180,46 @@ class TrainingCurve:
 
 
 @dataclass(frozen=True)
+class TrainedRun:
+    """A run chosen from the fit before it was trained: the law's prediction against the loss.
+
+    Attributes
+    ----------
+    label
+        What the run is (``"plan"``, ``"alternative: 20 tokens per parameter"``).
+    params, tokens, flops
+        The run as trained (N as the fit counts it, D, C by the fit's FLOP count).
+    predicted
+        The fit's loss at (N, D), made before training.
+    interval, level
+        The bootstrap interval of that prediction and its level (``None`` without one).
+    measured
+        The validation loss the run reached (``None`` if it was not trained).
+    """
+
+    label: str
+    params: float
+    tokens: float
+    flops: float
+    predicted: float
+    interval: tuple[float, float] | None = None
+    level: float | None = None
+    measured: float | None = None
+
+    @property
+    def rel_error(self) -> float | None:
+        """measured / predicted − 1 (``None`` until measured)."""
+        return None if self.measured is None else self.measured / self.predicted - 1.0
+
+    @property
+    def inside(self) -> bool | None:
+        """Whether the measured loss lies inside the prediction's interval."""
+        if self.measured is None or self.interval is None:
+            return None
+        return bool(self.interval[0] <= self.measured <= self.interval[1])
+
+
+@dataclass(frozen=True)
 class ReportContent:
     """Everything a report shows, computed once.
 
@@ -216,6 +257,9 @@ class ReportContent:
     warnings: tuple[str, ...] = ()
     facts: tuple[tuple[str, str], ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    answer: tuple[str, ...] = ()
+    trained: tuple[TrainedRun, ...] = ()
+    trained_table: pd.DataFrame | None = None
 
     def summary(self) -> Sequence[tuple[str, str]]:
         """Headline facts for the top of the page, as (label, value) pairs."""
@@ -273,6 +317,8 @@ def build_content(
     commands: Sequence[str] = (),
     isoflop: bool | None = None,
     curves: pd.DataFrame | None = None,
+    answer: Sequence[str] = (),
+    trained: Sequence[TrainedRun] = (),
 ) -> ReportContent:
     """Ask the fit and the planner everything the report shows.
 
@@ -301,6 +347,11 @@ def build_content(
     curves
         Loss curves from a store (``Store.curves()``: ``run_id``, ``tokens``, ``val_loss``);
         drawn for the runs of ``runs`` they belong to.
+    answer
+        Sentences the page leads with (the finding, in words).
+    trained
+        Runs planned from the fit and then trained: drawn against the frontier, tabulated with
+        their predicted and measured losses.
     """
     from scalinglab.plan import PlanError, allocate, frontier
 
@@ -421,6 +472,18 @@ def build_content(
     if curves is not None and len(curves):
         fields["curves"] = _training_curves(frame, curves)
 
+    if trained:
+        fields["trained"] = tuple(trained)
+        fields["trained_table"] = _trained_table(trained)
+        for run in trained:
+            if run.measured is not None:
+                facts.append(
+                    (
+                        f"{run.label}: predicted → measured",
+                        f"{run.predicted:.4f} → {run.measured:.4f} ({100 * run.rel_error:+.2f}%)",
+                    )
+                )
+
     return ReportContent(
         title=title,
         source=runs.source,
@@ -430,8 +493,36 @@ def build_content(
         notes=tuple(notes),
         warnings=tuple(dict.fromkeys(warn)),
         facts=tuple(facts),
+        answer=tuple(answer),
         **fields,
     )
+
+
+def _trained_table(trained: Sequence[TrainedRun]) -> pd.DataFrame:
+    rows = []
+    for run in trained:
+        level = f"{run.level:.0%} interval" if run.level else "interval"
+        rows.append(
+            {
+                "run": run.label,
+                "N": run.params,
+                "D": run.tokens,
+                "D/N": run.tokens / run.params,
+                "C (FLOP)": run.flops,
+                "predicted loss": run.predicted,
+                level: run.interval,
+                "measured loss": run.measured,
+                "measured/predicted − 1 (%)": (
+                    None if run.rel_error is None else 100.0 * run.rel_error
+                ),
+                "inside the interval": None
+                if run.inside is None
+                else "yes"
+                if run.inside
+                else "no",
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _curve(table: pd.DataFrame, x: str, y: str, level: float, label: str) -> Curve:

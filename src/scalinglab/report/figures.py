@@ -44,6 +44,7 @@ __all__ = [
     "isoflop_figure",
     "loss_vs_compute_figure",
     "make_figures",
+    "plan_check_figure",
     "residuals_figure",
     "save_figures",
     "separate_effects_figure",
@@ -317,6 +318,90 @@ def loss_vs_compute_figure(content: ReportContent) -> ReportFigure:
         caption,
         fig,
         labels,
+    )
+
+
+def plan_check_figure(content: ReportContent) -> ReportFigure | None:
+    """The plan, trained: sweep, fitted frontier, each planned run's prediction and measurement.
+
+    Left, the runs the law was fitted on, the compute-optimal frontier with its band, and each
+    run trained after the fit: hollow, the prediction with its interval; filled, the measured
+    loss. Right, the same predictions and measurements side by side at the budget, where a
+    difference of a per cent is visible. ``None`` when nothing was trained after the fit.
+    """
+    trained = content.trained
+    if not trained:
+        return None
+    runs, frontier = content.runs, content.frontier
+    labels: dict[str, tuple[str, ...]] = {}
+    markers = ("*", "D", "s", "^", "v")
+    with mpl.rc_context(STYLE):
+        fig, (ax, ax_zoom) = _new_figure(9.6, 4.2, ncols=2)
+        fig.get_layout_engine().set(wspace=0.08)
+        _scatter_runs(
+            ax, runs.flops, runs.loss, runs, "check-runs", labels, color="#9A9A9A", label="sweep"
+        )
+        x_max = max(runs.flops.max(), *(t.flops for t in trained))
+        if frontier is not None:
+            _band(ax, frontier, _BAND)
+            ax.plot(frontier.x, frontier.y, color=_FIT, label=frontier.label, zorder=5)
+        for k, (run, marker) in enumerate(zip(trained, markers * len(trained), strict=False)):
+            color = _PALETTE[(k + 1) % len(_PALETTE)]
+            for axis, x in ((ax, run.flops), (ax_zoom, float(k))):
+                yerr = None
+                if run.interval is not None:
+                    lo, hi = run.interval
+                    yerr = np.array(
+                        [[max(run.predicted - lo, 0.0)], [max(hi - run.predicted, 0.0)]]
+                    )
+                axis.errorbar(
+                    [x],
+                    [run.predicted],
+                    yerr=yerr,
+                    fmt=marker,
+                    markersize=10 if marker == "*" else 6,
+                    markerfacecolor="white",
+                    markeredgecolor=color,
+                    color=color,
+                    capsize=3,
+                    zorder=6,
+                    label=f"{run.label}: predicted" if axis is ax else None,
+                )
+                if run.measured is not None:
+                    axis.plot(
+                        [x],
+                        [run.measured],
+                        marker=marker,
+                        markersize=10 if marker == "*" else 6,
+                        color=color,
+                        markeredgecolor="black",
+                        markeredgewidth=0.5,
+                        linestyle="none",
+                        zorder=7,
+                        label=f"{run.label}: measured" if axis is ax else None,
+                    )
+        _shade_extrapolation(ax, content.domain_flops_max, x_max * 1.5)
+        _loss_axes(ax)
+        ax.set_xlabel("training compute C (FLOP)")
+        _loss_axis(ax)
+        ax.legend(loc="upper right", fontsize=7)
+        ax.set_title("the sweep, the fitted frontier and the runs planned from it")
+        ax_zoom.set_xticks(range(len(trained)), [t.label for t in trained], rotation=0)
+        ax_zoom.set_xlim(-0.6, len(trained) - 0.4)
+        ax_zoom.margins(y=0.25)
+        ax_zoom.grid(axis="x", visible=False)
+        _loss_axis(ax_zoom)
+        ax_zoom.set_title(f"at {_sci(trained[0].flops)} FLOP: predicted (hollow) and measured")
+    level = next((t.level for t in trained if t.level), None)
+    shown = f"{level:.0%} " if level else ""
+    caption = (
+        "Planned from the fit, then trained: hollow markers are the law's predictions (with "
+        f"their {shown}bootstrap interval), made before training; filled markers are the "
+        "validation losses the runs reached. Grey dots are the sweep the law was fitted on; the "
+        "line is its compute-optimal frontier, in the shaded region an extrapolation."
+    )
+    return ReportFigure(
+        "plan_check", "The plan, trained: prediction against measurement", caption, fig, labels
     )
 
 
@@ -677,6 +762,7 @@ def training_curves_figure(content: ReportContent) -> ReportFigure | None:
 def make_figures(content: ReportContent) -> list[ReportFigure]:
     """Every figure the content supports, in the report's order."""
     made = [
+        plan_check_figure(content),
         loss_vs_compute_figure(content),
         separate_effects_figure(content),
         isoflop_figure(content),
