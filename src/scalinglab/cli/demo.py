@@ -270,14 +270,16 @@ def _print_demo(p: dict[str, Any]) -> None:
     )
     ci = p.get("ci") or {}
     values = {**p["params"], **(p.get("derived") or {})}
-    names = ("E", "alpha", "beta", "a") if p["identified"] else ("alpha", "beta", "a")
+    names = ("E", "alpha", "beta", "alpha_N", "alpha_D", "a")
     parts = []
     for name in names:
         if name in values:
             interval = ci.get(name)
             shown = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
             parts.append(f"{name} = {values[name]:.3f}{shown}")
-    console.print(f"law ({p['law']}, 95% bootstrap intervals): " + ", ".join(parts))
+    console.print(
+        f"law ({p['law']}, 95% bootstrap intervals): " + ", ".join(parts), highlight=False
+    )
     console.print(esc(p["law_note"]), highlight=False)
     held = p.get("heldout")
     if held and held.get("runs"):

@@ -21,7 +21,7 @@ from scalinglab.demo.check import (
     CheckPlan,
     plan_check,
 )
-from scalinglab.demo.law import LawChoice, choose_law, identification_problems
+from scalinglab.demo.law import FALLBACK_LAW, LawChoice, choose_law, identification_problems
 from scalinglab.demo.run import DemoResult, run_demo
 from scalinglab.demo.sweep import DEMO_SPEC, demo_plan, heldout_threshold
 
@@ -29,6 +29,7 @@ __all__ = [
     "ALTERNATIVE_TOKENS_PER_PARAM",
     "BUDGET_MULTIPLE",
     "DEMO_SPEC",
+    "FALLBACK_LAW",
     "PLAN_LEVEL",
     "CheckPlan",
     "DemoResult",

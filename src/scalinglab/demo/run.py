@@ -241,7 +241,6 @@ def _heldout_fit(
             bootstrap=min(bootstrap, 100),
             seed=seed,
             holdout_above=threshold,
-            **dict(law.options),
         )
     except FitError:  # too few runs below the threshold: the report says there is no check
         return None
@@ -284,14 +283,15 @@ def _answer(law: LawChoice, check: CheckPlan, checks: tuple[TrainedRun, ...]) ->
         extra = f" [{lo_hi[0]:.3g}, {lo_hi[1]:.3g}]" if lo_hi else ""
         return f"{symbol} = {values[name]:.3g}{extra}"
 
-    names = [("E", "E"), ("alpha", "α"), ("beta", "β"), ("a", "a = β/(α+β)")]
-    if not law.identified:
-        names = names[1:]
-    level = f"{fit.ci_level:.0%}"
+    symbols = {"E": "E", "alpha": "α", "beta": "β", "alpha_N": "α_N", "alpha_D": "α_D"}
+    names = [n for n in ("E", *law.exponents) if n in values]
+    if "a" in values:
+        symbols["a"] = "a = β/(α+β)"
+        names.append("a")
     lines = [
-        f"Law: L(N, D) = E + A/N^α + B/D^β fitted to {fit.n_runs} runs, "
-        + ", ".join(shown(n, s) for n, s in names if n in values)
-        + f" ({level} bootstrap intervals). {law.note}",
+        f"Law: {fit.law_object.formula} fitted to {fit.n_runs} runs, "
+        + ", ".join(shown(n, symbols[n]) for n in names)
+        + f" ({fit.ci_level:.0%} bootstrap intervals). {law.note}",
     ]
     a = check.allocation
     plan_run = checks[0]

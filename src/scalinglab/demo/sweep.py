@@ -34,14 +34,15 @@ DEMO_SPEC = """\
 # The sweep `scalinglab demo` trains: the same text is DEMO_SPEC in scalinglab/demo/sweep.py.
 # Train it alone with: scalinglab sweep run examples/demo.toml
 #
-# The rule, fixed before any held-out error was looked at: 5 compute levels a factor sqrt(10)
-# apart, from 2e9 to 2e11 FLOP (the top set by the time budget: the plan at 10x the largest
-# run trains in about three minutes on one core; the bottom two decades lower, where the
-# smallest one-layer model still trains), each with 5 sizes spaced evenly in log N over 1.5
-# decades around N* = sqrt(C / (6 * 70)) (70 tokens per parameter: the IsoFLOP minima of the
-# separate sweep examples/isoflop_stdlib.toml), so every level spans three decades of tokens
-# per parameter; sizes below the smallest model are skipped. The demo fits every level but the
-# top one and predicts the top one (held out).
+# The rule, fixed before any held-out error was looked at: 5 compute levels a factor 10^0.25
+# apart over one decade, 2e10 to 2e11 FLOP (the top set by the time budget: the plan at 10x
+# the largest run must train in minutes on one core), each with 7 sizes spaced evenly in log N
+# over 2 decades around N* = sqrt(C / (6 * 100)) (100 tokens per parameter: near the IsoFLOP
+# minima of two pilot sweeps), so every level spans four decades of tokens per parameter;
+# sizes below the smallest model, or with fewer than 200 optimiser steps (whose loss reflects
+# warmup and cooldown more than N and D), are skipped. Depth grows with width (aspect ratio
+# 16 to 64, preferring 32) and the learning rate falls as 1/width (3e-3 at width 64). The demo
+# fits every level but the top one and predicts the top one (held out).
 [sweep]
 name = "demo"
 seed = 0
@@ -54,11 +55,14 @@ tokenizer = "byte"
 context_length = 64
 param_basis = "non_embedding"
 flops_method = "6nd"
-aspect_min = 16         # admit one-layer models down to d_model 16 (3,120 parameters)
+aspect = 32
+aspect_min = 16         # admits one layer of width 16 (3,120 parameters)
+aspect_max = 64
 
 [train]
 batch_size = 16
 lr = 3e-3
+lr_ref_width = 64       # each run's lr is 3e-3 x 64 / d_model
 schedule = "wsd"
 cooldown_fraction = 0.2
 
@@ -67,12 +71,13 @@ workers = 2
 
 [design]
 kind = "isoflop"
-flops_min = 2e9
+flops_min = 2e10
 flops_max = 2e11
 levels = 5
-sizes_per_level = 5
-width_decades = 1.5
-tokens_per_param = 70
+sizes_per_level = 7
+width_decades = 2.0
+tokens_per_param = 100
+min_steps = 200
 """
 
 
