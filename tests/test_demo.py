@@ -121,17 +121,23 @@ def test_examples_demo_toml_is_the_demo_spec():
 
 
 def test_demo_design_follows_its_rule():
-    """Levels a factor √10 apart over two decades, each spanning decades of D/N, depth varying."""
+    """Levels 10^0.25 apart over a decade, each spanning decades of D/N, depth varying, every run
+    at least 200 steps long, the learning rate falling as 1/width."""
     plan = demo_plan()
     spec = plan.spec
     assert spec.design.kind == "isoflop"
     levels = sorted({r.compute_level for r in plan.runs})
-    assert len(levels) == spec.design.levels
-    assert np.allclose(np.diff(np.log10(levels)), 0.5)
-    assert plan.coverage.compute_decades >= 2.0
+    assert len(levels) == spec.design.levels == 5
+    assert np.allclose(np.diff(np.log10(levels)), 0.25)
+    assert plan.coverage.compute_decades >= 1.0
     assert plan.coverage.ratio_decades >= 2.5
     assert all(n >= 3 for n in plan.coverage.sizes_per_level.values())
     assert len({r.shape.n_layer for r in plan.runs}) > 1, "depth varies as well as width"
+    step = spec.train.batch_size * spec.model.context_length
+    for run in plan.runs:
+        assert run.tokens >= spec.design.min_steps * step
+        lr = run.config_dict["lr"]
+        assert lr == pytest.approx(spec.train.lr * spec.train.lr_ref_width / run.shape.d_model)
     # The held-out level is the top one, and everything below it is fitted.
     threshold = heldout_threshold(plan, None)
     assert levels[-2] < threshold < levels[-1]
