@@ -162,8 +162,8 @@ def test_slices_flatten_to_the_other_terms_floor(content):
 
 
 def test_plan_check_draws_predictions_with_intervals_and_measurements(chinchilla_runs, boot_fit):
-    from scalinglab.report.content import TrainedRun
     from scalinglab.report.figures import plan_check_figure
+    from scalinglab.report.values import TrainedRun
 
     budget = 5.76e23
     lo, hi = boot_fit.prediction_interval(0.9, params=7e10, tokens=1.37e12)

@@ -264,14 +264,15 @@ def test_cli_report_on_chinchilla_fits_and_plans_chinchillas_budget(tmp_path, sh
 def test_the_answer_leads_the_page_with_the_trained_plan(content):
     import dataclasses
 
-    from scalinglab.report.content import TrainedRun, _trained_table
+    from scalinglab.report.tables import trained_table
+    from scalinglab.report.values import TrainedRun
 
     run = TrainedRun("plan", 7e10, 1.4e12, 5.9e23, 1.94, (1.92, 1.96), 0.9, 1.95)
     led = dataclasses.replace(
         content,
         answer=(f"Law: {HOSTILE}", "Plan: N = 70B"),
         trained=(run,),
-        trained_table=_trained_table([run]),
+        trained_table=trained_table([run]),
     )
     html = render_html(led, [loss_vs_compute_figure(led)], generated=dt.datetime(2024, 1, 2))
     assert html.index('id="answer"') < html.index('id="figures"') < html.index('id="fit"')

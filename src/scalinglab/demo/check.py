@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from scalinglab.report.content import TrainedRun
+from scalinglab.report.values import TrainedRun
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,7 +53,7 @@ class CheckPlan:
     plan
         The two runs as a sweep plan (the planned run first, then the alternative).
     predictions
-        One :class:`~scalinglab.report.content.TrainedRun` per run, ``measured`` unset.
+        One :class:`~scalinglab.report.values.TrainedRun` per run, ``measured`` unset.
     """
 
     allocation: Allocation

@@ -19,7 +19,7 @@ from scalinglab.demo.sweep import demo_plan, heldout_threshold
 from scalinglab.errors import ScalingLabError
 from scalinglab.fitting import FitWarning
 from scalinglab.report.build import ReportResult, build_report
-from scalinglab.report.content import TrainedRun
+from scalinglab.report.values import TrainedRun
 from scalinglab.runs import Runs, load_runs
 
 if TYPE_CHECKING:

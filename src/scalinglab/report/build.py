@@ -19,9 +19,10 @@ import pandas as pd
 from scalinglab import fitting
 from scalinglab.fitting import Fit, FitError, FitWarning, load_fit, refit
 from scalinglab.outputs import check_output
-from scalinglab.report.content import ReportContent, TrainedRun, build_content
+from scalinglab.report.content import build_content
 from scalinglab.report.figures import ReportFigure, figure_bytes, make_figures, save_figures
 from scalinglab.report.html import write_report
+from scalinglab.report.values import ReportContent, TrainedRun
 from scalinglab.runs import Runs, as_runs
 
 __all__ = ["CHINCHILLA_FLOPS", "ReportResult", "build_report"]

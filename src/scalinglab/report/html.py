@@ -25,8 +25,8 @@ import pandas as pd
 
 from scalinglab._version import __version__
 from scalinglab.outputs import check_output, write_atomic
-from scalinglab.report.content import ReportContent
 from scalinglab.report.figures import ReportFigure, figure_bytes, make_figures
+from scalinglab.report.values import ReportContent
 
 __all__ = ["embed_svg", "format_number", "render_html", "write_report"]
 
