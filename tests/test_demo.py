@@ -300,17 +300,12 @@ def test_reduced_demo_with_real_training_reports_every_number(tmp_path, monkeypa
     trained and measured, all printed, in the JSON summary and in the report; then reused."""
     monkeypatch.chdir(tmp_path)
     spec = parse_spec(SMALL)
-    import scalinglab.demo.run as demo_run
-
-    monkeypatch.setattr(demo_run, "demo_plan", lambda workers=None: plan_sweep(spec))
-    import scalinglab.cli.demo as demo_cli
-
+    # The CLI designs the sweep with scalinglab.demo.demo_plan: a reduced one here.
     monkeypatch.setattr("scalinglab.demo.demo_plan", lambda workers=None: plan_sweep(spec))
     text = runner.invoke(app, ["demo", "--bootstrap", "20"])
     assert text.exit_code == 0, text.output
-    for words in ("law (chinchilla", "held-out check", "plan for", "plan, trained", "alternative"):
+    for words in ("law (", "held-out check", "plan for", "plan, trained", "alternative"):
         assert words in text.output
-    assert demo_cli is not None
     result = runner.invoke(app, ["demo", "--bootstrap", "20", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
