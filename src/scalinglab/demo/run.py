@@ -286,7 +286,7 @@ def _answer(law: LawChoice, check: CheckPlan, checks: tuple[TrainedRun, ...]) ->
     symbols = {"E": "E", "alpha": "α", "beta": "β", "alpha_N": "α_N", "alpha_D": "α_D"}
     names = [n for n in ("E", *law.exponents) if n in values]
     if "a" in values:
-        symbols["a"] = "a = β/(α+β)"
+        symbols["a"] = "a (N_opt ∝ C^a)"
         names.append("a")
     lines = [
         f"Law: {fit.law_object.formula} fitted to {fit.n_runs} runs, "
