@@ -129,6 +129,26 @@ def test_aspect_options_reach_the_shape_rule():
     assert runs[0].params == count_params(runs[0].shape).non_embedding == 6984
 
 
+def test_lr_ref_width_scales_each_runs_learning_rate_inversely_with_width():
+    grid = 'kind = "grid"\nparams = [1e5, 1e6]\ntokens = [1e6]\n'
+    scaled = HEAD.replace("batch_size = 8", "batch_size = 8\nlr = 3e-3\nlr_ref_width = 64")
+    runs, _ = design_runs(parse_spec(scaled + "[design]\n" + grid))
+    plain, _ = design_runs(
+        parse_spec(
+            HEAD.replace("batch_size = 8", "batch_size = 8\nlr = 3e-3") + "[design]\n" + grid
+        )
+    )
+    for run, base in zip(runs, plain, strict=True):
+        assert run.config_dict["lr"] == pytest.approx(3e-3 * 64 / run.shape.d_model)
+        assert base.config_dict["lr"] == 3e-3
+        # At the reference width the lr, and so the run, are the same.
+        assert (run.key == base.key) == (run.shape.d_model == 64)
+    assert {r.shape.d_model for r in runs} != {64}
+    assert "lr_ref_width" not in runs[0].config_dict
+    with pytest.raises(SpecError, match=r"^train\.lr_ref_width: "):
+        parse_spec(HEAD.replace("batch_size = 8", "lr_ref_width = 0") + "[design]\n" + grid)
+
+
 def test_per_operation_flops_and_total_basis():
     s = parse_spec(
         HEAD.replace("[model]", '[model]\nparam_basis = "total"\nflops_method = "per_operation"')

@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 
 import matplotlib as mpl
 import numpy as np
+import pandas as pd
 import pytest
 
 from scalinglab import Fit, fit
@@ -158,3 +159,43 @@ def test_slices_flatten_to_the_other_terms_floor(content):
     for sl in boot.slices_fixed_tokens:
         assert np.all(np.diff(sl.curve.y) < 0)
         assert sl.asymptote < sl.curve.y.min()
+
+
+def test_plan_check_draws_predictions_with_intervals_and_measurements(chinchilla_runs, boot_fit):
+    from scalinglab.report.figures import plan_check_figure
+    from scalinglab.report.values import TrainedRun
+
+    budget = 5.76e23
+    lo, hi = boot_fit.prediction_interval(0.9, params=7e10, tokens=1.37e12)
+    plan = TrainedRun(
+        "plan",
+        7e10,
+        1.37e12,
+        budget,
+        boot_fit.predict(params=7e10, tokens=1.37e12),
+        (float(lo), float(hi)),
+        0.9,
+        1.95,
+    )
+    untrained = TrainedRun("20 tokens/param", 6.9e10, 1.39e12, budget, 1.98)
+    c = build_content(chinchilla_runs, boot_fit, budgets=(budget,), trained=(plan, untrained))
+    figures = make_figures(c)
+    assert figures[0].name == "plan_check"
+    ax, ax_zoom = figures[0].figure.axes[:2]
+    assert ax.get_xscale() == "log" and "FLOP" in ax.get_xlabel()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "plan: predicted" in labels and "plan: measured" in labels
+    assert "20 tokens/param: predicted" in labels
+    assert "20 tokens/param: measured" not in labels, "nothing measured, nothing drawn"
+    assert [t.get_text() for t in ax_zoom.get_xticklabels()] == ["plan", "20 tokens/param"]
+    # The measured point is drawn where it was measured; the table says whether it fell inside.
+    table = c.trained_table
+    assert table["measured loss"].iloc[0] == 1.95 and pd.isna(table["measured loss"].iloc[1])
+    inside = "yes" if lo <= 1.95 <= hi else "no"
+    assert table["inside the interval"].iloc[0] == inside
+    assert pd.isna(table["inside the interval"].iloc[1])
+    assert (
+        "plan: predicted → measured",
+        f"{plan.predicted:.4f} → 1.9500 ({100 * (1.95 / plan.predicted - 1):+.2f}%)",
+    ) in c.facts
+    assert plan_check_figure(build_content(chinchilla_runs, boot_fit)) is None

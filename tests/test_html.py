@@ -259,3 +259,22 @@ def test_cli_report_on_chinchilla_fits_and_plans_chinchillas_budget(tmp_path, sh
     page = out.read_text(encoding="utf-8")
     assert "5.76·10²³" in page and 'id="fit-table"' in page and 'id="heldout"' in page
     assert len(list(figs.glob("*.png"))) == len(list(figs.glob("*.svg"))) == 6
+
+
+def test_the_answer_leads_the_page_with_the_trained_plan(content):
+    import dataclasses
+
+    from scalinglab.report.tables import trained_table
+    from scalinglab.report.values import TrainedRun
+
+    run = TrainedRun("plan", 7e10, 1.4e12, 5.9e23, 1.94, (1.92, 1.96), 0.9, 1.95)
+    led = dataclasses.replace(
+        content,
+        answer=(f"Law: {HOSTILE}", "Plan: N = 70B"),
+        trained=(run,),
+        trained_table=trained_table([run]),
+    )
+    html = render_html(led, [loss_vs_compute_figure(led)], generated=dt.datetime(2024, 1, 2))
+    assert html.index('id="answer"') < html.index('id="figures"') < html.index('id="fit"')
+    assert HOSTILE not in html and "Plan: N = 70B" in html
+    assert 'id="trained-table"' in html and "1.95" in html and ">yes<" in html

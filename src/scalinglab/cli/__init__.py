@@ -15,6 +15,7 @@ from scalinglab import __version__
 from scalinglab._optional import as_missing_dependency
 from scalinglab.cli import backtest as backtest_cli
 from scalinglab.cli import compute
+from scalinglab.cli import demo as demo_cli
 from scalinglab.cli import fit as fit_cli
 from scalinglab.cli import importing as import_cli
 from scalinglab.cli import plan as plan_cli
@@ -62,7 +63,7 @@ app.command("plan")(plan_cli.plan)
 app.command("compare")(plan_cli.compare)
 app.command("report")(report_cli.report)
 app.command("import")(import_cli.import_command)
-app.command("demo")(report_cli.demo)
+app.command("demo")(demo_cli.demo)
 
 
 def main(argv: list[str] | None = None) -> None:

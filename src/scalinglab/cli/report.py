@@ -1,5 +1,5 @@
-"""``scalinglab report`` and ``scalinglab demo``: the self-contained HTML report, and the whole
-loop (sweep, fit, held-out check, plan, report) on this machine."""
+"""``scalinglab report``: the self-contained HTML report of any runs (``scalinglab demo`` is in
+:mod:`scalinglab.cli.demo`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from scalinglab.cli._common import (
@@ -33,7 +32,7 @@ from scalinglab.units import compute_cost
 
 # The API's arguments whose options are named otherwise; the rest map by name (cli._common).
 _OPTIONS = {"ci_level": "--level", "budgets": "--budget", "price_per_gpu_hour": "--price"}
-# Options left unset take build_report's and run_demo's own defaults (not imported here:
+# Options left unset take build_report's own defaults (not imported here:
 # the report pulls in matplotlib, which `scalinglab --help` should not wait for).
 _API_DEFAULT = "default: the report's own"
 
@@ -302,224 +301,3 @@ def print_summary(summary: dict[str, Any]) -> None:
     for warning in summary["warnings"]:
         err_console.print(f"[yellow]warning:[/] {esc(warning)}", highlight=False, soft_wrap=True)
     console.print(f"report: [bold]{esc(summary['report'])}[/]", highlight=False)
-
-
-class _TrainingBars:
-    """One bar over the demo sweep's FLOPs, fed by the executor's run events."""
-
-    def __init__(self, plan: Any, progress: Progress, reused: set[str] | frozenset = frozenset()):
-        self.progress = progress
-        self.cost = {r.key: r.cost_flops for r in plan.runs}
-        self.per_token = {r.key: r.cost_flops / max(1, r.cost_tokens) for r in plan.runs}
-        self.done: dict[str, float] = {k: self.cost[k] for k in reused if k in self.cost}
-        self.reused = len(self.done)
-        self.finished = 0
-        self.total_runs = len(plan.runs)
-        self.task = progress.add_task(
-            "training", total=sum(self.cost.values()) or 1.0, status=self._status()
-        )
-
-    def _status(self) -> str:
-        reused = f" (+{self.reused} reused from the store)" if self.reused else ""
-        return f"{self.finished}/{self.total_runs - self.reused} runs trained{reused}"
-
-    def __call__(self, event: Any) -> None:
-        key = event.run.key
-        if event.kind == "progress" and event.point is not None:
-            tokens = float(event.point.get("tokens") or 0.0)
-            self.done[key] = min(self.cost.get(key, 0.0), tokens * self.per_token.get(key, 0.0))
-        elif event.kind == "finished":
-            self.finished += 1
-            self.done[key] = self.cost.get(key, 0.0)
-            loss = "" if event.loss is None else f" loss {event.loss:.3f}"
-            self.progress.console.print(
-                f"  trained N={event.run.params:,} on D={event.run.tokens:,} tokens{loss}",
-                highlight=False,
-            )
-        elif event.kind in ("retry", "failed"):
-            self.done[key] = 0.0
-            last = (event.error or "?").strip().splitlines()[-1:] or ["?"]
-            self.progress.console.print(
-                f"[yellow]{event.kind}:[/] run {key[:12]}: {last[0]}", highlight=False
-            )
-        self.progress.update(self.task, completed=sum(self.done.values()), status=self._status())
-
-
-def demo(
-    store: Annotated[
-        Path, typer.Option("--store", help="The store; finished runs in it are reused.")
-    ] = Path("scalinglab.db"),
-    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML report to write.")] = Path(
-        "scalinglab-report.html"
-    ),
-    workers: Annotated[
-        int | None, typer.Option("--workers", "-k", help="Runs trained in parallel (default 2).")
-    ] = None,
-    bootstrap: Annotated[
-        int | None,
-        typer.Option("--bootstrap", help="Bootstrap resamples of the fit (default: the demo's)."),
-    ] = None,
-    figures: Annotated[
-        Path | None,
-        typer.Option("--figures", help="Also write every figure to this folder as PNG and SVG."),
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON summary instead of text.")
-    ] = False,
-) -> None:
-    """The whole loop on this machine: train a small sweep, fit, check, plan, report.
-
-    Trains small GPT models on the built-in stdlib corpus (examples/demo.toml) into --store,
-    fits the Chinchilla law with a bootstrap, predicts the largest-compute run from the others,
-    plans ten times the demo's compute and writes one HTML report. Run it again: the finished
-    runs are reused and nothing is retrained.
-    """
-    import time
-
-    from scalinglab.demo import demo_plan, run_demo
-
-    t0 = time.monotonic()
-    if workers is not None and workers < 1:
-        fail(f"--workers must be an integer ≥ 1, got {workers}")
-    if bootstrap is not None and bootstrap < 0:
-        fail(f"--bootstrap must be ≥ 0, got {bootstrap}")
-    if store.exists() and store.is_dir():
-        fail(f"--store: {str(store)!r} is a folder; give a file name such as scalinglab.db")
-    output(out, "out", inputs=[store])
-    say = err_console if as_json else console
-    say.print("[bold]scalinglab demo[/]: designing the sweep...", highlight=False)
-    try:
-        plan = demo_plan(workers)
-    except ScalingLabError as exc:
-        fail(f"demo sweep: {exc}")
-    say.print(
-        f"{len(plan.runs)} models, {plan.points} points of the law, {plan.total_flops:.3g} FLOP "
-        f"on {workers or plan.workers} worker(s); store {store}",
-        highlight=False,
-    )
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=say,
-        transient=False,
-    )
-    try:
-        with bar:
-            events = _TrainingBars(plan, bar, _finished_keys(store, plan))
-            fit_task: dict[str, Any] = {}
-
-            def boot(stage: str, done: int, total: int) -> None:
-                if stage not in fit_task:
-                    fit_task[stage] = bar.add_task(stage, total=total, status="")
-                bar.update(fit_task[stage], completed=done, total=total, status=f"{done}/{total}")
-
-            result = run_demo(
-                store,
-                out,
-                workers=workers,
-                **({} if bootstrap is None else {"bootstrap": bootstrap}),
-                figures_dir=figures,
-                on_event=events,
-                progress=boot,
-                plan=plan,
-            )
-    except KeyboardInterrupt:
-        err_console.print(
-            f"interrupted: finished runs are kept in {store}; run `scalinglab demo` again to "
-            "go on where it stopped",
-            highlight=False,
-        )
-        raise typer.Exit(code=130) from None
-    except ScalingLabError as exc:
-        fail(f"demo: {exc}")
-    wall = time.monotonic() - t0
-    payload = demo_summary(result, wall)
-    if as_json:
-        print_json(payload)
-        return
-    _print_demo(payload)
-
-
-def _finished_keys(store: Path, plan: Any) -> set[str]:
-    """Keys of the plan's runs that the store already holds finished (reused, not retrained)."""
-    if not store.is_file():
-        return set()
-    from scalinglab.store import Store, StoreError
-
-    try:
-        with Store(store, readonly=True) as db:
-            status = db.statuses(r.key for r in plan.runs)
-    except StoreError:
-        return set()
-    return {k for k, v in status.items() if v == "finished"}
-
-
-def demo_summary(result: Any, wall_s: float) -> dict[str, Any]:
-    """The machine-readable summary of a demo."""
-    fit = result.report.fit
-    return {
-        "wall_s": wall_s,
-        "sweep_wall_s": result.sweep_wall_s,
-        "trained": result.trained,
-        "reused": result.reused,
-        "points": len(result.runs),
-        "store": str(result.store),
-        "report": str(result.report.path),
-        "law": fit.law if fit else None,
-        "params": dict(fit.params) if fit else None,
-        "derived": fit.derived if fit else None,
-        "ci": None if fit is None or fit.ci is None else {k: list(v) for k, v in fit.ci.items()},
-        "heldout": dict(result.heldout) if result.heldout else None,
-        "budget_flops": result.budget_flops,
-        "mfu": result.mfu,
-        "plan": None if result.allocation is None else _plain_row(result.allocation),
-        "warnings": list(result.report.content.warnings),
-        "commands": list(result.commands),
-    }
-
-
-def _plain_row(row: Any) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in row.items()}
-
-
-def _print_demo(p: dict[str, Any]) -> None:
-    console.print(
-        f"runs: {p['trained']} trained now, {p['reused']} reused from {p['store']} "
-        f"({p['points']} points of the law)",
-        highlight=False,
-    )
-    if p["params"]:
-        ci = p.get("ci") or {}
-        parts = []
-        for name in ("alpha", "beta", "a"):
-            value = {**p["params"], **(p.get("derived") or {})}.get(name)
-            if value is None:
-                continue
-            interval = ci.get(name)
-            shown = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
-            parts.append(f"{name} = {value:.3f}{shown}")
-        console.print(f"fit ({p['law']}, 95% bootstrap intervals): " + ", ".join(parts))
-    held = p.get("heldout")
-    if held:
-        console.print(
-            f"held-out check: the largest-compute run (N={held['params']:,.0f}, "
-            f"D={held['tokens']:,.0f}, C={held['flops']:.3g} FLOP) predicted from the others: "
-            f"loss {held['predicted']:.4f} vs measured {held['loss']:.4f}, relative error "
-            f"[bold]{100 * held['rel_error']:+.2f}%[/]",
-            highlight=False,
-        )
-    plan = p.get("plan")
-    if plan:
-        hours = next((v for k, v in plan.items() if k.endswith("-hours") or "hours (" in k), None)
-        cost = f", {hours:,.2f} hours on this CPU" if hours is not None else ""
-        console.print(
-            f"plan for {p['budget_flops']:.3g} FLOP (10× this demo): N = {plan['N']:,.0f}, "
-            f"D = {plan['D']:,.0f} tokens, predicted loss {plan['loss']:.3f}{cost}",
-            highlight=False,
-        )
-    for warning in p.get("warnings") or ():
-        console.print(f"[yellow]warning:[/] {esc(warning)}", highlight=False)
-    console.print(f"wall time: [bold]{p['wall_s']:.0f} s[/]", highlight=False)
-    console.print(f"report: [bold]{esc(p['report'])}[/]", highlight=False)

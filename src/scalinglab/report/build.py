@@ -19,9 +19,10 @@ import pandas as pd
 from scalinglab import fitting
 from scalinglab.fitting import Fit, FitError, FitWarning, load_fit, refit
 from scalinglab.outputs import check_output
-from scalinglab.report.content import ReportContent, build_content
+from scalinglab.report.content import build_content
 from scalinglab.report.figures import ReportFigure, figure_bytes, make_figures, save_figures
 from scalinglab.report.html import write_report
+from scalinglab.report.values import ReportContent, TrainedRun
 from scalinglab.runs import Runs, as_runs
 
 __all__ = ["CHINCHILLA_FLOPS", "ReportResult", "build_report"]
@@ -68,6 +69,7 @@ def build_report(
     out: str | Path,
     *,
     fit: Fit | str | Path | None = None,
+    holdout_fit: Fit | None = None,
     law: str = "chinchilla",
     law_options: Mapping[str, Any] | None = None,
     bootstrap: int = 200,
@@ -82,6 +84,8 @@ def build_report(
     commands: Sequence[str] = (),
     curves: pd.DataFrame | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    answer: Sequence[str] = (),
+    trained: Sequence[TrainedRun] = (),
 ) -> ReportResult:
     """Fit (unless given a fit), check on held-out runs, plan, draw and write the report.
 
@@ -93,6 +97,9 @@ def build_report(
         Where to write the HTML page.
     fit
         A fit (or the path of a fit.json) to draw instead of fitting here.
+    holdout_fit
+        With ``fit``: a check fit made elsewhere, with its hold-out report, used instead of
+        refitting ``fit`` without the largest-compute runs here.
     law, law_options, bootstrap, seed
         What to fit when no fit is given: the law, its options, bootstrap resamples, seed.
     holdout_top, holdout_above
@@ -113,6 +120,9 @@ def build_report(
         Loss curves of the runs (``Store.curves()``), drawn when given.
     progress
         Called as ``progress(stage, done, total)`` while the bootstrap runs.
+    answer, trained
+        Sentences the page leads with, and runs planned from the fit then trained (their
+        predictions against their measured losses); see :func:`build_content`.
 
     Raises
     ------
@@ -131,9 +141,20 @@ def build_report(
     with warnings.catch_warnings():
         # Every FitWarning is also kept in Fit.warnings, which the page and the CLI show once.
         warnings.simplefilter("ignore", FitWarning)
-        main, check, table = _fits(
-            table, given, law, law_options, bootstrap, seed, holdout_top, holdout_above, progress
-        )
+        if holdout_fit is not None and given is not None:
+            main, check = given, holdout_fit
+        else:
+            main, check, table = _fits(
+                table,
+                given,
+                law,
+                law_options,
+                bootstrap,
+                seed,
+                holdout_top,
+                holdout_above,
+                progress,
+            )
 
     content = build_content(
         table,
@@ -145,6 +166,8 @@ def build_report(
         title=title or f"Scaling-law report: {Path(str(table.source)).name}",
         commands=commands,
         curves=curves,
+        answer=answer,
+        trained=trained,
     )
     figures: list[ReportFigure] = make_figures(content)
     svgs = {f.name: figure_bytes(f, "svg") for f in figures}

@@ -1,264 +1,55 @@
-"""What a report shows, as plain values: the runs, curves with bands, profiles, tables.
+"""What a report shows, computed once: :func:`build_content` asks the fit and the planner.
 
 The report is drawn in two steps. :func:`build_content` asks the fit and the planner everything
 the page needs (predictions, the compute-optimal frontier and its bootstrap band, IsoFLOP
-parabolas, the planned allocation) and stores the answers as arrays in frozen dataclasses.
-:mod:`scalinglab.report.figures` and :mod:`scalinglab.report.html` then only draw and format those
-values, so they can be tested on any numbers without a fit.
+parabolas, slices of the law, the planned allocation) and stores the answers in the frozen
+values of :mod:`scalinglab.report.values` and the tables of :mod:`scalinglab.report.tables`.
+:mod:`scalinglab.report.figures` and :mod:`scalinglab.report.html` then only draw and format
+them, so they can be tested on any numbers without a fit.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from scalinglab.report.tables import (
+    exponent_facts,
+    exponent_names,
+    fit_table,
+    holdout_table,
+    plan_table,
+    run_labels,
+    run_table,
+    symbol,
+    tooltips,
+    trained_table,
+)
+from scalinglab.report.values import (
+    Curve,
+    IsoFlopProfile,
+    PlanPoint,
+    ReportContent,
+    RunPoints,
+    Samples,
+    Slice,
+    TrainedRun,
+    TrainingCurve,
+)
 from scalinglab.runs import Runs
 
 if TYPE_CHECKING:
     from scalinglab.fitting import Fit
 
-__all__ = [
-    "Curve",
-    "IsoFlopProfile",
-    "PlanPoint",
-    "ReportContent",
-    "RunPoints",
-    "Samples",
-    "Slice",
-    "TrainingCurve",
-    "build_content",
-    "run_labels",
-]
+__all__ = ["SLICE_TOLERANCE", "build_content"]
 
-
-def _frozen_array(values: Any, dtype: Any = float) -> np.ndarray:
-    arr = np.array(values, dtype=dtype)
-    arr.setflags(write=False)
-    return arr
-
-
-@dataclass(frozen=True)
-class Curve:
-    """A curve ``y(x)`` with an optional interval ``[lo, hi]`` at ``level``."""
-
-    x: np.ndarray
-    y: np.ndarray
-    lo: np.ndarray | None = None
-    hi: np.ndarray | None = None
-    level: float | None = None
-    label: str = ""
-
-    def __post_init__(self) -> None:
-        for name in ("x", "y", "lo", "hi"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, _frozen_array(value))
-        if self.x.shape != self.y.shape:
-            raise ValueError(f"curve {self.label!r}: x and y differ in shape")
-
-
-@dataclass(frozen=True)
-class RunPoints:
-    """The runs as arrays, in table order.
-
-    ``heldout`` marks runs the fit did not see; ``predicted`` is the fit's loss for every run
-    (``None`` without a fit); ``labels`` name each run for tooltips (user text: escape it).
-    """
-
-    flops: np.ndarray
-    params: np.ndarray
-    tokens: np.ndarray
-    loss: np.ndarray
-    labels: tuple[str, ...]
-    heldout: np.ndarray
-    predicted: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("flops", "params", "tokens", "loss", "predicted"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, _frozen_array(value))
-        object.__setattr__(self, "heldout", _frozen_array(self.heldout, bool))
-        object.__setattr__(self, "labels", tuple(str(s) for s in self.labels))
-        n = len(self.flops)
-        sizes = {
-            len(self.params),
-            len(self.tokens),
-            len(self.loss),
-            len(self.labels),
-            len(self.heldout),
-        }
-        if self.predicted is not None:
-            sizes.add(len(self.predicted))
-        if sizes != {n}:
-            raise ValueError("run arrays differ in length")
-
-    def __len__(self) -> int:
-        return len(self.flops)
-
-
-@dataclass(frozen=True)
-class Slice:
-    """The fitted law along one input with the other fixed at ``value``.
-
-    ``asymptote`` is the loss the curve flattens to (the fixed input's term plus the floor);
-    ``members`` marks the runs close enough to ``value`` to be drawn with the slice.
-    """
-
-    value: float
-    curve: Curve
-    asymptote: float | None
-    members: np.ndarray
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "members", _frozen_array(self.members, bool))
-
-
-@dataclass(frozen=True)
-class IsoFlopProfile:
-    """Runs at one compute level, the parabola in log N through them and its minimum."""
-
-    flops: float
-    params: np.ndarray
-    loss: np.ndarray
-    labels: tuple[str, ...]
-    curve: Curve | None = None
-    params_opt: float | None = None
-    loss_opt: float | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "params", _frozen_array(self.params))
-        object.__setattr__(self, "loss", _frozen_array(self.loss))
-        object.__setattr__(self, "labels", tuple(str(s) for s in self.labels))
-
-
-@dataclass(frozen=True)
-class PlanPoint:
-    """One planned run: where it sits on the frontier, with its bootstrap intervals."""
-
-    flops: float
-    params: float
-    tokens: float
-    loss: float
-    loss_interval: tuple[float, float] | None = None
-    params_interval: tuple[float, float] | None = None
-    tokens_interval: tuple[float, float] | None = None
-    level: float | None = None
-
-
-@dataclass(frozen=True)
-class Samples:
-    """Bootstrap draws of one quantity, its point estimate and percentile interval."""
-
-    label: str
-    values: np.ndarray
-    estimate: float | None
-    interval: tuple[float, float] | None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "values", _frozen_array(self.values))
-
-
-@dataclass(frozen=True)
-class TrainingCurve:
-    """The validation loss of one run as it trained, for the training-curves figure."""
-
-    label: str
-    params: float
-    tokens: np.ndarray
-    loss: np.ndarray
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tokens", _frozen_array(self.tokens))
-        object.__setattr__(self, "loss", _frozen_array(self.loss))
-
-
-@dataclass(frozen=True)
-class ReportContent:
-    """Everything a report shows, computed once.
-
-    Curves and points feed the figures; the ``*_table`` frames feed the HTML tables (their
-    columns are display names; numbers stay numbers and are formatted by the page).
-    """
-
-    title: str
-    source: str
-    runs: RunPoints
-    law: str | None = None
-    law_formula: str | None = None
-    frontier: Curve | None = None
-    params_frontier: Curve | None = None
-    tokens_frontier: Curve | None = None
-    domain_flops_max: float | None = None
-    plan: PlanPoint | None = None
-    slices_fixed_tokens: tuple[Slice, ...] = ()
-    slices_fixed_params: tuple[Slice, ...] = ()
-    slice_tolerance: float = 2.0
-    isoflop: tuple[IsoFlopProfile, ...] = ()
-    isoflop_fit: Curve | None = None
-    isoflop_exponent: tuple[float, tuple[float, float] | None] | None = None
-    bootstrap: Mapping[str, Samples] = field(default_factory=dict)
-    n_bootstrap: int = 0
-    curves: tuple[TrainingCurve, ...] = ()
-    ci_level: float | None = None
-    fit_table: pd.DataFrame | None = None
-    holdout_table: pd.DataFrame | None = None
-    holdout_summary: str | None = None
-    plan_table: pd.DataFrame | None = None
-    run_table: pd.DataFrame | None = None
-    commands: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-    facts: tuple[tuple[str, str], ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> Sequence[tuple[str, str]]:
-        """Headline facts for the top of the page, as (label, value) pairs."""
-        return self.facts
-
-
-# ------------------------------------------------------------------------------------------------
-# building the content from runs, a fit and a plan
-
-# Symbols for the exponents the bootstrap figure shows, in the field's notation.
-_SYMBOLS = {
-    "alpha": "α",
-    "beta": "β",
-    "alpha_N": "α_N",
-    "alpha_D": "α_D",
-    "a": "a = β/(α+β)",
-    "b": "b = α/(α+β)",
-}
 # Runs within this factor of a slice's fixed N (or D) are drawn with the slice.
 SLICE_TOLERANCE = 10**0.15
 _GRID_POINTS = 60
-
-
-def run_labels(frame: pd.DataFrame) -> tuple[str, ...]:
-    """A short name per run: its point id or ``run_id`` (and ``group``), else its row number.
-
-    A store's WSD cooldowns share their trunk's ``run_id`` but each has its own ``point_id``.
-    """
-    n = len(frame)
-    column = "point_id" if "point_id" in frame else "run_id" if "run_id" in frame else None
-    ids = frame[column].astype(str).tolist() if column else [f"row {i + 1}" for i in range(n)]
-    if "group" in frame:
-        ids = [f"{g} / {r}" for g, r in zip(frame["group"].astype(str), ids, strict=True)]
-    return tuple(ids)
-
-
-def _tooltips(frame: pd.DataFrame, names: Sequence[str]) -> tuple[str, ...]:
-    return tuple(
-        f"{name}: N={n:.3g}, D={d:.3g}, C={c:.3g} FLOP, loss={lo:.4f}"
-        for name, n, d, c, lo in zip(
-            names, frame["params"], frame["tokens"], frame["flops"], frame["loss"], strict=True
-        )
-    )
 
 
 def build_content(
@@ -273,6 +64,8 @@ def build_content(
     commands: Sequence[str] = (),
     isoflop: bool | None = None,
     curves: pd.DataFrame | None = None,
+    answer: Sequence[str] = (),
+    trained: Sequence[TrainedRun] = (),
 ) -> ReportContent:
     """Ask the fit and the planner everything the report shows.
 
@@ -301,6 +94,11 @@ def build_content(
     curves
         Loss curves from a store (``Store.curves()``: ``run_id``, ``tokens``, ``val_loss``);
         drawn for the runs of ``runs`` they belong to.
+    answer
+        Sentences the page leads with (the finding, in words).
+    trained
+        Runs planned from the fit and then trained: drawn against the frontier, tabulated with
+        their predicted and measured losses.
     """
     from scalinglab.plan import PlanError, allocate, frontier
 
@@ -326,7 +124,7 @@ def build_content(
         params=frame["params"].to_numpy(float),
         tokens=frame["tokens"].to_numpy(float),
         loss=frame["loss"].to_numpy(float),
-        labels=_tooltips(frame, names),
+        labels=tooltips(frame, names),
         heldout=heldout,
         predicted=predicted,
     )
@@ -342,7 +140,7 @@ def build_content(
         top = max(flops.max(), *(budgets or [0.0]))
         grid = np.geomspace(flops.min() / 1.5, top * 1.5, _GRID_POINTS)
         facts.append(("law", fit.law))
-        facts.extend(_exponent_facts(fit))
+        facts.extend(exponent_facts(fit))
 
         plan_kw = {**(plan_options or {}), "level": level}
         try:
@@ -386,7 +184,7 @@ def build_content(
                     tokens_interval=first.tokens_interval,
                     level=first.interval_level,
                 )
-                fields["plan_table"] = _plan_table(allocations, level)
+                fields["plan_table"] = plan_table(allocations, level)
                 for a in allocations:
                     warn.extend(f"plan at {a.budget_flops:.3g} FLOP: {w}" for w in a.warnings)
                 facts.append(
@@ -405,11 +203,11 @@ def build_content(
             fields["bootstrap"] = _bootstrap_samples(fit)
             fields["n_bootstrap"] = len(fit.bootstrap_params)
         fields["ci_level"] = fit.ci_level
-        fields["fit_table"] = _fit_table(fit)
+        fields["fit_table"] = fit_table(fit)
 
     check = fit if fit is not None and fit.holdout else holdout_fit
     if check is not None and check.holdout:
-        fields["holdout_table"], fields["holdout_summary"], headline = _holdout(check, level)
+        fields["holdout_table"], fields["holdout_summary"], headline = holdout_table(check, level)
         facts.append(("held-out error", headline))
 
     profiles, profile_fit, exponent = _isoflop(runs, names, isoflop)
@@ -421,15 +219,28 @@ def build_content(
     if curves is not None and len(curves):
         fields["curves"] = _training_curves(frame, curves)
 
+    if trained:
+        fields["trained"] = tuple(trained)
+        fields["trained_table"] = trained_table(trained)
+        for run in trained:
+            if run.measured is not None:
+                facts.append(
+                    (
+                        f"{run.label}: predicted → measured",
+                        f"{run.predicted:.4f} → {run.measured:.4f} ({100 * run.rel_error:+.2f}%)",
+                    )
+                )
+
     return ReportContent(
         title=title,
         source=runs.source,
         runs=points,
-        run_table=_run_table(frame, names, predicted, heldout),
+        run_table=run_table(frame, names, predicted, heldout),
         commands=tuple(commands),
         notes=tuple(notes),
         warnings=tuple(dict.fromkeys(warn)),
         facts=tuple(facts),
+        answer=tuple(answer),
         **fields,
     )
 
@@ -442,28 +253,6 @@ def _curve(table: pd.DataFrame, x: str, y: str, level: float, label: str) -> Cur
     return Curve(table[x].to_numpy(float), table[y].to_numpy(float), lo, hi, level, label)
 
 
-def _symbol(name: str) -> str:
-    return _SYMBOLS.get(name, name)
-
-
-def _exponent_names(fit: Fit) -> list[str]:
-    law = fit.law_object
-    names = [p for p in law.param_names if p.startswith(("alpha", "beta"))]
-    return names + list(fit.derived)
-
-
-def _exponent_facts(fit: Fit) -> list[tuple[str, str]]:
-    values = {**dict(fit.params), **fit.derived}
-    out = []
-    for name in _exponent_names(fit):
-        text = f"{values[name]:.3f}"
-        if fit.ci and name in fit.ci:
-            lo, hi = fit.ci[name]
-            text += f" [{lo:.3f}, {hi:.3f}]"
-        out.append((_symbol(name), text))
-    return out
-
-
 def _bootstrap_samples(fit: Fit) -> dict[str, Samples]:
     law = fit.law_object
     rows = np.asarray(fit.bootstrap_params, dtype=float)
@@ -471,84 +260,12 @@ def _bootstrap_samples(fit: Fit) -> dict[str, Samples]:
     columns.update({k: np.asarray(v, float) for k, v in law.derived_array(rows).items()})
     estimates = {**dict(fit.params), **fit.derived}
     out = {}
-    for name in _exponent_names(fit):
+    for name in exponent_names(fit):
         if name not in columns:
             continue
         interval = fit.ci.get(name) if fit.ci else None
-        out[name] = Samples(_symbol(name), columns[name], estimates.get(name), interval)
+        out[name] = Samples(symbol(name), columns[name], estimates.get(name), interval)
     return out
-
-
-def _fit_table(fit: Fit) -> pd.DataFrame:
-    level = f"{fit.ci_level:.0%} interval"
-    values = {**dict(fit.params), **fit.derived}
-    rows = []
-    for name, value in values.items():
-        ci = fit.ci.get(name) if fit.ci else None
-        rows.append({"parameter": _symbol(name), "estimate": value, level: ci})
-    table = pd.DataFrame(rows)
-    if not fit.ci:
-        table = table.drop(columns=[level])
-    return table
-
-
-def _holdout(check: Fit, level: float) -> tuple[pd.DataFrame, str, str]:
-    h = check.holdout or {}
-    rows = []
-    for run in h.get("runs", []):
-        row = {
-            "N": run["params"],
-            "D": run["tokens"],
-            "C (FLOP)": run["flops"],
-            "observed loss": run["loss"],
-            "predicted loss": run["predicted"],
-            "relative error (%)": 100.0 * run["rel_error"],
-        }
-        if run.get("interval") is not None:
-            row[f"{level:.0%} interval"] = tuple(run["interval"])
-        rows.append(row)
-    mean = 100.0 * float(h.get("mean_abs_rel_error", float("nan")))
-    worst = 100.0 * float(h.get("max_abs_rel_error", float("nan")))
-    n_hold = int(h.get("n_holdout", len(rows)))
-    plural = "s" if n_hold != 1 else ""
-    threshold = float(h.get("threshold_flops", float("nan")))
-    summary = (
-        f"Fitted on the {h.get('n_train', '?')} runs with C ≤ {threshold:.3g} FLOP, the law "
-        f"predicts the {n_hold} larger-compute run{plural} with a mean absolute relative error "
-        f"of {mean:.2f}% (worst {worst:.2f}%)."
-    )
-    if "coverage" in h:
-        summary += f" {100 * h['coverage']:.0f}% of them fall inside the bootstrap interval."
-    headline = f"{mean:.2f}% ({n_hold} run{plural})"
-    return pd.DataFrame(rows), summary, headline
-
-
-def _plan_table(allocations: Sequence[Any], level: float) -> pd.DataFrame:
-    rows = []
-    for a in allocations:
-        c = a.cost
-        row = {
-            "budget (FLOP)": a.budget_flops,
-            "PF-days": c.pf_days,
-            "N": a.params,
-            f"N {level:.0%} interval": a.params_interval,
-            "N interval (decades)": a.params_decades,
-            "a (N ∝ C^a)": a.a,
-            f"a {level:.0%} interval": a.a_interval,
-            "D": a.tokens,
-            f"D {level:.0%} interval": a.tokens_interval,
-            "D/N": a.tokens_per_param,
-            "loss": a.loss,
-            f"loss {level:.0%} interval": a.loss_interval,
-            "FLOPs of the run": a.flops,
-            f"{c.gpu}-hours (MFU {c.mfu:.0%})": c.gpu_hours,
-            f"days on {c.count}": c.wall_days,
-            f"energy (kWh, PUE {c.pue:g})": c.energy_kwh,
-            "cost": c.cost,
-        }
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    return table.dropna(axis=1, how="all")
 
 
 def _slices(fit: Fit, frame: pd.DataFrame, fixed: str, free: str) -> tuple[Slice, ...]:
@@ -569,25 +286,6 @@ def _slices(fit: Fit, frame: pd.DataFrame, fixed: str, free: str) -> tuple[Slice
     return tuple(out)
 
 
-def _run_table(
-    frame: pd.DataFrame, names: Sequence[str], predicted: np.ndarray | None, heldout: np.ndarray
-) -> pd.DataFrame:
-    table = pd.DataFrame({"run": list(names)})
-    table["N"] = frame["params"].to_numpy(float)
-    table["D"] = frame["tokens"].to_numpy(float)
-    table["C (FLOP)"] = frame["flops"].to_numpy(float)
-    table["D/N"] = table["D"] / table["N"]
-    table["loss"] = frame["loss"].to_numpy(float)
-    if predicted is not None:
-        table["predicted"] = predicted
-        table["residual (%)"] = 100.0 * (table["loss"] / predicted - 1.0)
-    if heldout.any():
-        table["heldout"] = heldout
-    return table
-
-
-# Runs whose compute differs by less than this fraction share an IsoFLOP level (the default of
-# scalinglab.approaches.isoflop: a sweep's runs land within a few per cent of their budget).
 _LEVEL_RTOL = 0.05
 _ISOFLOP_BOOTSTRAP = 100
 _ISOFLOP_WINDOW = 2  # approaches.isoflop's default: the lowest-loss size and two either side

@@ -25,8 +25,8 @@ import pandas as pd
 
 from scalinglab._version import __version__
 from scalinglab.outputs import check_output, write_atomic
-from scalinglab.report.content import ReportContent
 from scalinglab.report.figures import ReportFigure, figure_bytes, make_figures
+from scalinglab.report.values import ReportContent
 
 __all__ = ["embed_svg", "format_number", "render_html", "write_report"]
 
@@ -331,17 +331,20 @@ def render_html(
         figures = make_figures(content)
     stamp = (generated or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")
     sections: list[tuple[str, str, str]] = []
-
-    if figures:
-        sections.append(
-            (
-                "figures",
-                "Figures",
-                "".join(
-                    _figure_html(f, i, (svgs or {}).get(f.name)) for i, f in enumerate(figures)
-                ),
-            )
-        )
+    # The figure of what was planned and then trained belongs with the answer, first.
+    leading = {"plan_check"}
+    html_of = {f.name: _figure_html(f, i, (svgs or {}).get(f.name)) for i, f in enumerate(figures)}
+    if content.answer or content.trained_table is not None:
+        body = "".join(f"<p>{_esc(line)}</p>" for line in content.answer)
+        if content.trained_table is not None:
+            body += _table(content.trained_table, table_id="trained-table")
+        body += "".join(html_of[f.name] for f in figures if f.name in leading)
+        sections.append(("answer", "The answer", body))
+    else:
+        leading = set()
+    rest = [f for f in figures if f.name not in leading]
+    if rest:
+        sections.append(("figures", "Figures", "".join(html_of[f.name] for f in rest)))
     if content.fit_table is not None:
         formula = (
             f"<p>Law <b>{_esc(content.law)}</b>: <code>{_esc(content.law_formula)}</code></p>"

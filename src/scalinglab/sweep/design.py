@@ -265,6 +265,9 @@ def _trainer_config(
         "seed": spec.seed,
         **spec.train.options(),
     }
+    if spec.train.lr_ref_width is not None:
+        lr = spec.train.lr if spec.train.lr is not None else _trainer_defaults()["lr"]
+        config["lr"] = lr * spec.train.lr_ref_width / shape.d_model
     if ctx.schedule is not None:
         config["schedule"] = ctx.schedule
     if branch_points:

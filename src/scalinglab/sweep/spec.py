@@ -29,6 +29,7 @@ Layout (every table but ``[design]`` is optional; omitted keys take the defaults
     [train]                    # anything TrainConfig takes; unset keys keep the trainer's defaults
     batch_size = 16
     lr = 3e-3
+    lr_ref_width = 64          # optional: each run's lr is lr × lr_ref_width / d_model
     schedule = "cosine"
     # or, to run any trainer: command = "python train.py --n_layer={n_layer} ...", with env,
     # workdir, time_limit_s, loss_regex, resume_from, resume_args (scalinglab.sweep.command)
@@ -333,7 +334,7 @@ def _model(t: dict[str, Any]) -> ModelSpec:
 def _train(t: dict[str, Any]) -> TrainSpec:
     _check_keys("train", t, _TRAIN)
     out: dict[str, Any] = {}
-    for key in ("batch_size", "eval_tokens"):
+    for key in ("batch_size", "eval_tokens", "lr_ref_width"):
         if key in t:
             out[key] = _integer(f"train.{key}", t[key])
     if "warmup_tokens" in t:

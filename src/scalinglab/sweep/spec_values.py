@@ -100,10 +100,17 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """Training options common to every run; ``None`` keeps the trainer's default."""
+    """Training options common to every run; ``None`` keeps the trainer's default.
+
+    ``lr_ref_width`` is not a trainer option: when set, each run trains with
+    ``lr × lr_ref_width / d_model``, Adam's learning rate inversely proportional to the width
+    as μP prescribes for hidden weights (Yang et al. 2022), so that one ``lr`` tuned at one
+    width serves a family of widths.
+    """
 
     batch_size: int | None = None
     lr: float | None = None
+    lr_ref_width: int | None = None
     min_lr_ratio: float | None = None
     warmup_tokens: int | None = None
     schedule: str | None = None
@@ -121,8 +128,8 @@ class TrainSpec:
     compile: bool | None = None
 
     def options(self) -> dict[str, Any]:
-        """The options that were set, as TrainConfig keyword arguments."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The options that were set, as TrainConfig keyword arguments (``lr`` unscaled)."""
+        return {k: v for k, v in asdict(self).items() if v is not None and k != "lr_ref_width"}
 
 
 @dataclass(frozen=True)
