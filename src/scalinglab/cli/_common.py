@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -52,6 +52,22 @@ CONTEXT_DEFAULT = 2048
 
 # load_runs' arguments as the commands that read a runs table name them.
 RUNS_OPTIONS = {"source": "RUNS", "columns": "--column"}
+
+# The options of every command that reads a runs table (fit, backtest, report), written once.
+DropTopLoss = Annotated[
+    int,
+    typer.Option(
+        "--drop-top-loss", help="Drop the K highest-loss runs first (Besiroglu et al.: 5)."
+    ),
+]
+ColumnMap = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--column",
+        "-c",
+        help="Map a canonical column to yours, e.g. -c params='Model Size' (repeatable).",
+    ),
+]
 
 
 def api_default(function: Callable[..., Any], name: str) -> Any:

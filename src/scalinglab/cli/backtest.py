@@ -13,6 +13,8 @@ from rich.table import Table
 from scalinglab import procedures
 from scalinglab.cli._common import (
     RUNS_OPTIONS,
+    ColumnMap,
+    DropTopLoss,
     api_default,
     column_mapping,
     console,
@@ -100,17 +102,8 @@ def backtest(
         help="Bootstrap resamples per fit, for the intervals.",
     ),
     seed: int = typer.Option(_default("seed"), "--seed", help="Seed of the bootstrap."),
-    drop_top_loss: int = typer.Option(
-        0, "--drop-top-loss", help="Drop the K highest-loss runs first (Besiroglu et al.: 5)."
-    ),
-    column: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--column",
-            "-c",
-            help="Map a canonical column to yours, e.g. -c params='Model Size' (repeatable).",
-        ),
-    ] = None,
+    drop_top_loss: DropTopLoss = 0,
+    column: ColumnMap = None,
     figure: Annotated[
         Path | None,
         typer.Option("--figure", help="Write the error-vs-extrapolation figure here (.png/.svg)."),

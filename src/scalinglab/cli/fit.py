@@ -15,6 +15,8 @@ from rich.markup import escape
 from scalinglab import fitting
 from scalinglab.cli._common import (
     RUNS_OPTIONS,
+    ColumnMap,
+    DropTopLoss,
     api_default,
     column_mapping,
     console,
@@ -176,17 +178,8 @@ def fit(
     holdout_top: float | None = typer.Option(
         None, "--holdout-top", help="Hold out this fraction (0, 1) of the runs, largest FLOPs."
     ),
-    drop_top_loss: int = typer.Option(
-        0, "--drop-top-loss", help="Drop the K highest-loss runs first (Besiroglu et al.: 5)."
-    ),
-    column: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--column",
-            "-c",
-            help="Map a canonical column to yours, e.g. -c params='Model Size' (repeatable).",
-        ),
-    ] = None,
+    drop_top_loss: DropTopLoss = 0,
+    column: ColumnMap = None,
     param_basis: str = typer.Option(
         "unknown", "--param-basis", help=f"What N counts: {', '.join(PARAM_BASES)}."
     ),

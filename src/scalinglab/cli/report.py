@@ -15,6 +15,7 @@ from rich.table import Table
 from scalinglab.cli._common import (
     GPU_HELP,
     RUNS_OPTIONS,
+    DropTopLoss,
     api_default,
     console,
     err_console,
@@ -121,12 +122,7 @@ def report(
     seed: Annotated[
         int | None, typer.Option("--seed", help=f"Seed of the bootstrap ({_API_DEFAULT}).")
     ] = None,
-    drop_top_loss: Annotated[
-        int,
-        typer.Option(
-            "--drop-top-loss", help="Drop the K highest-loss runs first (Besiroglu et al.: 5)."
-        ),
-    ] = 0,
+    drop_top_loss: DropTopLoss = 0,
     holdout_top: Annotated[
         float | None,
         typer.Option(
