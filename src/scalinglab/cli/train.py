@@ -24,7 +24,7 @@ from scalinglab.cli._common import (
 from scalinglab.errors import ScalingLabError
 
 # The torch-free registries: the CLI starts without torch.
-from scalinglab.sweep.spec import PARAM_BASES as _BASES
+from scalinglab.sweep.spec_values import PARAM_BASES as _BASES
 from scalinglab.train.config import DEVICES, PRECISIONS, TrainConfig
 from scalinglab.train.corpus import TEXT_TOKENIZERS as _TOKENIZERS
 from scalinglab.train.schedule import SCHEDULES as _SCHEDULES
