@@ -50,6 +50,30 @@ def test_bad_input_fails_naming_the_option(args, names):
     assert names in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--batch-size", "0"], "error: --batch-size: batch_size must be ≥ 1, got 0"),
+        (["--schedule", "wsd", "--cooldown", "1.5"], "error: --cooldown: cooldown_fraction"),
+        (["--eval-interval", "0"], "error: --eval-interval: eval_interval_tokens must be ≥ 1"),
+        (["--threads", "0"], "error: --threads: threads must be ≥ 1, got 0"),
+        (["--context", "0"], "error: --context: context_length must be a positive integer"),
+        (["--tokens", "inf"], "error: --tokens must be a finite number, got inf"),
+    ],
+)
+def test_a_bad_trainconfig_field_is_named_by_its_option(args, line, monkeypatch):
+    """TrainConfig checks the options; its error's field maps to the option, before any corpus."""
+    import scalinglab.train.corpus as corpus
+
+    def no_corpus(*args, **kwargs):
+        raise AssertionError("the corpus was built before the options were checked")
+
+    monkeypatch.setattr(corpus, "load_corpus", no_corpus)
+    result = runner.invoke(app, ["train", "-N", "1e5", "-D", "1e6", *args])
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.output.split()).startswith(line), result.output
+
+
 def test_bad_input_is_one_line_without_traceback():
     proc = run_cli("train", "--params", "1e5", "--tokens", "1e6", "--corpus", "/no/such/file.txt")
     assert proc.returncode == 2

@@ -142,7 +142,7 @@ def test_the_trainer_times_its_own_model_for_auto(fresh_cache, bf16_cpu):
 
 
 def test_the_torch_free_list_of_precisions_agrees():
-    from scalinglab.sweep.spec import PRECISIONS as SPEC_PRECISIONS
+    from scalinglab.sweep.spec_tables import PRECISIONS as SPEC_PRECISIONS
 
     assert device.PRECISIONS == SPEC_PRECISIONS
 

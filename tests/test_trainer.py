@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from scalinglab.counting import TransformerShape, count_params, flops_per_token
+from scalinglab.errors import ScalingLabError
 from scalinglab.train.corpus import parse_synthetic
-from scalinglab.train.schedule import branch_total_steps
+from scalinglab.train.schedule import Schedule, branch_total_steps
 from scalinglab.train.trainer import CHECKPOINT_NAME, TrainConfig, TrainResult, train
 
 TINY = TransformerShape(n_layer=1, d_model=32, n_head=2, vocab_size=65, context_length=32)
@@ -77,6 +78,19 @@ def test_bad_configs_fail_at_construction():
         TrainConfig(TINY, tokens=0)
     with pytest.raises(ValueError, match="lr"):
         TrainConfig(TINY, tokens=10**5, lr=-1.0)
+    with pytest.raises(ScalingLabError, match="cooldown_fraction") as caught:
+        TrainConfig(TINY, tokens=10**5, schedule="wsd", cooldown_fraction=1.0)
+    assert caught.value.field == "cooldown_fraction"
+    with pytest.raises(ScalingLabError, match="peak_lr") as caught:
+        Schedule("cosine", -1.0, 10, 0)
+    assert caught.value.field == "peak_lr"
+    with pytest.raises(ScalingLabError, match="stable phase") as caught:
+        TrainConfig(TINY, tokens=10**5, schedule="wsd", branch_tokens=(95_000,))
+    assert caught.value.field == "branch_tokens"
+    with pytest.raises(ScalingLabError, match="device") as caught:
+        TrainConfig(TINY, tokens=10**5, device="tpu")
+    assert caught.value.field == "device"
+    assert TrainConfig(TINY, tokens=10**5, device="cuda:1").device == "cuda:1"
 
 
 def test_cuda_is_refused_clearly_without_a_gpu():

@@ -12,21 +12,46 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from scalinglab.cli._common import console, err_console, fail, output, positive, print_json
+from scalinglab.cli._common import (
+    console,
+    err_console,
+    fail,
+    fail_with,
+    output,
+    positive,
+    print_json,
+)
+from scalinglab.errors import ScalingLabError
 
 # The torch-free registries: the CLI starts without torch.
-from scalinglab.sweep.spec import PARAM_BASES as _BASES
-from scalinglab.train.config import PRECISIONS, TrainConfig
+from scalinglab.sweep.spec_values import PARAM_BASES as _BASES
+from scalinglab.train.config import DEVICES, PRECISIONS, TrainConfig
 from scalinglab.train.corpus import TEXT_TOKENIZERS as _TOKENIZERS
 from scalinglab.train.schedule import SCHEDULES as _SCHEDULES
 
-_DEVICES = ("cpu", "cuda")
 _CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
+# TrainConfig's fields (and the shape's) whose option is named otherwise; the rest match.
+_OPTIONS = {
+    "corpus_vocab_size": "--vocab-size",
+    "branch_tokens": "--branch",
+    "cooldown_fraction": "--cooldown",
+    "eval_interval_tokens": "--eval-interval",
+    "compile": "--compile",
+    "context_length": "--context",
+    "n_layer": "--layers",
+    "n_head": "--heads",
+}
+
+
 def _whole(value: float | None, option: str) -> int | None:
-    positive(value, option)
-    return None if value is None else round(value)
+    """A count given as a float (``5e7``) as an int; its range is TrainConfig's to check."""
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        fail(f"{option} must be a finite number, got {value!r}")
+    return round(value)
 
 
 def train(
@@ -89,12 +114,15 @@ def train(
         _CONFIG_DEFAULTS["seed"], "--seed", help="Seed of the weights and the batch order."
     ),
     device: str = typer.Option(
-        _CONFIG_DEFAULTS["device"], "--device", help=f"Device: {' or '.join(_DEVICES)}."
+        _CONFIG_DEFAULTS["device"],
+        "--device",
+        help=f"Device: {' or '.join(DEVICES)} (cuda:N for one GPU).",
     ),
     precision: str = typer.Option(
         _CONFIG_DEFAULTS["precision"],
         "--precision",
-        help="auto (timed on CPUs with bf16 units), fp32, bf16 (autocast) or bf16-matmul (CPU).",
+        help=f"Precision: {', '.join(PRECISIONS)}. auto times bf16 on CPUs with bf16 units; "
+        "bf16 is autocast, bf16-matmul (CPU) fp32 tensors with bf16 matmuls.",
     ),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: cores)."),
     compile_model: bool | None = typer.Option(
@@ -112,27 +140,10 @@ def train(
 
     Example: scalinglab train --params 2e6 --tokens 5e7 --corpus stdlib --schedule wsd
     """
-    positive(tokens, "--tokens")
-    if schedule not in _SCHEDULES:
-        fail(f"--schedule must be one of {', '.join(_SCHEDULES)}, got {schedule!r}")
-    if device not in _DEVICES:
-        fail(f"--device must be one of {', '.join(_DEVICES)}, got {device!r}")
-    if precision not in PRECISIONS:
-        fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if tokenizer not in _TOKENIZERS:
         fail(f"--tokenizer must be one of {', '.join(_TOKENIZERS)}, got {tokenizer!r}")
     if basis not in _BASES:
         fail(f"--basis must be one of {', '.join(_BASES)}, got {basis!r}")
-    for value, option in ((context, "--context"), (batch_size, "--batch-size")):
-        if value < 1:
-            fail(f"{option} must be an integer ≥ 1, got {value!r}")
-    if threads is not None and threads < 1:
-        fail(f"--threads must be an integer ≥ 1, got {threads!r}")
-    positive(lr, "--lr")
-    if not 0 < cooldown < 1:
-        fail(f"--cooldown must be in (0, 1), got {cooldown!r}")
-    if branch and schedule != "wsd":
-        fail("--branch needs --schedule wsd")
     explicit = [v is not None for v in (layers, d_model, heads)]
     if any(explicit) and not all(explicit):
         fail("an explicit shape needs all of --layers, --d-model and --heads")
@@ -140,14 +151,44 @@ def train(
         fail("give --params, or an explicit shape (--layers, --d-model, --heads), not both")
     positive(params, "--params")
     output(checkpoint_dir, "checkpoint_dir", folder=True)
-    if warmup_tokens is not None and not (math.isfinite(warmup_tokens) and warmup_tokens >= 0):
-        fail(f"--warmup-tokens must be a number ≥ 0, got {warmup_tokens!r}")
 
     from scalinglab._optional import MissingDependencyError, require
     from scalinglab.counting import TransformerShape, count_params
-    from scalinglab.train.config import TrainConfig
     from scalinglab.train.corpus import load_corpus
     from scalinglab.train.shapes import shape_for_params
+
+    options: dict[str, Any] = dict(
+        tied_embeddings=not untied,
+        positional="rotary" if rotary else "learned",
+        mlp="gated" if gated else "gelu",
+        bias=bias,
+    )
+    try:
+        # TrainConfig checks the options now, before the corpus is built (minutes for a BPE):
+        # of the shape only the context sets the steps, so a stand-in carries it until the
+        # corpus gives the vocabulary.
+        config = TrainConfig(
+            shape=TransformerShape(1, 64, 1, 256, context, **options),
+            tokens=_whole(tokens, "--tokens"),  # type: ignore[arg-type]
+            corpus=corpus,
+            tokenizer=tokenizer,
+            corpus_vocab_size=vocab_size,
+            batch_size=batch_size,
+            lr=lr,
+            warmup_tokens=_whole(warmup_tokens, "--warmup-tokens"),
+            schedule=schedule,
+            cooldown_fraction=cooldown,
+            branch_tokens=tuple(_whole(b, "--branch") for b in branch or ()),  # type: ignore[misc]
+            eval_interval_tokens=_whole(eval_interval, "--eval-interval"),
+            eval_tokens=_whole(eval_tokens, "--eval-tokens"),  # type: ignore[arg-type]
+            seed=seed,
+            device=device,
+            threads=threads,
+            precision=precision,
+            compile=compile_model,
+        )
+    except ScalingLabError as exc:
+        fail_with(exc, _OPTIONS)
 
     try:  # before the corpus is built: without torch nothing here can run
         require("torch", "scalinglab train")
@@ -163,12 +204,6 @@ def train(
 
     from scalinglab.train.trainer import train as run_training
 
-    options: dict[str, Any] = dict(
-        tied_embeddings=not untied,
-        positional="rotary" if rotary else "learned",
-        mlp="gated" if gated else "gelu",
-        bias=bias,
-    )
     try:
         if params is not None:
             shape = shape_for_params(
@@ -187,26 +222,9 @@ def train(
                 context,
                 **options,
             )
-        config = TrainConfig(
-            shape=shape,
-            tokens=round(tokens),
-            corpus=corpus,
-            tokenizer=tokenizer,
-            corpus_vocab_size=vocab_size,
-            batch_size=batch_size,
-            lr=lr,
-            warmup_tokens=None if warmup_tokens is None else round(warmup_tokens),
-            schedule=schedule,
-            cooldown_fraction=cooldown,
-            branch_tokens=tuple(round(b) for b in branch or ()),
-            eval_interval_tokens=_whole(eval_interval, "--eval-interval"),
-            eval_tokens=_whole(eval_tokens, "--eval-tokens"),  # type: ignore[arg-type]
-            seed=seed,
-            device=device,
-            threads=threads,
-            precision=precision,
-            compile=compile_model,
-        )
+        config = dataclasses.replace(config, shape=shape)
+    except ScalingLabError as exc:
+        fail_with(exc, _OPTIONS)
     except ValueError as exc:
         fail(str(exc))
 

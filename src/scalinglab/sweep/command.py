@@ -43,6 +43,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from scalinglab.sweep.spec_checks import as_number, as_string, as_table, key_error
+
 __all__ = [
     "COMMAND_KEYS",
     "LOSS_PATTERNS",
@@ -146,26 +148,18 @@ class CommandSpec:
         }
 
 
-def _spec_helpers() -> Any:
-    # The spec module's validators, imported late: spec imports this module to parse [train].
-    from scalinglab.sweep import spec
-
-    return spec
-
-
 def _argv(key: str, value: Any) -> tuple[str, ...]:
-    spec = _spec_helpers()
     if isinstance(value, str):
         try:
             parts = shlex.split(value)
         except ValueError as exc:
-            raise spec._fail(key, f"cannot be split into arguments: {exc}") from None
+            raise key_error(key, f"cannot be split into arguments: {exc}") from None
     elif isinstance(value, list) and all(isinstance(v, str) for v in value):
         parts = list(value)
     else:
-        raise spec._fail(key, f"must be a string or a list of strings, got {value!r}")
+        raise key_error(key, f"must be a string or a list of strings, got {value!r}")
     if not parts or not parts[0].strip():
-        raise spec._fail(key, "is empty: give the program to run and its arguments")
+        raise key_error(key, "is empty: give the program to run and its arguments")
     for part in parts:
         _check_template(key, part)
     return tuple(parts)
@@ -173,18 +167,17 @@ def _argv(key: str, value: Any) -> tuple[str, ...]:
 
 def _check_template(key: str, text: str) -> None:
     """Every ``{field}`` must be a known placeholder and its format spec must apply."""
-    spec = _spec_helpers()
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
     except ValueError as exc:
-        raise spec._fail(
+        raise key_error(
             key, f"bad template {text!r}: {exc} (write {{{{ and }}}} for braces)"
         ) from None
     for name in fields:
         if name not in PLACEHOLDERS:
             near = [p for p in PLACEHOLDERS if p.startswith(name[:3])] if name else []
             hint = f" (did you mean {{{near[0]}}}?)" if near else ""
-            raise spec._fail(
+            raise key_error(
                 key,
                 f"unknown placeholder {{{name}}} in {text!r}{hint}; "
                 f"placeholders: {', '.join(PLACEHOLDERS)}",
@@ -192,7 +185,7 @@ def _check_template(key: str, text: str) -> None:
     try:
         text.format_map(_SAMPLE)
     except (ValueError, TypeError) as exc:
-        raise spec._fail(key, f"bad format in {text!r}: {exc}") from None
+        raise key_error(key, f"bad format in {text!r}: {exc}") from None
 
 
 _SAMPLE = {
@@ -211,12 +204,11 @@ _SAMPLE = {
 
 
 def _patterns(key: str, value: Any) -> tuple[str, ...]:
-    spec = _spec_helpers()
     if isinstance(value, str) and value in LOSS_PATTERNS:
         return LOSS_PATTERNS[value]
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(p, str) for p in items):
-        raise spec._fail(
+        raise key_error(
             key,
             f"must be a regular expression, a list of them, or one of "
             f"{', '.join(map(repr, LOSS_PATTERNS))}; got {value!r}",
@@ -226,11 +218,11 @@ def _patterns(key: str, value: Any) -> tuple[str, ...]:
         try:
             groups = set(re.compile(pattern).groupindex)
         except re.error as exc:
-            raise spec._fail(where, f"not a regular expression: {exc}") from None
+            raise key_error(where, f"not a regular expression: {exc}") from None
         if not groups & set(_POSITION_GROUPS):
-            raise spec._fail(where, "needs a named group (?P<step>...) or (?P<tokens>...)")
+            raise key_error(where, "needs a named group (?P<step>...) or (?P<tokens>...)")
         if not groups & set(_LOSS_GROUPS):
-            raise spec._fail(
+            raise key_error(
                 where, "needs a named group (?P<val_loss>...), (?P<loss>...) or (?P<train_loss>...)"
             )
     return tuple(items)
@@ -244,36 +236,35 @@ def parse_command(table: Mapping[str, Any]) -> CommandSpec:
     SpecError
         Naming the key (``train.command``, ``train.env.NAME``, ...) and what is allowed.
     """
-    spec = _spec_helpers()
     argv = _argv("train.command", table["command"])
     env: list[tuple[str, str]] = []
-    raw_env = spec._table("train.env", table.get("env", {}))
+    raw_env = as_table("train.env", table.get("env", {}))
     for name, value in raw_env.items():
         if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise spec._fail(f"train.env.{name}", f"must be a string or a number, got {value!r}")
+            raise key_error(f"train.env.{name}", f"must be a string or a number, got {value!r}")
         _check_template(f"train.env.{name}", str(value))
         env.append((str(name), str(value)))
     workdir = table.get("workdir")
     if workdir is not None:  # ~ and $VARIABLES expand, so one spec serves several machines
-        workdir = os.path.expandvars(os.path.expanduser(spec._string("train.workdir", workdir)))
+        workdir = os.path.expandvars(os.path.expanduser(as_string("train.workdir", workdir)))
     limit = table.get("time_limit_s")
     if limit is not None:
-        limit = spec._number("train.time_limit_s", limit)
+        limit = as_number("train.time_limit_s", limit)
     patterns = _patterns("train.loss_regex", table["loss_regex"]) if "loss_regex" in table else ()
     resume_from = table.get("resume_from")
     if resume_from is not None:
-        resume_from = spec._string("train.resume_from", resume_from)
+        resume_from = as_string("train.resume_from", resume_from)
         _check_template("train.resume_from", resume_from)
         if "{resume_from}" in resume_from:
-            raise spec._fail("train.resume_from", "cannot refer to itself")
+            raise key_error("train.resume_from", "cannot refer to itself")
     resume_args: tuple[str, ...] = ()
     if "resume_args" in table:
         if resume_from is None:
-            raise spec._fail("train.resume_args", "needs train.resume_from (the checkpoint)")
+            raise key_error("train.resume_args", "needs train.resume_from (the checkpoint)")
         resume_args = _argv("train.resume_args", table["resume_args"])
     uses_resume = any("{resume_from" in part for part in argv)
     if uses_resume and resume_from is None:
-        raise spec._fail("train.command", "uses {resume_from} but train.resume_from is not set")
+        raise key_error("train.command", "uses {resume_from} but train.resume_from is not set")
     return CommandSpec(
         argv=argv,
         env=tuple(sorted(env)),
@@ -287,10 +278,9 @@ def parse_command(table: Mapping[str, Any]) -> CommandSpec:
 
 def check_command_train_keys(table: Mapping[str, Any]) -> None:
     """With ``command`` set, refuse the built-in trainer's options: the command sets its own."""
-    spec = _spec_helpers()
     for name in table:
         if name not in COMMAND_KEYS and name not in COMMAND_TRAIN_OPTIONS:
-            raise spec._fail(
+            raise key_error(
                 f"train.{name}",
                 "is an option of scalinglab's own trainer; a command run sets it in its command "
                 f"(allowed with command: {', '.join(COMMAND_KEYS + COMMAND_TRAIN_OPTIONS)})",
@@ -305,11 +295,10 @@ def command_from_train(table: Mapping[str, Any]) -> CommandSpec | None:
     SpecError
         A command key without ``command``, a built-in trainer option beside it, or a bad value.
     """
-    spec = _spec_helpers()
     if "command" not in table:
         for key in COMMAND_KEYS:
             if key in table:
-                raise spec._fail(f"train.{key}", "applies to command runs only: set train.command")
+                raise key_error(f"train.{key}", "applies to command runs only: set train.command")
         return None
     check_command_train_keys(table)
     return parse_command(table)
@@ -325,26 +314,25 @@ def check_runner(sweep: Any) -> None:
         scalinglab's trainer), a command without ``train.batch_size``, or GPUs for runs of our
         trainer on another device than CUDA.
     """
-    spec = _spec_helpers()
     if sweep.command is not None:
         if sweep.design.kind == "wsd":
-            raise spec._fail(
+            raise key_error(
                 "design.kind",
                 "'wsd' branches cooldowns inside scalinglab's trainer; a command run needs "
                 "'grid' or 'isoflop'",
             )
         if sweep.budget.wall_clock_s is not None:
-            raise spec._fail(
+            raise key_error(
                 "budget.wall_clock_s",
                 "is estimated by timing scalinglab's trainer; give budget.flops for command runs",
             )
         if sweep.train.batch_size is None:
-            raise spec._fail(
+            raise key_error(
                 "train.batch_size",
                 "missing: a command run needs it (steps = tokens / (batch_size · context_length))",
             )
     elif sweep.execution.gpus_per_run and not (sweep.train.device or "").startswith("cuda"):
-        raise spec._fail(
+        raise key_error(
             "train.device",
             f"execution.gpus_per_run = {sweep.execution.gpus_per_run} gives each run GPUs; set "
             'device = "cuda" so that scalinglab\'s trainer uses them',
@@ -372,10 +360,9 @@ def command_run_config(
     SpecError
         The command uses ``{lr}`` but ``train.lr`` is not set.
     """
-    spec = _spec_helpers()
     templates = [*command.argv, *command.resume_args, *(v for _, v in command.env)]
     if lr is None and any("{lr" in t for t in templates):
-        raise spec._fail("train.lr", "the command uses {lr}: set train.lr")
+        raise key_error("train.lr", "the command uses {lr}: set train.lr")
     seq_len = int(shape["context_length"])
     return {
         "runner": "command",

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scalinglab.errors import ScalingLabError
-from scalinglab.sweep.command import CommandSpec
+
+if TYPE_CHECKING:  # spec_checks, which the command module uses, imports this module
+    from scalinglab.sweep.command import CommandSpec
 
 __all__ = [
     "BudgetSpec",

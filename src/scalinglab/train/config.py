@@ -14,13 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from scalinglab.counting import TransformerShape
+from scalinglab.errors import ScalingLabError
 from scalinglab.train.schedule import SCHEDULES, Schedule
 
-__all__ = ["PRECISIONS", "TrainConfig"]
+__all__ = ["DEVICES", "PRECISIONS", "TrainConfig"]
 
 # "bf16": autocast; "bf16-matmul": fp32 tensors with bf16 matmuls in oneDNN (CPU); "auto" times
 # them on a CPU with bf16 units (see scalinglab.train.device).
 PRECISIONS = ("auto", "fp32", "bf16", "bf16-matmul")
+# Where a run trains; "cuda:N" picks one GPU.
+DEVICES = ("cpu", "cuda")
+# The schedule's arguments as this config names them, so its errors name the config's field.
+_SCHEDULE_FIELDS = {"kind": "schedule", "peak_lr": "lr", "total_steps": "tokens"}
 # A run of at least this many steps compiles on CUDA by default. torch.compile costs tens of
 # seconds once (34 s for nanoGPT's small model on CPU, ../shared/data/cpu_baselines); nanoGPT
 # compiles by default on GPU. The threshold is a judgement, not a measurement: a run of 1 000
@@ -86,6 +91,11 @@ class TrainConfig:
         Wrap the model in ``torch.compile``. ``None`` (the default) decides by device: never on
         CPU (it did not pay there, see :mod:`.trainer`), and on CUDA for runs of at least
         ``COMPILE_MIN_STEPS`` steps, where its one-off compile time is small beside the run.
+
+    Raises
+    ------
+    ScalingLabError
+        At construction, for a bad value; its ``field`` names the argument at fault.
     """
 
     shape: TransformerShape
@@ -121,32 +131,52 @@ class TrainConfig:
             object.__setattr__(self, "compile", False)
         object.__setattr__(self, "branch_tokens", tuple(int(b) for b in self.branch_tokens))
         object.__setattr__(self, "tokens", int(self.tokens))
-        positive_ints = ("tokens", "batch_size", "eval_tokens")
-        for name in positive_ints:
+        for name in ("tokens", "batch_size", "eval_tokens"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)!r}")
-        for name in ("warmup_tokens",):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"{name} must be ≥ 0, got {value!r}")
-        for name in ("eval_interval_tokens", "log_interval_tokens"):
+                raise ScalingLabError(
+                    f"{name} must be ≥ 1, got {getattr(self, name)!r}", field=name
+                )
+        if self.warmup_tokens is not None and self.warmup_tokens < 0:
+            raise ScalingLabError(
+                f"warmup_tokens must be ≥ 0, got {self.warmup_tokens!r}", field="warmup_tokens"
+            )
+        for name in ("eval_interval_tokens", "log_interval_tokens", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {value!r}")
+                raise ScalingLabError(f"{name} must be ≥ 1, got {value!r}", field=name)
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+            raise ScalingLabError(f"lr must be > 0, got {self.lr!r}", field="lr")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+            raise ScalingLabError(
+                f"schedule must be one of {SCHEDULES}, got {self.schedule!r}", field="schedule"
+            )
         if self.branch_tokens and self.schedule != "wsd":
-            raise ValueError("branch_tokens needs schedule='wsd'")
+            raise ScalingLabError("branch_tokens needs schedule='wsd'", field="branch_tokens")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError("weight_decay and grad_clip must be ≥ 0")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"betas must be in [0, 1), got {self.beta1}, {self.beta2}")
+            raise ScalingLabError(
+                f"precision must be one of {PRECISIONS}, got {self.precision!r}", field="precision"
+            )
+        if self.device.partition(":")[0] not in DEVICES:
+            raise ScalingLabError(
+                f"device must be one of {DEVICES} (cuda:N for one GPU), got {self.device!r}",
+                field="device",
+            )
+        for name in ("weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ScalingLabError(
+                    f"{name} must be ≥ 0, got {getattr(self, name)!r}", field=name
+                )
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ScalingLabError(
+                    f"{name} must be in [0, 1), got {getattr(self, name)!r}", field=name
+                )
         # Builds the schedule once so bad warmup/cooldown/branches fail here, not mid-run.
-        self.schedule_for_run()
+        try:
+            self.schedule_for_run()
+        except ScalingLabError as exc:  # named by this config's field, not the schedule's
+            field = _SCHEDULE_FIELDS.get(exc.field or "", exc.field)
+            raise ScalingLabError(str(exc), field=field) from None
         self.branch_steps()
 
     @property
@@ -192,9 +222,10 @@ class TrainConfig:
             if not sched.warmup_steps <= s <= sched.cooldown_start:
                 lo = sched.warmup_steps * self.tokens_per_step
                 hi = sched.cooldown_start * self.tokens_per_step
-                raise ValueError(
+                raise ScalingLabError(
                     f"branch at {s * self.tokens_per_step} tokens is outside the stable phase "
-                    f"[{lo}, {hi}] tokens"
+                    f"[{lo}, {hi}] tokens",
+                    field="branch_tokens",
                 )
         return tuple(steps)
 

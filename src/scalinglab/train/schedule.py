@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from scalinglab.errors import ScalingLabError
+
 __all__ = ["SCHEDULES", "Schedule", "branch_total_steps"]
 
 SCHEDULES = ("cosine", "wsd")
@@ -55,23 +57,34 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.kind!r}")
+            raise ScalingLabError(
+                f"schedule must be one of {SCHEDULES}, got {self.kind!r}", field="kind"
+            )
         if not (math.isfinite(self.peak_lr) and self.peak_lr > 0):
-            raise ValueError(f"peak_lr must be > 0, got {self.peak_lr!r}")
+            raise ScalingLabError(f"peak_lr must be > 0, got {self.peak_lr!r}", field="peak_lr")
         if self.total_steps < 1:
-            raise ValueError(f"total_steps must be ≥ 1, got {self.total_steps!r}")
+            raise ScalingLabError(
+                f"total_steps must be ≥ 1, got {self.total_steps!r}", field="total_steps"
+            )
         if not 0 <= self.warmup_steps < self.total_steps:
-            raise ValueError(
+            raise ScalingLabError(
                 f"warmup_steps must be in [0, total_steps), got {self.warmup_steps} of "
-                f"{self.total_steps}"
+                f"{self.total_steps}",
+                field="warmup_steps",
             )
         if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+            raise ScalingLabError(
+                f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}", field="min_lr_ratio"
+            )
         if not 0 < self.cooldown_fraction < 1:
-            raise ValueError(f"cooldown_fraction must be in (0, 1), got {self.cooldown_fraction!r}")
+            raise ScalingLabError(
+                f"cooldown_fraction must be in (0, 1), got {self.cooldown_fraction!r}",
+                field="cooldown_fraction",
+            )
         if self.cooldown_shape not in COOLDOWN_SHAPES:
-            raise ValueError(
-                f"cooldown_shape must be one of {COOLDOWN_SHAPES}, got {self.cooldown_shape!r}"
+            raise ScalingLabError(
+                f"cooldown_shape must be one of {COOLDOWN_SHAPES}, got {self.cooldown_shape!r}",
+                field="cooldown_shape",
             )
 
     @property
