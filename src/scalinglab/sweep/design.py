@@ -355,16 +355,22 @@ def _isoflop(ctx: _Context) -> list[RunSpec]:
     return runs
 
 
-def _grid(ctx: _Context) -> list[RunSpec]:
-    d = ctx.spec.design
-    assert d.params and d.tokens
-    shapes = []
-    for i, target in enumerate(d.params):
+def _distinct_shapes(ctx: _Context, params: Sequence[float]) -> list[TransformerShape]:
+    """``design.params`` snapped to real models, each model once (a repeat is noted)."""
+    shapes: list[TransformerShape] = []
+    for i, target in enumerate(params):
         shape = _snap(ctx, target, f"design.params[{i}]")
         if shape in shapes:
             ctx.notes.append(f"design.params[{i}] ({target:.3g}) snaps to a model already planned")
             continue
         shapes.append(shape)
+    return shapes
+
+
+def _grid(ctx: _Context) -> list[RunSpec]:
+    d = ctx.spec.design
+    assert d.params and d.tokens
+    shapes = _distinct_shapes(ctx, d.params)
     lengths = []
     for j, tokens in enumerate(d.tokens):
         steps = _steps(ctx, tokens)
@@ -437,13 +443,7 @@ def _wsd(ctx: _Context) -> list[RunSpec]:
             )
         if snapped not in points:
             points.append(snapped)
-    shapes = []
-    runs = []
-    for i, target in enumerate(d.params):
-        shape = _snap(ctx, target, f"design.params[{i}]")
-        if shape in shapes:
-            ctx.notes.append(f"design.params[{i}] ({target:.3g}) snaps to a model already planned")
-            continue
-        shapes.append(shape)
-        runs.append(_make_run(ctx, shape, total, branch_points=sorted(points)))
-    return runs
+    return [
+        _make_run(ctx, shape, total, branch_points=sorted(points))
+        for shape in _distinct_shapes(ctx, d.params)
+    ]
