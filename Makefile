@@ -25,8 +25,8 @@ browser:
 	sh scripts/ensure-chromium.sh
 
 # The layer contract (pyproject.toml, [tool.importlinter]), then every test, the slow ones
-# included: 2 min 38 s + 6 min 6 s on an idle 2-core Zen 3 (2026-11-28, before this session's
-# restructuring); CI's budget is 90 minutes. `.venv/bin/pytest` alone runs the default suite
+# included: 7 min + 9.5 min on the shared 2-core Zen 3 under load (2026-11-30; see README,
+# Development); CI's budget is 90 minutes. `.venv/bin/pytest` alone runs the default suite
 # without the slow tests.
 test: $(STAMP) browser
 	$(BIN)/lint-imports
