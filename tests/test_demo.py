@@ -25,13 +25,17 @@ from scalinglab.demo import (
     ALTERNATIVE_TOKENS_PER_PARAM,
     BUDGET_MULTIPLE,
     DEMO_SPEC,
+    PLAN_LEVEL,
     choose_law,
     demo_plan,
     heldout_threshold,
     identification_problems,
+    plan_check,
+    predictive_fit,
     run_demo,
 )
 from scalinglab.fitting import Fit
+from scalinglab.procedures import get_procedure
 from scalinglab.runs import load_runs
 from scalinglab.store import Store
 from scalinglab.sweep.budget import plan_sweep
@@ -190,6 +194,27 @@ def test_identification_needs_a_bootstrap():
     assert "bootstrap" in problem
 
 
+def _bootstrapped(law: str, params: dict, spread: float, ci: dict | None = None) -> Fit:
+    """A fit at ``params`` whose 200 bootstrap draws scatter each parameter by ``spread`` (log)."""
+    rng = np.random.default_rng(0)
+    names = Fit.from_params(law, params).law_object.param_names
+    draws = (
+        np.array([params[n] for n in names])
+        * np.exp(spread * rng.normal(size=(200, 5)))[:, : len(names)]
+    )
+    return Fit.from_params(law, params, bootstrap_params=draws, ci=ci or {})
+
+
+def test_identification_refuses_a_law_that_does_not_know_its_allocation():
+    params = {"E": 1.0, "A": 100.0, "B": 100.0, "alpha": 0.3, "beta": 0.3}
+    # Narrow intervals of α and β on their own (the issue's width test passes) ...
+    ci = {"E": (0.8, 1.2), "alpha": (0.25, 0.35), "beta": (0.25, 0.35)}
+    assert identification_problems(_bootstrapped("chinchilla", params, 0.01, ci), 2.0) == []
+    # ... but draws of α and β that move apart: a = β/(α+β) spans more than Kaplan-vs-Hoffmann.
+    problems = identification_problems(_bootstrapped("chinchilla", params, 0.6, ci), 2.0)
+    assert any("interval of a" in p and "do not tell N from D" in p for p in problems)
+
+
 # Kaplan et al.'s form at this scale: the values the demo's pilot sweep gave it (N_c = 1.7e5,
 # D_c = 3.3e7, α_N = 0.17, α_D = 0.18); it has no floor, so Chinchilla's E runs to its bound.
 KAPLAN = {"N_c": 1.7e5, "D_c": 3.3e7, "alpha_N": 0.17, "alpha_D": 0.18}
@@ -327,3 +352,36 @@ def test_reduced_demo_with_real_training_reports_every_number(tmp_path, monkeypa
     page = Path(summary["report"]).read_text(encoding="utf-8")
     assert 'id="answer"' in page and 'id="plan_check"' in page
     assert f"{plan_run['measured']:.4f}" in page and f"{plan_run['predicted']:.4f}" in page
+
+
+@pytest.mark.parametrize(("law", "recipe"), [("kaplan-nd", None), ("chinchilla", "plain")])
+def test_predictive_intervals_add_scatter_and_extrapolation_to_the_bootstrap(law, recipe):
+    truth = KAPLAN if law == "kaplan-nd" else {"E": E, "A": A, "B": B, "alpha": ALPHA, "beta": BETA}
+    runs = load_runs(_grid_runs(law, truth, noise=0.01))
+    fit = _bootstrapped(law, truth, 0.002)
+    uncertainty = predictive_fit(fit, runs)
+    # The recipe's calibration from the registry; 1 where no registered recipe fits this way.
+    scale = get_procedure(recipe).interval_scale if recipe else 1.0
+    assert uncertainty.interval_scale == scale and uncertainty.fits == (fit,)
+    # 1% multiplicative noise: a robust log scatter near 0.01.
+    assert 0.005 < uncertainty.scatter < 0.02
+    assert math.isfinite(uncertainty.growth) and uncertainty.inner_cuts_flops
+    target = {"params": 3e6, "tokens": 1e8}  # far beyond the grid's largest run
+    boot_lo, boot_hi = fit.prediction_interval(PLAN_LEVEL, **target)
+    lo, hi = uncertainty.interval(PLAN_LEVEL, **target)
+    assert lo < boot_lo < fit.predict(**target) < boot_hi < hi
+    # At least the scatter's width: log(hi/lo) ≥ 2 · z(0.95) · scale · s.
+    assert math.log(hi / lo) >= 2 * 1.6448 * scale * uncertainty.scatter
+
+
+def test_plan_check_takes_its_intervals_from_the_predictive_rule():
+    runs = load_runs(_grid_runs("kaplan-nd", KAPLAN, noise=0.01))
+    fit = _bootstrapped("kaplan-nd", KAPLAN, 0.002)
+    uncertainty = predictive_fit(fit, runs)
+    spec = load_spec(REPO / "examples" / "demo.toml")
+    check = plan_check(fit, spec, 2e12, uncertainty=uncertainty)
+    for run in check.predictions:
+        lo, hi = uncertainty.interval(PLAN_LEVEL, params=run.params, tokens=run.tokens)
+        assert run.interval == (lo, hi) and run.level == PLAN_LEVEL
+        assert lo < run.predicted < hi
+    assert all(r.interval is None for r in plan_check(fit, spec, 2e12).predictions)

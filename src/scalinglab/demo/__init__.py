@@ -7,8 +7,9 @@
    checked for identification; if the sweep does not pin it down, the simplest form it does.
 3. **Held-out check**: the same law fitted without the top compute level predicts that level.
 4. **Plan, then train the plan** (:mod:`.check`): the compute-optimal run at ten times the
-   largest sweep run, predicted with its interval, trained, and measured; and an alternative at
-   the same compute (20 tokens per parameter), to show what the plan's allocation is worth.
+   largest sweep run, predicted with its interval for one run (:mod:`.predictive`), trained,
+   and measured; and an alternative at the same compute (20 tokens per parameter), to show
+   what the plan's allocation is worth.
 5. **Report**: one self-contained HTML page that leads with the answer.
 
 The sweep is :data:`DEMO_SPEC` (also ``examples/demo.toml``, to read and change).
@@ -22,6 +23,7 @@ from scalinglab.demo.check import (
     plan_check,
 )
 from scalinglab.demo.law import FALLBACK_LAW, LawChoice, choose_law, identification_problems
+from scalinglab.demo.predictive import predictive_fit
 from scalinglab.demo.run import DemoResult, run_demo
 from scalinglab.demo.sweep import DEMO_SPEC, demo_plan, heldout_threshold
 
@@ -39,5 +41,6 @@ __all__ = [
     "heldout_threshold",
     "identification_problems",
     "plan_check",
+    "predictive_fit",
     "run_demo",
 ]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from scalinglab.fitting import Fit
     from scalinglab.plan import Allocation
+    from scalinglab.procedures import ProcedureFit
     from scalinglab.sweep import Plan, RunSpec, SweepSpec
 
 __all__ = [
@@ -89,13 +90,14 @@ def plan_check(
     *,
     workers: int | None = None,
     plan_options: Mapping[str, Any] | None = None,
+    uncertainty: ProcedureFit | None = None,
 ) -> CheckPlan:
     """Plan ``budget_flops`` with ``fit``, and design the plan and the alternative to train.
 
     Parameters
     ----------
     fit
-        The fit to plan with (it needs a bootstrap for the intervals).
+        The fit to plan with.
     spec
         The sweep's spec: the runs take its corpus, model family and training recipe.
     budget_flops
@@ -104,6 +106,9 @@ def plan_check(
         Workers the plan will be trained on.
     plan_options
         Cost options passed to :func:`scalinglab.plan.allocate` (``gpu``, ``mfu``).
+    uncertainty
+        ``fit`` with its predictive uncertainty (:func:`scalinglab.demo.predictive.
+        predictive_fit`): the runs' intervals come from it. Without it there are none.
 
     Raises
     ------
@@ -125,8 +130,10 @@ def plan_check(
     predictions = []
     for label, run in zip(labels, runs, strict=True):
         interval = None
-        if fit.bootstrap_params is not None and len(fit.bootstrap_params):
-            lo, hi = fit.prediction_interval(PLAN_LEVEL, params=run.params, tokens=run.tokens)
+        if uncertainty is not None:
+            # A predictive interval for one new run (parameters, run-to-run scatter and
+            # extrapolation error; see scalinglab.demo.predictive), not the bootstrap's alone.
+            lo, hi = uncertainty.interval(PLAN_LEVEL, params=run.params, tokens=run.tokens)
             interval = (float(lo), float(hi))
         predictions.append(
             TrainedRun(

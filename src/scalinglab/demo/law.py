@@ -7,7 +7,11 @@ anything, that the sweep has pinned the law down (:func:`identification_problems
 - E's interval stays clear of its lower bound: its lower end is above
   :data:`E_FLOOR_SHARE` of the smallest loss measured (E's bound is 10⁻¹², so an interval
   reaching below a per cent of any loss on record means the bootstrap refits ran into it);
-- the interval of each exponent is narrower than :data:`MAX_EXPONENT_WIDTH`.
+- the interval of each exponent is narrower than :data:`MAX_EXPONENT_WIDTH`;
+- the law can split a budget between N and D (:func:`scalinglab.fitting.allocation.
+  allocation_reasons`): plausible exponents off the edges of their range, and a 90% interval
+  of the allocation exponent a (N_opt ∝ C^a) no wider than the gap between Kaplan et al.'s and
+  Hoffmann et al.'s published a. A law that does not know a must not plan.
 
 If the check fails, the demo falls back to the simplest form with fewer parameters that the
 data do pin down, Kaplan et al.'s (2020, eq. 1.5) L(N, D) = [(N_c/N)^(α_N/α_D) + D_c/D]^α_D:
@@ -84,10 +88,13 @@ def identification_problems(fit: Fit, min_loss: float) -> list[str]:
     min_loss
         The smallest loss among the fitted runs (sets E's threshold, for a law with E).
     """
+    from scalinglab.fitting.allocation import allocation_reasons
+
     problems = [w for w in fit.warnings if "sits on its" in w]
     ci = fit.ci or {}
     if not ci:
         return [*problems, "the fit has no bootstrap, so nothing says how well it is determined"]
+    problems += [r for r in allocation_reasons(fit) if r not in problems]
     if "E" in ci:
         lo, hi = ci["E"]
         if lo <= E_FLOOR_SHARE * min_loss:

@@ -15,6 +15,7 @@ import numpy as np
 
 from scalinglab.demo.check import BUDGET_MULTIPLE, CheckPlan, measured, plan_check
 from scalinglab.demo.law import LawChoice, choose_law
+from scalinglab.demo.predictive import predictive_fit
 from scalinglab.demo.sweep import demo_plan, heldout_threshold
 from scalinglab.errors import ScalingLabError
 from scalinglab.fitting import FitWarning
@@ -177,7 +178,15 @@ def run_demo(
     plan_options: dict[str, Any] = {"gpu": "cpu", "mfu": mfu} if mfu else {}
     budget = BUDGET_MULTIPLE * float(runs.frame["flops"].max())
 
-    check = plan_check(law.fit, plan.spec, budget, workers=workers, plan_options=plan_options)
+    uncertainty = predictive_fit(law.fit, runs)
+    check = plan_check(
+        law.fit,
+        plan.spec,
+        budget,
+        workers=workers,
+        plan_options=plan_options,
+        uncertainty=uncertainty,
+    )
     if on_plan is not None:
         on_plan(check)
     stage("train plan")

@@ -43,10 +43,18 @@ from scalinglab.procedures.recipes import fit_recipe, trust_mask
 from scalinglab.procedures.registry import Procedure, get_procedure
 from scalinglab.runs import Runs, as_runs
 
-__all__ = ["MAX_DISAGREEMENT", "MAX_PROJECTED_ERROR", "ProcedureFit", "Verdict", "fit_procedure"]
+__all__ = [
+    "MAX_DISAGREEMENT",
+    "MAX_PROJECTED_ERROR",
+    "ProcedureFit",
+    "Verdict",
+    "fit_procedure",
+    "robust_scatter",
+]
 
 
-def _robust_scatter(resid: np.ndarray) -> float:
+def robust_scatter(resid: np.ndarray) -> float:
+    """Run-to-run scatter of log residuals ``resid``: 1.4826 · MAD (0 for fewer than two)."""
     resid = resid[np.isfinite(resid)]
     if resid.size < 2:
         return 0.0
@@ -226,7 +234,7 @@ def fit_procedure(
         [w * f.log_predict(**runs_inputs(trusted)) for w, f in zip(weights, fits, strict=True)],
         axis=0,
     )
-    scatter = _robust_scatter(logs - np.log(trusted.column("loss")))
+    scatter = robust_scatter(logs - np.log(trusted.column("loss")))
     growth = inner.growth(chosen.name, scatter) if inner is not None else float("nan")
     if proc.kind == "auto" and inner is not None and proc.default:
         # The chosen candidate's inner errors are the smallest by selection (winner's curse):

@@ -156,7 +156,8 @@ def plan_check_figure(content: ReportContent) -> ReportFigure | None:
     shown = f"{level:.0%} " if level else ""
     caption = (
         "Planned from the fit, then trained: hollow markers are the law's predictions (with "
-        f"their {shown}bootstrap interval), made before training; filled markers are the "
+        f"their {shown}prediction interval for one run: parameters, run-to-run scatter and "
+        "extrapolation error), made before training; filled markers are the "
         "validation losses the runs reached. Grey dots are the sweep the law was fitted on; the "
         "line is its compute-optimal frontier, in the shaded region an extrapolation."
     )

@@ -130,7 +130,7 @@ class IsoFlopProfile:
 
 @dataclass(frozen=True)
 class PlanPoint:
-    """One planned run: where it sits on the frontier, with its bootstrap intervals."""
+    """One planned run: where it sits on the frontier, with its prediction intervals."""
 
     flops: float
     params: float
@@ -182,7 +182,7 @@ class TrainedRun:
     predicted
         The fit's loss at (N, D), made before training.
     interval, level
-        The bootstrap interval of that prediction and its level (``None`` without one).
+        The prediction interval for that run and its level (``None`` without one).
     measured
         The validation loss the run reached (``None`` if it was not trained).
     """
