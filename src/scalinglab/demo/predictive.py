@@ -3,8 +3,8 @@
 A bootstrap interval says how well the sweep pins the law's parameters down; a run trained at
 the planned size also carries its own run-to-run noise (a seed repeat moves a loss by up to 1%),
 and a law extrapolated ten times beyond its largest run errs by more than it does inside its
-data. The rule, fixed before any planned run was compared with it, is the one
-:meth:`scalinglab.procedures.ProcedureFit.interval` already uses for ``fit_procedure``:
+data. The rule is not tuned to the demo's runs: it is the one
+:meth:`scalinglab.procedures.ProcedureFit.interval` already uses for ``fit_procedure``, taken as is:
 
     log L ~ Normal(log L̂, (scale · σ)²),  σ² = σ_params² + s² + (k · ln x)²
 
