@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -13,10 +14,17 @@ from typer.testing import CliRunner
 
 from scalinglab.approaches import isoflop_points
 from scalinglab.cli import app
-from scalinglab.fitting import Fit
+from scalinglab.fitting import PLAUSIBLE_EXPONENTS, Fit
 from scalinglab.fitting.allocation import MAX_A_WIDTH, allocation_exponent, allocation_reasons
 from scalinglab.plan import PlanError, allocate
-from scalinglab.procedures import DEFAULT_PROCEDURE, BacktestError, backtest, fit_procedure
+from scalinglab.procedures import (
+    DEFAULT_PROCEDURE,
+    PROCEDURES,
+    BacktestError,
+    Procedure,
+    backtest,
+    fit_procedure,
+)
 from scalinglab.procedures.allocation import (
     AllocationError,
     check_allocation,
@@ -29,6 +37,7 @@ runner = CliRunner()
 # Hoffmann et al. (2022), Approach 3 (their eq. 10): the law the synthetic runs follow.
 HOFFMANN = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 A_TRUE = HOFFMANN["beta"] / (HOFFMANN["alpha"] + HOFFMANN["beta"])
+FRONTIER_BOUNDS = PLAUSIBLE_EXPONENTS["chinchilla"]
 
 
 def _loss(n: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -132,6 +141,33 @@ def test_frontier_only_fit_refuses_to_plan_with_the_reason():
     # The refusal travels with the saved fit.
     with pytest.raises(PlanError, match="frontier alone"):
         allocate(Fit.from_json(pf.fit.to_json()), 1e22)
+
+
+def test_a_frontier_recipe_plans_from_one_of_its_planners():
+    # On IsoFLOP profiles, a recipe trusting only the runs within 0.5% of each budget's best
+    # keeps too little of each profile to tell N from D: it may predict loss along the frontier,
+    # but another fit must split budgets.
+    runs = load_runs(isoflop_runs(np.geomspace(1e17, 1e20, 7)))
+    tight = Procedure(
+        name="tight-frontier", summary="test", near_frontier=0.005, bounds=FRONTIER_BOUNDS
+    )
+    with_planner = replace(tight, planners=("bounded",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone = fit_procedure(tight, runs, bootstrap=20)
+        helped = fit_procedure(with_planner, runs, bootstrap=20)
+    assert alone.planner.fit is None and "can split a budget" in alone.planner.why
+    assert helped.chosen == "tight-frontier"  # the loss still comes from the frontier fit
+    assert helped.planner.name == "bounded" and "IsoFLOP minima" in helped.planner.why
+    own = next(c for c in helped.planner.checks if c.procedure == "tight-frontier")
+    assert not own.identified
+    assert allocate(helped.fit, 5.76e23).a == pytest.approx(A_TRUE, abs=0.03)
+
+
+def test_registered_planners_are_single_recipes():
+    for proc in PROCEDURES.values():
+        for name in proc.planners:
+            assert PROCEDURES[name].kind == "single", (proc.name, name)
 
 
 def test_profiles_let_the_planner_find_the_true_split():

@@ -14,8 +14,9 @@ The planner (:func:`choose_planner`)
     Where the fitted runs hold IsoFLOP profiles (:data:`MIN_PROFILES` or more), the identifying
     fit whose N_opt lies closest to the profile minima measured in those runs (Approach 2 of
     Hoffmann et al. 2022) plans: a measurement made without any law, on the user's own runs.
-    Without profiles, the first identifying fit in the procedure's own order plans. An ``auto``
-    procedure may plan from any of its candidates; a named procedure only from its members.
+    Without profiles, the first identifying fit in the procedure's own order plans. A procedure
+    may plan from its members, from the recipes it names as ``planners`` (fitted only to plan) and,
+    for ``auto``, from any of its candidates.
     When none identifies, there is no planner and planning refuses with the reasons.
 The allocation backtest
     In :mod:`~scalinglab.procedures.allocation_backtest`.
@@ -393,23 +394,23 @@ def planner_candidates(
     n_jobs: int | None = None,
 ) -> list[tuple[str, Callable[[bool], Fit]]]:
     """The fits that may plan for ``proc``, in its order: the chosen members (already fitted),
-    heaviest first; for ``auto``, then its other candidates' recipes by inner backtest error."""
+    heaviest first; for ``auto``, then its other candidates' recipes by inner backtest error;
+    then the recipes ``proc`` names as its ``planners``."""
     out: list[tuple[str, Callable[[bool], Fit]]] = []
     for f in member_fits:
         name = str(f.diagnostics.get("procedure", f.law))
         out.append((name, lambda _b, f=f: f))
-    if proc.kind != "auto":
-        return out
     seen = {n for n, _ in out}
     rest: list[str] = []
-    for c in sorted(
-        proc.candidates,
-        key=lambda c: (inner_errors.get(c, math.inf), list(proc.candidates).index(c)),
-    ):
-        p = get_procedure(c)
-        for m in p.members if p.kind == "average" else (p.name,):
-            if m not in seen and m not in rest:
-                rest.append(m)
+    if proc.kind == "auto":
+        for c in sorted(
+            proc.candidates,
+            key=lambda c: (inner_errors.get(c, math.inf), list(proc.candidates).index(c)),
+        ):
+            p = get_procedure(c)
+            rest.extend(p.members if p.kind == "average" else (p.name,))
+    rest.extend(proc.planners)
+    rest = [m for m in dict.fromkeys(rest) if m not in seen]
     for m in rest:
 
         def make(with_boot: bool, m: str = m) -> Fit:

@@ -14,23 +14,28 @@ from scalinglab.procedures.errors import ProcedureError
 from scalinglab.procedures.registry import Procedure, get_procedure
 from scalinglab.runs import Runs
 
-__all__ = ["fit_recipe", "near_frontier_mask", "run_weights", "trust_mask", "trusted_runs"]
+__all__ = [
+    "fit_recipe",
+    "frontier_gap",
+    "near_frontier_mask",
+    "run_weights",
+    "trust_mask",
+    "trusted_runs",
+]
 
 
-def near_frontier_mask(
-    flops: np.ndarray, loss: np.ndarray, tolerance: float, window: float = 2**0.25
-) -> np.ndarray:
-    """Runs whose loss is within ``tolerance`` (a fraction) of the lowest loss among the runs
-    whose compute lies within a factor ``window`` of theirs.
+def frontier_gap(flops: np.ndarray, loss: np.ndarray, window: float = 2**0.25) -> np.ndarray:
+    """Each run's loss above the lowest loss among the runs whose compute lies within a factor
+    ``window`` of its own, as a fraction (0 for the best run of its neighbourhood).
 
     On an IsoFLOP grid (budgets 2× apart) each budget is its own neighbourhood; on scattered
-    compute the neighbourhood slides. A run alone in its neighbourhood is always kept.
+    compute the neighbourhood slides. A run alone in its neighbourhood has a gap of 0.
     """
     flops = np.asarray(flops, dtype=float)
     loss = np.asarray(loss, dtype=float)
     n = flops.shape[0]
     if n == 0:
-        return np.zeros(0, dtype=bool)
+        return np.zeros(0)
     order = np.argsort(flops, kind="stable")
     logc = np.log(flops[order])
     sorted_loss = loss[order]
@@ -54,10 +59,17 @@ def near_frontier_mask(
         a = lo[rows]
         b = hi[rows] - (1 << k)
         ref[rows] = np.minimum(t[a], t[b])
-    keep_sorted = sorted_loss <= ref * (1.0 + tolerance)
-    keep = np.empty(n, dtype=bool)
-    keep[order] = keep_sorted
-    return keep
+    gap = np.empty(n)
+    gap[order] = sorted_loss / ref - 1.0
+    return gap
+
+
+def near_frontier_mask(
+    flops: np.ndarray, loss: np.ndarray, tolerance: float, window: float = 2**0.25
+) -> np.ndarray:
+    """Runs whose loss is within ``tolerance`` (a fraction) of the lowest loss among the runs
+    whose compute lies within a factor ``window`` of theirs (see :func:`frontier_gap`)."""
+    return frontier_gap(flops, loss, window) <= tolerance
 
 
 def trust_mask(procedure: Procedure, runs: Runs) -> tuple[np.ndarray, list[str]]:
@@ -102,11 +114,18 @@ def trusted_runs(procedure: Procedure, runs: Runs) -> tuple[Runs, list[str]]:
 
 def run_weights(procedure: Procedure, runs: Runs) -> np.ndarray | None:
     """Per-row weights of a single recipe (None: every row weighs 1): the compute weight, times
-    the curve weight of :func:`~scalinglab.procedures.curves.curve_points` where there is one."""
+    the frontier weight, times the curve weight of
+    :func:`~scalinglab.procedures.curves.curve_points` where there is one."""
     weights = None
+    flops = runs.column("flops")
     if procedure.flops_weight_power != 0:
-        flops = runs.column("flops")
         weights = (flops / flops.max()) ** procedure.flops_weight_power
+    if procedure.frontier_weight_scale is not None:
+        gap = frontier_gap(flops, runs.column("loss"), procedure.frontier_window)
+        # Cauchy-shaped: a run at one scale above the frontier counts half, at three scales a
+        # tenth; the far runs keep a voice, so N and D stay separable (the hard cut loses them).
+        frontier = 1.0 / (1.0 + (gap / procedure.frontier_weight_scale) ** 2)
+        weights = frontier if weights is None else weights * frontier
     if CURVE_WEIGHT in runs.frame:
         curve = runs.frame[CURVE_WEIGHT].to_numpy(float)
         weights = curve if weights is None else weights * curve

@@ -72,6 +72,10 @@ class Procedure:
         extrapolation is nearly always near the compute-optimal frontier.
     frontier_window:
         Runs whose compute differs by less than this factor count as one budget.
+    frontier_weight_scale:
+        Weigh each run by 1 / (1 + (gap / scale)²), where gap is its loss above the lowest at
+        similar compute (a fraction): a soft version of ``near_frontier`` that lets the
+        compute-optimal runs lead the fit while the off-optimal runs still tell N from D.
     members:
         Names of the single recipes an ``average`` combines.
     weighting:
@@ -94,6 +98,11 @@ class Procedure:
         which its 90 % intervals cover ≥ 90 % of the held-out runs pooled over the suite's sets
         and ≥ 80 % on each (1: not calibrated). The suite prints the scale re-made without each
         set and the coverage it then gives on that set.
+    planners:
+        Recipes fitted only to plan, when the procedure's own fits cannot tell N from D or plan
+        further from the IsoFLOP minima measured in the runs (see
+        :mod:`scalinglab.procedures.allocation`): a fit of the frontier predicts loss along it,
+        another fit may split the budget.
     reference:
         Where the recipe comes from.
     """
@@ -110,6 +119,7 @@ class Procedure:
     min_flops_ratio: float | None = None
     near_frontier: float | None = None
     frontier_window: float = 2**0.25
+    frontier_weight_scale: float | None = None
     members: tuple[str, ...] = ()
     weighting: str = "equal"
     candidates: tuple[str, ...] = ()
@@ -118,6 +128,7 @@ class Procedure:
     early_fraction: float = 0.1
     max_curve_points: int = 16
     interval_scale: float = 1.0
+    planners: tuple[str, ...] = ()
     reference: str = ""
 
     def __post_init__(self) -> None:
@@ -141,6 +152,8 @@ class Procedure:
             raise ProcedureError("min_flops_ratio must lie in (0, 1]", field="min_flops_ratio")
         if self.near_frontier is not None and not self.near_frontier > 0:
             raise ProcedureError("near_frontier must be > 0", field="near_frontier")
+        if self.frontier_weight_scale is not None and not self.frontier_weight_scale > 0:
+            raise ProcedureError("frontier_weight_scale must be > 0", field="frontier_weight_scale")
         if not self.frontier_window > 1:
             raise ProcedureError("frontier_window must be > 1", field="frontier_window")
         if not 0 <= self.early_fraction < 1:
@@ -168,6 +181,7 @@ class Procedure:
                 flops_weight_power=self.flops_weight_power,
                 min_flops_ratio=self.min_flops_ratio,
                 near_frontier=self.near_frontier,
+                frontier_weight_scale=self.frontier_weight_scale,
             )
         elif self.kind == "average":
             d.update(members=list(self.members), weighting=self.weighting)
@@ -179,6 +193,8 @@ class Procedure:
                 early_fraction=self.early_fraction,
                 max_curve_points=self.max_curve_points,
             )
+        if self.planners:
+            d["planners"] = list(self.planners)
         d["interval_scale"] = self.interval_scale
         if self.reference:
             d["reference"] = self.reference
@@ -205,6 +221,10 @@ _SCALES = {
     "average-frontier": 0.73,
     "auto": 0.73,
 }
+# The fits a frontier recipe may plan from (its own, if it tells N from D, is among them): the
+# same set auto chooses its planner from, so a procedure's loss and its plan can come from
+# different fits without a second rule.
+_PLANNERS = ("frontier", "kaplan-frontier", "compute-weighted", "bounded", "besiroglu2024")
 _PUBLISHED = "Besiroglu et al. 2024 (arXiv:2404.10102); Hoffmann et al. 2022, App. D.2"
 _REGISTRY: list[Procedure] = [
     Procedure(
@@ -246,6 +266,7 @@ _REGISTRY: list[Procedure] = [
     ),
     Procedure(
         name="frontier",
+        planners=_PLANNERS,
         interval_scale=_SCALES["frontier"],
         summary="bounded Chinchilla form on the runs within 5% of the best loss at their compute "
         "and budgets ≥ C_max/16 (far-off-optimal and tiny runs follow the schedule, not the law)",
@@ -255,7 +276,18 @@ _REGISTRY: list[Procedure] = [
         reference="Porian et al. 2024 (warmup and schedule effects at small budgets)",
     ),
     Procedure(
+        name="soft-frontier",
+        planners=_PLANNERS,
+        summary="bounded Chinchilla form on budgets ≥ C_max/16, every run weighted by "
+        "1/(1+(gap/5%)²) where gap is its loss above the best at its compute: the frontier "
+        "leads, the off-optimal runs still separate N from D",
+        bounds=_CHINCHILLA_PRIOR,
+        frontier_weight_scale=_FRONTIER,
+        min_flops_ratio=1 / 16,
+    ),
+    Procedure(
         name="kaplan-frontier",
+        planners=_PLANNERS,
         interval_scale=_SCALES["kaplan-frontier"],
         summary="Kaplan et al.'s joint form L=[(N_c/N)^(α_N/α_D)+D_c/D]^α_D (no irreducible "
         "term) on the same trusted runs as frontier",
@@ -267,6 +299,7 @@ _REGISTRY: list[Procedure] = [
     ),
     Procedure(
         name="broken-frontier",
+        planners=_PLANNERS,
         summary="a broken power law in compute, L(C)=E+A·C^-α·(1+C/C_b)^-Δ, on the runs within "
         "5% of the best loss at their compute; the break may only flatten the law (Δ ≤ 0)",
         law="broken-power",
@@ -279,6 +312,7 @@ _REGISTRY: list[Procedure] = [
     ),
     Procedure(
         name="average-frontier",
+        planners=_PLANNERS,
         interval_scale=_SCALES["average-frontier"],
         summary="geometric mean of frontier and kaplan-frontier: a form with an irreducible loss "
         "flattens too early, one without it too late; the average hedges",
@@ -287,6 +321,7 @@ _REGISTRY: list[Procedure] = [
     ),
     Procedure(
         name="stacked-frontier",
+        planners=_PLANNERS,
         summary="frontier and kaplan-frontier averaged with weights 1/err² from their backtest "
         "inside the fitted runs",
         kind="average",
