@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -306,19 +306,34 @@ def choose_planner(
     profiles = len(minima) >= MIN_PROFILES
     point: dict[str, Fit] = {}
     checks: dict[str, AllocationCheck] = {}
-    for name, make in candidates:
+
+    def point_fit(name: str, make: Callable[[bool], Fit]) -> bool:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FitWarning)
                 point[name] = make(False)
         except (FitError, ValueError):
-            continue
+            return False
         checks[name] = check_allocation(point[name], runs, minima)
-    order = [n for n, _ in candidates if n in point]
-    if profiles:
-        order.sort(key=lambda n: _rank(checks[n].profile_error_decades))
+        return True
+
+    def ranked() -> Iterator[str]:
+        if profiles:
+            # Every candidate is compared with the minima, so every one is fitted.
+            for name, make in candidates:
+                point_fit(name, make)
+            yield from sorted(point, key=lambda n: _rank(checks[n].profile_error_decades))
+        else:
+            # In the procedure's order, fitted only when asked: a planner after the first fit
+            # that may plan costs nothing.
+            for name, make in candidates:
+                if point_fit(name, make):
+                    yield name
+
     makers = dict(candidates)
-    for name in order:
+    order: list[str] = []
+    for name in ranked():
+        order.append(name)
         if not checks[name].identified:
             continue
         fit_ = point[name]
@@ -346,7 +361,9 @@ def choose_planner(
                 if name == first
                 else f"{', '.join(n for n in order[: order.index(name)])} cannot tell N from D"
             )
-        return Planner(name, fit_, why, tuple(checks[n] for n in order))
+        rest = sorted(checks, key=lambda n: _rank(checks[n].profile_error_decades))
+        asked = order + [n for n in rest if n not in order]
+        return Planner(name, fit_, why, tuple(checks[n] for n in asked))
     reasons = [r for n in order for r in checks[n].reasons]
     why = "no fit of this procedure can split a budget between N and D: " + (
         "; ".join(reasons) if reasons else "none could be fitted"
