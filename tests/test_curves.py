@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from scalinglab import fit, fit_procedure, load_runs
 from scalinglab.cli import app
+from scalinglab.fitting import FitError
 from scalinglab.procedures import ProcedureError
 from scalinglab.procedures.curves import CURVE_WEIGHT, RUN_END, curve_points
 from scalinglab.runs import RunsError
@@ -231,6 +232,13 @@ def test_fit_procedure_fits_a_stores_curves(tmp_path):
     assert "over the table's own for 8 runs (cosine)" in whole.why
     n, d = np.array([r.params for r in runs]), np.array([r.tokens / 2 for r in runs])
     assert whole.predict(params=n, tokens=d) == pytest.approx(law(n, d), rel=2e-3)
+
+
+def test_too_few_runs_after_the_schedule_says_what_it_kept(tmp_path):
+    runs = [make_run(1, 2**18), make_run(2, 2**19), make_run(3, 2**20)]
+    path = store_with_curves(tmp_path / "s.db", [(r, law_curve(r)) for r in runs])
+    with pytest.raises(FitError, match=r"got 3 .*schedule from the table: 3 runs cosine → decay"):
+        fit_procedure("curves", path, bootstrap=0)
 
 
 def test_cli_fit_a_stores_curves(tmp_path):

@@ -221,6 +221,8 @@ def fit_procedure(
         break
     else:
         assert failure is not None
+        if curve_notes:  # too few points may be the schedule's doing: say what it kept
+            raise FitError(f"{failure} ({'; '.join(curve_notes)})", field=failure.field)
         raise failure
     if chosen.kind == "average":
         member_err = dict(inner.errors) if inner is not None else {}
