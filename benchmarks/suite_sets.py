@@ -9,6 +9,9 @@ Each *set* is a list of :class:`Case`: one fit of ``train`` and the held-out gro
                 against the paper's IsoFLOP minima.
 ``gpt3``        validation curves; fit the models ≤ 1.3B, predict the 2.7B–175B curves at
                 tokens ≥ 30B; and fit ≤ 13B, predict the 175B curve.
+``demo``        our own ``scalinglab demo`` store (``data/demo_points.csv``, SOURCE.md there):
+                fit the sweep's levels below the top one, predict the top level (1.8× in
+                compute); fit every level, predict the demo's plan and its alternative (10×).
 ``syn-*``       IsoFLOP grids drawn from a known law (seeded): ``curvature`` (the N-term
                 flattens in log-log), ``hidden-e`` (an irreducible loss the fitted range cannot
                 see), ``noisy-small`` (small runs 3 % noisy, outliers), ``scale-bias`` (the
@@ -109,6 +112,27 @@ def gpt3_cases() -> list[Case]:
     return out
 
 
+# A real `scalinglab demo` store's finished points, exported with `scalinglab sweep export`
+# (data/SOURCE.md says which run, commit and machine), so the suite needs no training.
+DEMO_POINTS = Path(__file__).resolve().parent / "data" / "demo_points.csv"
+
+
+def demo_cases(path: Path = DEMO_POINTS) -> list[Case]:
+    """The demo's held-out check (fit the levels below the top, predict the top level) and, when
+    the store held the demo's planned runs (sweep ``demo-plan``), the plan check: fit every level,
+    predict the plan and its alternative at 10× the largest run's compute."""
+    fr = pd.read_csv(path)
+    columns = ["params", "tokens", "flops", "loss", "run_id", "schedule"]
+    sweep = fr[fr["group"] == "demo"]
+    # The levels land within a few per cent of their nominal compute; compute_level is exact.
+    held = sweep["compute_level"] >= sweep["compute_level"].max() * 0.99
+    cases = [Case("demo", sweep.loc[~held, columns], (("top level", sweep.loc[held, columns]),))]
+    plan = fr[fr["group"] == "demo-plan"]
+    if len(plan):
+        cases.append(Case("demo", sweep[columns], (("demo-plan (10x)", plan[columns]),)))
+    return cases
+
+
 # ---------------------------------------------------------------------------------------------
 # synthetic families (known truth)
 
@@ -171,6 +195,7 @@ SETS: dict[str, Callable[[], list[Case]]] = {
     "chinchilla": chinchilla_cases,
     "porian": porian_cases,
     "gpt3": gpt3_cases,
+    "demo": demo_cases,
     **{f"syn-{k}": (lambda k=k: synthetic_cases(k)) for k in SYNTHETIC},
 }
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,8 +13,12 @@ from typer.testing import CliRunner
 
 from scalinglab import fit, fit_procedure, load_runs
 from scalinglab.cli import app
+from scalinglab.fitting import FitError
 from scalinglab.procedures import ProcedureError
-from scalinglab.procedures.curves import CURVE_WEIGHT, curve_points
+from scalinglab.procedures.curves import CURVE_WEIGHT, RUN_END, curve_points
+from scalinglab.runs import RunsError
+from scalinglab.store import Store
+from test_store import SPEC, fake_result, make_run
 
 # A known law (Besiroglu et al. 2024's Chinchilla fit) to draw curves from.
 TRUTH = {"E": 1.82, "A": 482.0, "alpha": 0.3478, "B": 2085.0, "beta": 0.3658}
@@ -64,14 +70,35 @@ def test_schedule_column_per_row_and_errors():
     kept, _ = curve_points(load_runs(fr), max_points=100)
     counts = kept.frame.groupby("run_id").size()
     assert counts["n2e+07"] == 1 and counts["n5e+07"] > 10
-    fr.loc[3, "schedule"] = "cosine"
-    with pytest.raises(ProcedureError, match="row 4: schedule 'cosine'") as err:
+    fr.loc[3, "schedule"] = "cyclic"
+    with pytest.raises(ProcedureError, match="row 4: schedule 'cyclic' is not one of") as err:
         curve_points(load_runs(fr))
     assert err.value.field == "schedule"
     with pytest.raises(ProcedureError, match="early_fraction"):
         curve_points(load_runs(fr), schedule="constant", early_fraction=1.0)
-    with pytest.raises(ProcedureError, match="schedule must be one of"):
+    with pytest.raises(ProcedureError, match=r"schedule must be one of .* reads as decay"):
         curve_points(load_runs(fr), schedule="cosine")
+
+
+def test_stored_schedule_names_are_read_and_said():
+    """A trainer's or importer's schedule name reads as decay or constant; a run without one
+    gets the default or the given schedule, and the notes say which."""
+    fr = curves_frame(sizes=(2e7, 5e7, 1e8), points=20)
+    fr["schedule"] = fr["run_id"].map({"n2e+07": "cosine", "n5e+07": "constant_with_warmup"})
+    kept, notes = curve_points(load_runs(fr), max_points=100)
+    counts = kept.frame.groupby("run_id").size()
+    # cosine and the default decay keep one point; the constant run keeps its checkpoints.
+    assert counts["n2e+07"] == 1 and counts["n1e+08"] == 1 and counts["n5e+07"] > 10
+    assert notes[-1] == (
+        "schedule from the table: 1 run constant_with_warmup → constant; 1 run cosine → decay; "
+        "1 run without one → decay, the default (--schedule sets it)"
+    )
+    kept, notes = curve_points(load_runs(fr), schedule="shared", max_points=100)
+    assert (kept.frame.groupby("run_id").size() >= 10).all()
+    assert notes[-1] == (
+        "schedule shared for every run as given, over the table's own for 2 runs "
+        "(constant_with_warmup, cosine)"
+    )
 
 
 @pytest.mark.filterwarnings("ignore:E = 1e-12 sits on its lower bound")
@@ -133,3 +160,131 @@ def test_cli_fit_curves(tmp_path):
     assert bad.exit_code == 2 and "--curves fits by the procedure curves" in bad.output
     bad = runner.invoke(app, ["fit", str(path), "--curves", "--schedule", "cosine"])
     assert bad.exit_code == 2 and "--schedule: schedule must be one of" in bad.output
+
+
+# -------------------------------------------------------------------------------------------
+# curves read from a store (built through the store API: no training)
+
+
+def store_with_curves(path, curves):
+    """A store with sweep ``s1`` holding ``curves``: (run, [(tokens, val_loss, train_loss)])."""
+    with Store(path) as store:
+        store.add_sweep(SPEC, [run for run, _ in curves])
+        for run, points in curves:
+            result = fake_result(run)
+            result["curve"] = [
+                {"tokens": t, "val_loss": v, "train_loss": tr} for t, v, tr in points
+            ]
+            losses = [v for _, v, _ in points if v is not None]
+            result["val_loss"] = losses[-1] if losses else result["val_loss"]
+            store.record_result(run, result)
+    return path
+
+
+def law_curve(run, checkpoints=8):
+    """Evaluations on the law at ``checkpoints`` tokens to the run's end, and a training-loss
+    log point between each two (val_loss None), as the trainer stores them."""
+    tokens = np.geomspace(run.tokens / 16, run.tokens, checkpoints).astype(int)
+    out = []
+    for a, b in itertools.pairwise(tokens):
+        out += [(int(a), law(run.params, a), 9.0), (int((a + b) // 2), None, 9.0)]
+    return [*out, (int(tokens[-1]), law(run.params, tokens[-1]), 9.0)]
+
+
+def test_store_curves_are_the_runs_checkpoints(tmp_path):
+    cosine = [make_run(1, 2**18), make_run(2, 2**19)]
+    wsd = make_run(3, 2**20, branches=(2**18, 2**19))
+    path = store_with_curves(tmp_path / "s.db", [(r, law_curve(r)) for r in [*cosine, wsd]])
+    finals = load_runs(path)  # one row per run and cooldown, as before
+    assert len(finals) == 5
+    runs = load_runs(path, curves=True)
+    fr = runs.frame
+    assert len(fr) == 3 * 8 + 2  # 8 evaluations per run, and the two cooldowns
+    assert runs.param_basis == "non_embedding"
+    assert any("left out 21 curve points without a validation loss" in n for n in runs.notes)
+    assert fr["flops"].to_numpy() == pytest.approx(6 * fr["params"] * fr["tokens"])
+    trunk = fr[fr["kind"] == "run"]  # the cooldowns hold fake_result's loss
+    assert trunk["loss"].to_numpy() == pytest.approx(law(trunk["params"], trunk["tokens"]))
+    assert set(fr.groupby("run_id")["schedule"].first()) == {"cosine", "wsd"}
+    # The ends: each run's last checkpoint, and each cooldown under its trunk's run_id.
+    ends = fr[fr[RUN_END]]
+    assert len(ends) == 5 and ends["run_id"].nunique() == 3
+    end_rows = ends.sort_values("loss")[["tokens", "loss"]].to_numpy()
+    assert end_rows == pytest.approx(finals.frame.sort_values("loss")[["tokens", "loss"]])
+    kept, notes = curve_points(runs)
+    assert (
+        len(kept) == 5
+        and notes[-1] == "schedule from the table: 2 runs cosine → decay; 1 run wsd → decay"
+    )
+    weights = kept.frame.groupby("run_id")[CURVE_WEIGHT].agg(["sum", "size"])
+    assert weights["sum"].to_numpy() == pytest.approx(1.0) and sorted(weights["size"]) == [1, 1, 3]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_fit_procedure_fits_a_stores_curves(tmp_path):
+    """Constant-rate curves on the law, stored: the store's schedule (cosine) keeps one point
+    per run; --schedule constant fits every checkpoint and recovers the law."""
+    runs = [make_run(layers, tokens) for layers in (1, 2, 4, 8) for tokens in (2**18, 2**20)]
+    path = store_with_curves(tmp_path / "s.db", [(r, law_curve(r, 12)) for r in runs])
+    ends = fit_procedure("curves", path, bootstrap=0, planner=False)
+    assert "schedule from the table: 8 runs cosine → decay" in ends.why
+    whole = fit_procedure("curves", str(path), bootstrap=0, planner=False, schedule="constant")
+    assert "over the table's own for 8 runs (cosine)" in whole.why
+    n, d = np.array([r.params for r in runs]), np.array([r.tokens / 2 for r in runs])
+    assert whole.predict(params=n, tokens=d) == pytest.approx(law(n, d), rel=2e-3)
+
+
+def test_too_few_runs_after_the_schedule_says_what_it_kept(tmp_path):
+    runs = [make_run(1, 2**18), make_run(2, 2**19), make_run(3, 2**20)]
+    path = store_with_curves(tmp_path / "s.db", [(r, law_curve(r)) for r in runs])
+    with pytest.raises(FitError, match=r"got 3 .*schedule from the table: 3 runs cosine → decay"):
+        fit_procedure("curves", path, bootstrap=0)
+
+
+def test_cli_fit_a_stores_curves(tmp_path):
+    runs = [make_run(layers, tokens) for layers in (1, 2, 4) for tokens in (2**18, 2**20)]
+    path = store_with_curves(tmp_path / "s.db", [(r, law_curve(r)) for r in runs])
+    result = CliRunner().invoke(
+        app, ["fit", str(path), "--curves", "--schedule", "constant", "-B", "0", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["procedure"]["procedure"] == "curves"
+    assert any("curve points without a validation loss" in n for n in data["runs_notes"])
+
+
+def _bad(run, case):
+    points = law_curve(run)
+    if case == "one point":
+        return points[-1:]
+    i = len(points) - 3
+    value = {"NaN": None, "negative": -1.0, "inf": np.inf}[case]
+    points[i] = (points[i][0], value, None if case == "NaN" else 9.0)
+    return points
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("no curves", "no training curves in the store (3 finished runs"),
+        ("one point", "its curve has 1 checkpoint with a loss; a curve needs 2 or more"),
+        ("NaN", "tokens: loss (val_loss) is NaN or missing"),
+        ("negative", "tokens: loss (val_loss) -1.0 is not a finite positive number"),
+        ("inf", "tokens: loss (val_loss) inf is not a finite positive number"),
+    ],
+)
+def test_bad_store_curves_are_refused_in_one_line(tmp_path, case, message):
+    runs = [make_run(1, 2**18), make_run(2, 2**19), make_run(3, 2**20)]
+    curves = [(r, [] if case == "no curves" else law_curve(r)) for r in runs]
+    if case != "no curves":
+        curves[1] = (runs[1], _bad(runs[1], case))
+    path = store_with_curves(tmp_path / "s.db", curves)
+    if case == "no curves":  # the runs hold their final losses: the plain fit reads them
+        assert len(load_runs(path)) == 3
+    with pytest.raises(RunsError, match=re.escape(message)) as err:
+        load_runs(path, curves=True)
+    if case != "no curves":
+        assert f"run {runs[1].key[:12]} (sweep s1)" in str(err.value)
+    result = CliRunner().invoke(app, ["fit", str(path), "--curves"])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and message.split(" (")[0] in result.output

@@ -202,9 +202,17 @@ def test_drop_top_loss_validation():
 def test_store_dispatch(tmp_path, monkeypatch):
     store = tmp_path / "scalinglab.db"
     store.write_bytes(b"")
-    monkeypatch.setattr(runs_sources, "load_store_runs", lambda path: _frame())
+    asked = []
+
+    def read(path, curves=False):
+        asked.append(curves)
+        return _frame()
+
+    monkeypatch.setattr(runs_sources, "load_store_runs", read)
     runs = load_runs(store)
     assert isinstance(runs, Runs) and len(runs) == 6 and runs.source == str(store)
+    load_runs(store, curves=True)  # the store's training curves (tests/test_curves.py)
+    assert asked == [False, True]
 
 
 def test_store_errors_are_runs_errors(tmp_path):

@@ -120,16 +120,17 @@ def fit(
     curves: bool = typer.Option(
         False,
         "--curves",
-        help="Fit training curves (rows sharing a run_id are one run's checkpoints): the "
-        "checkpoints the schedule makes valid, the earliest tokens dropped, every run weighing "
-        "the same (the procedure curves).",
+        help="Fit training curves (rows sharing a run_id are one run's checkpoints; from a "
+        "store, every stored run's curve): the checkpoints the schedule makes valid, the "
+        "earliest tokens dropped, every run weighing the same (the procedure curves).",
     ),
     schedule: str | None = typer.Option(
         None,
         "--schedule",
         help=f"With --curves: {', '.join(SCHEDULES)}: decay (only each run's end counts: cosine, "
         "WSD cooldowns), constant (every checkpoint), shared (every run follows the same "
-        "schedule in tokens). Default: the table's schedule column, else decay.",
+        "schedule in tokens), for every run. Default: each run's own (the table's schedule "
+        "column; a store's wsd, cosine, linear read as decay), else decay.",
     ),
     x: str | None = typer.Option(
         None,
@@ -201,6 +202,8 @@ def fit(
     Example: scalinglab fit runs.csv --procedure auto --predict params=7e10,tokens=1.4e12
 
     Example: scalinglab fit curves.csv --curves --schedule shared
+
+    Example: scalinglab fit scalinglab.db --curves
     """
     mapping = column_mapping(column)
     target = _parse_target(predict)
@@ -225,7 +228,11 @@ def fit(
         warnings.simplefilter("always", FitWarning)
         try:
             table = load_runs(
-                runs, columns=mapping or None, param_basis=param_basis, drop_top_loss=drop_top_loss
+                runs,
+                columns=mapping or None,
+                param_basis=param_basis,
+                drop_top_loss=drop_top_loss,
+                curves=curves,
             )
         except ScalingLabError as exc:  # a column of RUNS, not the option of the same name
             fail_with(exc, {**_OPTIONS, **dict.fromkeys(CANONICAL_COLUMNS, "RUNS")})

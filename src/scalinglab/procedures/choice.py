@@ -128,7 +128,8 @@ def fit_procedure(
         recipe, what ``scalinglab fit`` does without one; ``"auto"`` chooses by a backtest
         inside ``runs``) or a :class:`~scalinglab.procedures.Procedure`.
     runs:
-        The runs to fit: a :class:`~scalinglab.runs.Runs`, DataFrame or path.
+        The runs to fit: a :class:`~scalinglab.runs.Runs`, DataFrame or path (with a curve
+        procedure, a store's path reads every checkpoint of its runs' curves).
     bootstrap:
         Bootstrap resamples of each member fit (parameter uncertainty of the intervals).
     seed:
@@ -150,8 +151,9 @@ def fit_procedure(
     -------
     ProcedureFit
     """
-    table = as_runs(runs)
     proc = get_procedure(procedure)
+    # A curve procedure reads a store's training curves, not its runs' final points.
+    table = as_runs(runs, curves=proc.curves)
     curve_notes: list[str] = []
     if proc.curves:
         # Before everything else, so that the inner backtest, the fits and the scatter all see
@@ -219,6 +221,8 @@ def fit_procedure(
         break
     else:
         assert failure is not None
+        if curve_notes:  # too few points may be the schedule's doing: say what it kept
+            raise FitError(f"{failure} ({'; '.join(curve_notes)})", field=failure.field)
         raise failure
     if chosen.kind == "average":
         member_err = dict(inner.errors) if inner is not None else {}

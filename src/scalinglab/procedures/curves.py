@@ -17,6 +17,13 @@ of the runs: a ``schedule`` column (per row) or the ``schedule`` argument says w
     comparable across runs, so the law's data term describes that schedule. Every checkpoint is
     kept, and the fit predicts curves trained the same way, not runs annealed to each length.
 
+A store holds the schedule each run was trained with, by the trainer's or the importer's name
+(``wsd``, ``cosine``, ``linear``, ``constant``, ...): a decaying one reads as ``decay`` (a WSD
+trunk's end and each of its cooldowns, kept as points of their own with the column
+:data:`RUN_END`, are then the runs), a constant one as ``constant``. A run without one reads as
+``decay`` (:data:`DEFAULT_SCHEDULE`), the safe reading, unless ``schedule`` is given; the notes
+say which reading each run got and where it came from.
+
 The earliest tokens (warmup, batch-size ramp) follow the schedule, not the law: points below
 ``early_fraction`` of a run's last tokens are dropped. Long curves are thinned to at most
 ``max_points`` per run (the median of log-spaced token bins, which also averages out read-out
@@ -33,34 +40,86 @@ import pandas as pd
 from scalinglab.procedures.errors import ProcedureError
 from scalinglab.runs import Runs
 
-__all__ = ["CURVE_WEIGHT", "SCHEDULES", "curve_points"]
+__all__ = ["CURVE_WEIGHT", "DEFAULT_SCHEDULE", "RUN_END", "SCHEDULES", "curve_points"]
 
 SCHEDULES = ("decay", "constant", "shared")
 # The column of the returned runs holding each point's weight (its run sums to 1).
 CURVE_WEIGHT = "curve_weight"
+# A boolean column marking points that end a training run of their own although their run_id
+# goes on (a WSD cooldown branched from a longer run, as a store holds it).
+RUN_END = "run_end"
 _NUMERIC = ("params", "tokens", "flops", "loss", "unique_tokens")
 
 
-def _schedules(runs: Runs, schedule: str | None) -> pd.Series:
+# What the schedules a trainer or an importer stores (ours: ``wsd``, ``cosine``; Hugging Face's
+# and OLMo's names) say about the middle of a curve. A schedule that decays to the end of the
+# run makes only its end a run of that length; one that does not depend on the run's length
+# (constant, or an inverse square root) makes every checkpoint one.
+_STORED = {
+    "cosine": "decay",
+    "cosine_with_warmup": "decay",
+    "cosine_with_min_lr": "decay",
+    "linear": "decay",
+    "linear_with_warmup": "decay",
+    "polynomial": "decay",
+    "wsd": "decay",  # a WSD trunk's end and each cooldown; the stable phase is not annealed
+    "constant": "constant",
+    "constant_with_warmup": "constant",
+    "inverse_sqrt": "constant",
+}
+DEFAULT_SCHEDULE = "decay"
+
+
+def _count(runs: pd.Series, what: str) -> str:
+    n = runs.nunique()
+    return f"{n} run{'s' * (n != 1)} {what}"
+
+
+def _schedules(runs: Runs, run: pd.Series, schedule: str | None) -> tuple[pd.Series, list[str]]:
+    """Each row's schedule reading and a note saying where it came from (none when the table's
+    own column, in readings, said it all)."""
+    fr = runs.frame
+    stored = fr["schedule"] if "schedule" in fr else pd.Series(np.nan, index=fr.index)
+    known = stored.notna() & (stored.astype(str).str.strip() != "")
+    text = stored.astype(str).str.strip().str.lower()
     if schedule is not None:
         if schedule not in SCHEDULES:
+            hint = _STORED.get(str(schedule).lower())
             raise ProcedureError(
-                f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}",
+                f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}"
+                + (f" (a {schedule} schedule reads as {hint})" if hint else ""),
                 field="schedule",
             )
-        return pd.Series(schedule, index=runs.frame.index)
-    if "schedule" not in runs.frame:
-        return pd.Series("decay", index=runs.frame.index)
-    col = runs.frame["schedule"].astype(str).str.lower()
-    bad = ~col.isin(SCHEDULES)
+        differ = known & (text != schedule)
+        notes = []
+        if differ.any():
+            was = ", ".join(sorted(set(text[differ])))
+            notes.append(
+                f"schedule {schedule} for every run as given, over the table's own for "
+                f"{_count(run[differ], f'({was})')}"
+            )
+        return pd.Series(schedule, index=fr.index), notes
+    reading = text.map(lambda t: t if t in SCHEDULES else _STORED.get(t))
+    bad = known & reading.isna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise ProcedureError(
-            f"row {row + 1}: schedule {runs.frame['schedule'].iloc[row]!r} is not one of "
-            f"{', '.join(SCHEDULES)}",
+            f"row {row + 1}: schedule {stored.iloc[row]!r} is not one of "
+            f"{', '.join(SCHEDULES)} nor a schedule scalinglab knows "
+            f"({', '.join(_STORED)}); say how to read it with schedule= (--schedule)",
             field="schedule",
         )
-    return col
+    parts = [
+        _count(run[known & (text == name)], f"{name} → {reading[text == name].iloc[0]}")
+        for name in sorted(set(text[known & ~text.isin(SCHEDULES)]))
+    ]
+    if (~known).any():
+        where = "without one" if known.any() else "(the table has none)"
+        parts.append(
+            _count(run[~known], f"{where} → {DEFAULT_SCHEDULE}, the default (--schedule sets it)")
+        )
+    notes = [f"schedule from the table: {'; '.join(parts)}"] if parts else []
+    return reading.where(known, DEFAULT_SCHEDULE), notes
 
 
 def curve_points(
@@ -78,9 +137,10 @@ def curve_points(
         Rows sharing a ``run_id`` are checkpoints of one run (without a ``run_id`` column every
         row is a run of its own, and nothing changes but the weight column).
     schedule:
-        ``"decay"``, ``"constant"`` or ``"shared"`` for every run (see the module docstring).
-        Default: the ``schedule`` column if the table has one, else ``"decay"`` (the safe
-        reading: only the end of each run counts).
+        ``"decay"``, ``"constant"`` or ``"shared"`` for every run, over the table's own (see
+        the module docstring). Default: the ``schedule`` column (a reading, or a stored
+        schedule's name such as ``"wsd"`` or ``"cosine"``), and ``"decay"`` for a run without
+        one (the safe reading: only the end of each run counts).
     early_fraction:
         Drop points with fewer tokens than this fraction of their run's last point, in [0, 1).
     max_points:
@@ -90,7 +150,8 @@ def curve_points(
     -------
     (Runs, notes)
         The kept points with a :data:`CURVE_WEIGHT` column (1 / the points kept of their run),
-        and notes saying what was left out or merged and why.
+        and notes saying what was left out or merged and why, and which schedule reading the
+        runs got where the table did not give it as a reading.
 
     Raises
     ------
@@ -103,11 +164,13 @@ def curve_points(
         )
     if not max_points >= 1:
         raise ProcedureError(f"max_points must be >= 1, got {max_points!r}", field="max_points")
-    sched = _schedules(runs, schedule)
     fr = runs.frame
     run = fr["run_id"].astype(str) if "run_id" in fr else pd.Series(fr.index.astype(str))
+    sched, schedule_notes = _schedules(runs, run, schedule)
     last = fr.groupby(run, sort=False)["tokens"].transform("max")
     at_end = fr["tokens"] >= last
+    if RUN_END in fr:
+        at_end |= fr[RUN_END].astype(bool)
     decayed = (sched == "decay") & ~at_end
     early = (sched != "decay") & ~at_end & (fr["tokens"] < early_fraction * last)
     notes = []
@@ -144,6 +207,7 @@ def curve_points(
             f"merged {merged} checkpoints into at most {max_points} per run (median of "
             "log-spaced token bins)"
         )
+    notes += schedule_notes
     if "step" in out:
         out["step"] = out["step"].astype("int64")
     table = Runs(

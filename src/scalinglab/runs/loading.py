@@ -37,6 +37,7 @@ def load_runs(
     columns: Mapping[str, str] | None = None,
     param_basis: str = "unknown",
     drop_top_loss: int = 0,
+    curves: bool = False,
 ) -> Runs:
     """Load and validate a table of training runs.
 
@@ -75,7 +76,8 @@ def load_runs(
     """
     basis = normalise_basis(param_basis)
     notes: list[str] = []
-    frame, source_name = read_source(source)
+    frame, source_name = read_source(source, curves=curves)
+    notes.extend(frame.attrs.get("notes", ()))
     if basis == "unknown" and isinstance(frame.attrs.get("param_basis"), str):
         basis = normalise_basis(frame.attrs["param_basis"])
     if frame.shape[0] == 0:
@@ -122,13 +124,13 @@ def load_runs(
     return Runs(frame=table, param_basis=basis, source=source_name, notes=tuple(notes))
 
 
-def as_runs(runs: Runs | pd.DataFrame | str | Path) -> Runs:
+def as_runs(runs: Runs | pd.DataFrame | str | Path, *, curves: bool = False) -> Runs:
     """``runs`` as a :class:`Runs`: a Runs is returned as is, a DataFrame or a path is read by
-    :func:`load_runs` with its defaults.
+    :func:`load_runs` with its defaults (``curves``: a store's training curves).
 
     Every function that takes runs accepts all three through this.
     """
-    return runs if isinstance(runs, Runs) else load_runs(runs)
+    return runs if isinstance(runs, Runs) else load_runs(runs, curves=curves)
 
 
 def _derive_third(

@@ -12,7 +12,11 @@ from scalinglab.runs.table import Runs, RunsError
 from scalinglab.store import StoreError, load_store_runs
 
 
-def read_source(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def read_source(
+    source: str | Path | pd.DataFrame, *, curves: bool = False
+) -> tuple[pd.DataFrame, str]:
+    """The raw table of ``source`` and its name; from a store, its finished points, or with
+    ``curves`` every checkpoint of their training curves (a table is read as it is)."""
     if isinstance(source, pd.DataFrame):
         return source.reset_index(drop=True), "<DataFrame>"
     if isinstance(source, Runs):
@@ -29,7 +33,7 @@ def read_source(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
     if suffix in {".db", ".sqlite", ".sqlite3"}:
         if not path.exists():
             raise RunsError(f"{name}: no such store", field="source")
-        return _read_store(path), name
+        return _read_store(path, curves), name
     if not path.exists():
         raise RunsError(f"{name}: no such file", field="source")
     try:
@@ -57,9 +61,9 @@ def read_source(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return frame, name
 
 
-def _read_store(path: Path) -> pd.DataFrame:
+def _read_store(path: Path, curves: bool) -> pd.DataFrame:
     try:
-        frame = load_store_runs(path)
+        frame = load_store_runs(path, curves=curves)
     except StoreError as exc:
         message = str(exc)
         raise RunsError(

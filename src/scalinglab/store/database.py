@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from scalinglab.store.points import finished_points
+from scalinglab.store.points import finished_curves, finished_points
 from scalinglab.store.records import RunRecord, SweepRecord, insert_branch, insert_run
 from scalinglab.store.schema import (
     APPLICATION_ID,
@@ -447,12 +447,13 @@ class Store:
                 field="sweep",
             )
 
-    def points(self, sweep: str | None = None) -> pd.DataFrame:
-        """Finished points for fitting; see :func:`load_store_runs`."""
+    def points(self, sweep: str | None = None, *, curves: bool = False) -> pd.DataFrame:
+        """Finished points for fitting, or with ``curves`` every checkpoint of their training
+        curves; see :func:`load_store_runs`."""
         if sweep is not None:
             self._require_sweep(sweep)
         try:
-            return finished_points(self._conn, self.path, sweep)
+            return (finished_curves if curves else finished_points)(self._conn, self.path, sweep)
         except (sqlite3.Error, pd.errors.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(f"{self.path}: cannot read the store ({exc})") from None
 
@@ -461,7 +462,9 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def load_store_runs(path: str | Path, *, sweep: str | None = None) -> pd.DataFrame:
+def load_store_runs(
+    path: str | Path, *, sweep: str | None = None, curves: bool = False
+) -> pd.DataFrame:
     """Finished points of a store, as the fit engine reads them (``scalinglab fit scalinglab.db``).
 
     Parameters
@@ -470,6 +473,11 @@ def load_store_runs(path: str | Path, *, sweep: str | None = None) -> pd.DataFra
         The store file. It is opened read-only and never modified.
     sweep
         Only this sweep's points.
+    curves
+        Every checkpoint of the runs' training curves instead (``scalinglab fit --curves``):
+        one row per checkpoint with a loss, the run's N, FLOPs at the checkpoint's tokens, its
+        stored ``schedule`` and ``run_end`` (a run's last checkpoint, or a WSD cooldown);
+        ``frame.attrs["notes"]`` says which curve points were left out.
 
     Returns
     -------
@@ -484,7 +492,8 @@ def load_store_runs(path: str | Path, *, sweep: str | None = None) -> pd.DataFra
     ------
     StoreError
         Missing file, not a scalinglab store, a newer schema version, an unknown sweep, or
-        sweeps with different N bases read together.
+        sweeps with different N bases read together; with ``curves``, a store without curves,
+        a run with fewer than 2 checkpoints or a loss that is not finite and positive.
     """
     with closing(Store(path, readonly=True)) as store:
-        return store.points(sweep)
+        return store.points(sweep, curves=curves)

@@ -1,4 +1,5 @@
-"""The store's finished points as the fit engine reads them: one row per run or WSD cooldown.
+"""The store's finished points as the fit engine reads them: one row per run or WSD cooldown
+(:func:`finished_points`), or one per checkpoint of their training curves (:func:`finished_curves`).
 
 N is taken as each sweep declares it (total or non-embedding) and C by its counting method
 (C = 6ND, or per operation); cooldowns carry their parent's ``run_id`` so the bootstrap
@@ -11,12 +12,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from scalinglab.counting import FLOPS_PER_PARAM_TOKEN
 from scalinglab.store.schema import StoreError
 
-__all__ = ["finished_points"]
+__all__ = ["finished_curves", "finished_points"]
 
 
 def finished_points(conn: sqlite3.Connection, path: Path, sweep: str | None) -> pd.DataFrame:
@@ -82,4 +84,129 @@ def finished_points(conn: sqlite3.Connection, path: Path, sweep: str | None) -> 
         }
     ).reset_index(drop=True)
     frame.attrs["param_basis"] = bases[0] if bases else "unknown"
+    return frame
+
+
+def finished_curves(conn: sqlite3.Connection, path: Path, sweep: str | None) -> pd.DataFrame:
+    """The training curves of the finished runs of ``sweep`` (every sweep when ``None``).
+
+    One row per checkpoint with a loss (the ``curves`` table's ``val_loss``: the validation
+    loss of our trainer, the chosen loss metric of an imported run), with the run's N, FLOP
+    method, ``run_id``, sweep (``group``) and stored ``schedule`` (the trainer's or the
+    importer's name for it, as stored: ``wsd``, ``cosine``, ``linear``, ... or empty), and
+    ``run_end`` (True at the end of a training run: each run's last checkpoint and each WSD
+    cooldown, which the store keeps as a point of its own under its parent's ``run_id``).
+    ``frame.attrs["notes"]`` says what was left out.
+
+    Raises
+    ------
+    StoreError
+        No curves; a run whose curve has fewer than 2 checkpoints with a loss; a loss that is
+        not a finite positive number (each naming the run, its sweep and the field).
+    """
+    runs = finished_points(conn, path, sweep)
+    keys = runs["point_id"].tolist()
+    rows = pd.read_sql_query(
+        "SELECT substr(c.key, 1, 12) AS point_id, c.tokens, c.val_loss, c.train_loss "
+        "FROM curves c JOIN runs r ON r.key = c.key WHERE r.status = 'finished' "
+        "ORDER BY c.key, c.tokens",
+        conn,
+    )
+    rows = rows[rows["point_id"].isin(keys)].astype(
+        {"val_loss": "float64", "train_loss": "float64"}
+    )
+    info = runs.set_index("point_id")
+
+    def where(row: pd.Series) -> str:
+        return (
+            f"{path}: run {row['point_id']} (sweep {info.at[row['point_id'], 'group']}), "
+            f"curve point at {int(row['tokens']):,} tokens"
+        )
+
+    # SQLite keeps a NaN as NULL. The trainer logs the training loss between evaluations
+    # (val_loss NULL there, train_loss set); a point with neither is a loss that was NaN.
+    nan = rows["val_loss"].isna() & rows["train_loss"].isna()
+    if nan.any():
+        raise StoreError(
+            f"{where(rows[nan].iloc[0])}: loss (val_loss) is NaN or missing", field="loss"
+        )
+    bad = ~(np.isfinite(rows["val_loss"]) & (rows["val_loss"] > 0)) & rows["val_loss"].notna()
+    if bad.any():
+        row = rows[bad].iloc[0]
+        raise StoreError(
+            f"{where(row)}: loss (val_loss) {float(row['val_loss'])!r} is not a finite positive "
+            "number",
+            field="loss",
+        )
+    between = rows["val_loss"].isna() | (rows["tokens"] <= 0)
+    notes = []
+    if between.any():
+        notes.append(
+            f"left out {int(between.sum())} curve points without a validation loss (the "
+            "training loss logged between evaluations) or at 0 tokens"
+        )
+    rows = rows[~between]
+    if rows.empty:
+        raise StoreError(
+            f"{path}: no training curves in {f'sweep {sweep!r}' if sweep else 'the store'} "
+            f"({len(runs)} finished runs, no curve point with a loss); fit the final losses "
+            "without --curves",
+            field="curves",
+        )
+    counts = rows.groupby("point_id").size()
+    trained = runs[runs["kind"] == "run"]
+    short = trained[~trained["point_id"].isin(counts[counts >= 2].index)]
+    if len(short):
+        first = short.iloc[0]
+        have = int(counts.get(first["point_id"], 0))
+        raise StoreError(
+            f"{path}: run {first['point_id']} (sweep {first['group']}): its curve has {have} "
+            f"checkpoint{'s' * (have != 1)} with a loss; a curve needs 2 or more "
+            f"({len(short)} of {len(trained)} runs have fewer); fit the final losses without "
+            "--curves",
+            field="curves",
+        )
+    last = rows.groupby("point_id")["tokens"].transform("max")
+    curve = rows.assign(run_end=rows["tokens"] >= last)
+    # A WSD cooldown is a run of its own (the store keeps only its end): one more run end,
+    # under its parent's run_id.
+    branches = runs.loc[runs["kind"] == "branch", ["point_id", "tokens", "loss"]]
+    lost = ~(np.isfinite(branches["loss"]) & (branches["loss"] > 0))
+    if lost.any():
+        row = branches[lost].iloc[0]
+        raise StoreError(
+            f"{path}: cooldown {row['point_id']} (sweep {info.at[row['point_id'], 'group']}) "
+            f"at {int(row['tokens']):,} tokens: loss {float(row['loss'])!r} is not a finite "
+            "positive number",
+            field="loss",
+        )
+    curve = pd.concat(
+        [curve, branches.rename(columns={"loss": "val_loss"}).assign(run_end=True)],
+        ignore_index=True,
+    )
+    per_run = info.loc[curve["point_id"]].reset_index(drop=True)
+    tokens = curve["tokens"].astype("float64").reset_index(drop=True)
+    frame = pd.DataFrame(
+        {
+            "params": per_run["params"],
+            "tokens": tokens,
+            # The cost per token is the run's: its FLOPs scale with the checkpoint's tokens.
+            "flops": per_run["flops"] * tokens / per_run["tokens"],
+            "loss": curve["val_loss"].astype("float64").reset_index(drop=True),
+            "run_id": per_run["run_id"],
+            "group": per_run["group"],
+            "point_id": curve["point_id"].reset_index(drop=True),
+            "kind": per_run["kind"],
+            "run_end": curve["run_end"].astype(bool).reset_index(drop=True),
+            "params_total": per_run["params_total"],
+            "params_non_embedding": per_run["params_non_embedding"],
+            "flops_method": per_run["flops_method"],
+            "compute_level": per_run["compute_level"],
+            "seed": per_run["seed"],
+            "schedule": per_run["schedule"],
+        }
+    )
+    frame = frame.sort_values(["run_id", "tokens"], kind="stable").reset_index(drop=True)
+    frame.attrs["param_basis"] = runs.attrs["param_basis"]
+    frame.attrs["notes"] = notes
     return frame
