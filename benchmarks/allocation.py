@@ -44,6 +44,7 @@ PROCEDURES = tuple(
     dict.fromkeys(
         (
             "besiroglu2024",
+            "plain",
             "compute-weighted",
             "frontier",
             "kaplan-frontier",
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", type=int, default=100, help="resamples per fit")
     parser.add_argument("--json", type=Path, help="write every plan and prediction here")
     parser.add_argument(
-        "--procedures", default=",".join(PROCEDURES), help="comma-separated (default: all six)"
+        "--procedures", default=",".join(PROCEDURES), help="comma-separated (default: all seven)"
     )
     args = parser.parse_args(argv)
     procedures = tuple(args.procedures.split(","))

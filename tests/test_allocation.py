@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from scalinglab.approaches import isoflop_points
 from scalinglab.cli import app
 from scalinglab.fitting import PLAUSIBLE_EXPONENTS, Fit
+from scalinglab.fitting import fit as fit_law
 from scalinglab.fitting.allocation import MAX_A_WIDTH, allocation_exponent, allocation_reasons
 from scalinglab.plan import PlanError, allocate
 from scalinglab.procedures import (
@@ -24,6 +25,7 @@ from scalinglab.procedures import (
     Procedure,
     backtest,
     fit_procedure,
+    with_planner,
 )
 from scalinglab.procedures.allocation import (
     AllocationError,
@@ -162,6 +164,32 @@ def test_a_frontier_recipe_plans_from_one_of_its_planners():
     own = next(c for c in helped.planner.checks if c.procedure == "tight-frontier")
     assert not own.identified
     assert allocate(helped.fit, 5.76e23).a == pytest.approx(A_TRUE, abs=0.03)
+
+
+def test_a_direct_fit_plans_with_a_planner_when_it_cannot_split():
+    # A fit whose exponent is pinned on a bound must not plan; with_planner finds one that may.
+    runs = load_runs(isoflop_runs(np.geomspace(1e17, 1e20, 7)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pinned = fit_law("chinchilla", runs, bounds={"alpha": (0.05, 0.1)})
+        planned, planner = with_planner(pinned, runs, bootstrap=0)
+    assert planner.fit is not None and planner.name != "this fit"
+    assert not next(c for c in planner.checks if c.procedure == "this fit").identified
+    assert planned.params == pinned.params  # the loss is still the fit's own
+    assert allocate(planned, 5.76e23).a == pytest.approx(A_TRUE, abs=0.03)
+    # an identified fit without other planners plans itself, and the saved fit says so
+    good = fit_law("chinchilla", runs)
+    planned, planner = with_planner(good, runs, planners=(), bootstrap=0)
+    assert planner.name == "this fit"
+    assert Fit.from_json(planned.to_json()).diagnostics["allocation"]["planner_fit"] is None
+
+
+def test_cli_fit_names_the_fit_that_plans(tmp_path):
+    path = tmp_path / "runs.csv"
+    isoflop_runs(np.geomspace(1e17, 1e20, 7)).to_csv(path, index=False)
+    out = runner.invoke(app, ["fit", str(path), "--out", str(tmp_path / "fit.json")])
+    assert out.exit_code == 0, out.output
+    assert "plans with " in out.output and "IsoFLOP minima" in out.output
 
 
 def test_registered_planners_are_single_recipes():

@@ -31,8 +31,9 @@ from scalinglab.cli._common import (
 )
 from scalinglab.errors import ScalingLabError
 from scalinglab.fitting import LOSSES, FitWarning
+from scalinglab.fitting.uncertainty import holdout_split
 from scalinglab.laws import INPUT_NAMES, LAWS, X_CHOICES, get_law
-from scalinglab.procedures import PROCEDURES, SCHEDULES, fit_procedure
+from scalinglab.procedures import PROCEDURES, SCHEDULES, Planner, fit_procedure, with_planner
 from scalinglab.runs import CANONICAL_COLUMNS, PARAM_BASES, RunsWarning, load_runs
 
 # The law scalinglab fits when none is named: Hoffmann et al.'s (2022) form of N and D.
@@ -241,6 +242,7 @@ def fit(
                 result, prediction, chosen = _fit_procedure(
                     procedure, table, bootstrap, seed, target, level, as_json, schedule
                 )
+                planner = chosen.planner
             else:
                 chosen = None
                 with stage_progress(not as_json and bootstrap > 0) as progress:
@@ -259,6 +261,12 @@ def fit(
                         target=target,
                         progress=progress,
                     )
+                planner = None
+                if {"params", "tokens"} <= set(law_object.inputs):
+                    # The plan (scalinglab plan --fit) splits budgets with the fit whose N_opt
+                    # agrees best with the IsoFLOP minima measured in the fitted runs.
+                    fitted = holdout_split(table, holdout_above, holdout_top)[0]
+                    result, planner = with_planner(result, fitted, bootstrap=bootstrap, seed=seed)
                 prediction = _prediction(result, target, level) if target else None
         except ScalingLabError as exc:
             fail_with(exc, _OPTIONS)
@@ -306,12 +314,11 @@ def fit(
             f"{chosen.max_fitted_flops:.3g} FLOP (from the backtest inside the runs)",
             highlight=False,
         )
-        _print_planner(chosen)
+    _print_planner(planner)
 
 
-def _print_planner(chosen: Any) -> None:
+def _print_planner(planner: Planner | None) -> None:
     """Which fit splits budgets between N and D (``plan`` uses it), or why none may."""
-    planner = chosen.planner
     if planner is None:
         return
     if planner.fit is None:

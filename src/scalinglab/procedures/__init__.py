@@ -18,6 +18,7 @@ from scalinglab.procedures.allocation import (
     Planner,
     check_allocation,
     optimal_params,
+    with_planner,
 )
 from scalinglab.procedures.choice import fit_procedure
 from scalinglab.procedures.curves import SCHEDULES, curve_points
@@ -66,4 +67,5 @@ __all__ = [
     "run_weights",
     "trust_mask",
     "trusted_runs",
+    "with_planner",
 ]

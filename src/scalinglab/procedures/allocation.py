@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,7 @@ __all__ = [
     "planner_candidates",
     "planner_for",
     "size_spread",
+    "with_planner",
 ]
 
 # Trusted runs whose N lies within this many decades (a robust spread) of the trend of N in C
@@ -221,15 +222,22 @@ def _trusted(fit: Fit, runs: Runs) -> Runs:
 
 
 def check_allocation(
-    fit: Fit, runs: Runs, minima: pd.DataFrame | None = None, *, level: float = A_LEVEL
+    fit: Fit,
+    runs: Runs,
+    minima: pd.DataFrame | None = None,
+    *,
+    level: float = A_LEVEL,
+    label: str | None = None,
 ) -> AllocationCheck:
     """Does ``fit`` (fitted on ``runs``) identify the split of a budget between N and D?
 
-    ``minima`` are the IsoFLOP minima of ``runs`` (:func:`isoflop_minima`; computed if None).
+    ``minima`` are the IsoFLOP minima of ``runs`` (:func:`isoflop_minima`; computed if None);
+    ``label`` names the fit in the reasons (default: its procedure, else its law).
     """
     if minima is None:
         minima = isoflop_minima(runs)
-    label = str(fit.diagnostics.get("procedure", fit.law))
+    if label is None:
+        label = str(fit.diagnostics.get("procedure", fit.law))
     reasons = allocation_reasons(fit, level)
     a, interval = allocation_exponent(fit, level)
     spread = size_spread(_trusted(fit, runs))
@@ -281,7 +289,9 @@ class Planner:
         """What a member fit carries for planning (see :func:`~scalinglab.fitting.allocation.
         planning_fit`): the planner's name, why, and the planner fit itself unless it is
         ``member``."""
-        same = self.fit is not None and self.name == member.diagnostics.get("procedure")
+        same = self.fit is not None and (
+            self.fit is member or self.name == member.diagnostics.get("procedure")
+        )
         return {
             "planner": self.name,
             "why": self.why,
@@ -314,7 +324,7 @@ def choose_planner(
                 point[name] = make(False)
         except (FitError, ValueError):
             return False
-        checks[name] = check_allocation(point[name], runs, minima)
+        checks[name] = check_allocation(point[name], runs, minima, label=name)
         return True
 
     def ranked() -> Iterator[str]:
@@ -344,7 +354,7 @@ def choose_planner(
                     fit_ = makers[name](True)
             except (FitError, ValueError):
                 continue
-            checks[name] = check_allocation(fit_, runs, minima)
+            checks[name] = check_allocation(fit_, runs, minima, label=name)
             if not checks[name].identified:
                 continue
         c = checks[name]
@@ -428,12 +438,59 @@ def planner_candidates(
             rest.extend(p.members if p.kind == "average" else (p.name,))
     rest.extend(proc.planners)
     rest = [m for m in dict.fromkeys(rest) if m not in seen]
-    for m in rest:
-
-        def make(with_boot: bool, m: str = m) -> Fit:
-            return fit_recipe(
-                m, runs, bootstrap=bootstrap if with_boot else 0, seed=seed, n_jobs=n_jobs
-            )
-
-        out.append((m, make))
+    out.extend((m, _recipe_maker(m, runs, bootstrap, seed, n_jobs)) for m in rest)
     return out
+
+
+def _recipe_maker(
+    name: str, runs: Runs, bootstrap: int, seed: int, n_jobs: int | None
+) -> Callable[[bool], Fit]:
+    """``make(bootstrap)`` for a planner recipe: its point fit, or with the bootstrap."""
+
+    def make(with_boot: bool) -> Fit:
+        return fit_recipe(
+            name, runs, bootstrap=bootstrap if with_boot else 0, seed=seed, n_jobs=n_jobs
+        )
+
+    return make
+
+
+def with_planner(
+    fit: Fit,
+    runs: Runs,
+    *,
+    planners: Sequence[str] | None = None,
+    bootstrap: int = 100,
+    seed: int = 0,
+    n_jobs: int | None = None,
+) -> tuple[Fit, Planner]:
+    """``fit`` carrying the fit that splits budgets for it, chosen by the planner rule among
+    ``fit`` itself and the recipes ``planners`` fitted on ``runs``.
+
+    What ``fit_procedure`` does for a procedure, for a fit made directly (``scalinglab fit``
+    without ``--procedure``, the report's own fit): the loss stays ``fit``'s; :func:`scalinglab.
+    plan.allocate` then splits budgets with the planner, or refuses with the reason.
+
+    Parameters
+    ----------
+    fit:
+        A fit of a law in N and D, made on ``runs``.
+    runs:
+        The runs ``fit`` was fitted on (the IsoFLOP minima measured in them decide).
+    planners:
+        Recipe names (default: those of the procedure ``plain``, what ``scalinglab fit`` does).
+    bootstrap, seed, n_jobs:
+        For the planners' fits (the bootstrap gives the interval of a).
+
+    Returns
+    -------
+    (Fit, Planner)
+        ``fit`` with ``diagnostics["allocation"]`` set, and the planner.
+    """
+    names = get_procedure("plain").planners if planners is None else tuple(planners)
+    label = str(fit.diagnostics.get("procedure", "this fit"))
+    candidates: list[tuple[str, Callable[[bool], Fit]]] = [(label, lambda _b: fit)]
+    candidates += [(m, _recipe_maker(m, runs, bootstrap, seed, n_jobs)) for m in names]
+    planner = choose_planner(candidates, runs, bootstrap=bootstrap > 0)
+    diagnostics = {**fit.diagnostics, "allocation": planner.diagnostics(fit)}
+    return replace(fit, diagnostics=diagnostics), planner

@@ -238,7 +238,10 @@ _REGISTRY: list[Procedure] = [
         name="plain",
         interval_scale=_SCALES["plain"],
         summary="the published procedure (besiroglu2024) under the name of what `scalinglab fit` "
-        "does by default",
+        "does by default; budgets are split by the fit of it and its planners whose N_opt lies "
+        "closest to the IsoFLOP minima measured in the runs",
+        # besiroglu2024 is plain's own fit: fitting it again as a planner would only cost time
+        planners=tuple(p for p in _PLANNERS if p != "besiroglu2024"),
         reference=_PUBLISHED,
     ),
     Procedure(

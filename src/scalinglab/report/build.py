@@ -19,6 +19,7 @@ import pandas as pd
 from scalinglab import fitting
 from scalinglab.fitting import Fit, FitError, FitWarning, load_fit, refit
 from scalinglab.outputs import check_output
+from scalinglab.procedures import with_planner
 from scalinglab.report.content import build_content
 from scalinglab.report.figures import ReportFigure, figure_bytes, make_figures, save_figures
 from scalinglab.report.html import write_report
@@ -212,6 +213,10 @@ def _fits(
                 None,
                 Runs(table.frame, table.param_basis, table.source, (*table.notes, note)),
             )
+        if {"params", "tokens"} <= set(main.law_object.inputs):
+            # As `scalinglab fit` does: the plans on the page split budgets with the fit whose
+            # N_opt agrees best with the IsoFLOP minima measured in the runs, or refuse.
+            main, _ = with_planner(main, table, bootstrap=bootstrap, seed=seed)
     else:
         main = given
     check = None
