@@ -122,10 +122,14 @@ def test_allocation_decides_too():
     assert suite.choose_default(pred, alloc, ["a", "b"], ["x"])[0] == suite.FALLBACK
 
 
-# What the default (the published recipe, `plain`) reaches on the suite, measured by
-# `benchmarks/extrapolation.py --suite` (README, "The extrapolation suite"). The others are
-# missed, and the README says by how much.
-MET_BY_DEFAULT = {"coverage 85-95% pooled over sets", "coverage >= 80% on every set"}
+# What the default (the published recipe, `plain`, splitting budgets with its planner) reaches on
+# the suite, measured by `benchmarks/extrapolation.py --suite` (README, "The extrapolation
+# suite"). The others are missed, and the README says by how much.
+MET_BY_DEFAULT = {
+    "coverage >= 80% on every set",
+    "Porian N_opt: mean <= 0.08 decades",
+    "Porian N_opt: >= 85% within 25%",
+}
 
 
 @pytest.mark.slow
@@ -139,20 +143,22 @@ def test_suite_targets_for_the_default(shared_data):
     assert set(summary.index) == set(suite.SETS)
     # the published recipe's known behaviour, within a margin: Chinchilla 1.05 %, GPT-3's 175B
     # over-predicted from the models <= 1.3B by about 2 % (issue 17), Porian's far-off-optimal
-    # runs mispredicted by ~10 % on average
+    # runs mispredicted by ~10 % on average, the demo's plan runs (10x) by ~15 %
     assert summary.loc["chinchilla", "mean_abs_error"] == pytest.approx(0.0105, abs=0.002)
     g = suite.summarise(pred, ("set", "group")).set_index("group")
     assert 0.01 < g.loc["175b from <=1.3B", "bias"] < 0.035
     assert summary.loc["porian", "mean_abs_error"] > 0.05
-    # its planner (what `scalinglab plan` uses) plans every synthetic budget within 25 % of the
-    # known optimum, misses Chinchilla's 70B from C <= 1e21 by ~0.18 decades, and refuses some
-    # of Porian's configurations (refusals count as misses, never as wins)
+    assert summary.loc["demo", "mean_abs_error"] > 0.04
+    # its planner (what `scalinglab plan` uses: of plain and its planners, the fit closest to the
+    # IsoFLOP minima measured in the fitted runs) plans every budget of every set holding optima,
+    # Porian's within the targets, Chinchilla's 70B from C <= 1e21 ~0.14 decades off; where the
+    # law bends above the fitted runs (syn-scale-bias) the measured minima mislead it
     al = suite.allocation(alloc).set_index("set")
     syn = [k for k in al.index if k.startswith("syn-")]
-    assert len(syn) == len(suite.SYNTHETIC) and (al.loc[syn, "within25"] == 1.0).all()
-    assert (al.loc[syn, "refused"] == 0).all()
-    assert al.loc["chinchilla", "decades"] == pytest.approx(0.18, abs=0.03)
-    assert al.loc["porian", "refused"] > 0 and al.loc["porian", "within25"] < 0.85
+    assert len(syn) == len(suite.SYNTHETIC) and (al["refused"] == 0).all()
+    assert (al.loc[syn, "decades"] < 0.15).all()
+    assert al.loc["chinchilla", "decades"] == pytest.approx(0.135, abs=0.03)
+    assert al.loc["porian", "decades"] <= 0.08 and al.loc["porian", "within25"] >= 0.85
     loso = suite.leave_one_set_out(pred, alloc, [suite.DEFAULT], suite.DEFAULT)
     assert len(loso) == 2 * len(suite.SETS)
     assert loso["coverage"].between(0.5, 1.0).all()
