@@ -262,6 +262,44 @@ def test_planned_runs_count_with_a_bootstrap_ensemble_too(store_path: Path) -> N
     assert planned.n_pending == 2 and planned.sd_now < alone.sd_now
 
 
+def test_an_ensemble_chooses_but_the_fisher_model_reports(store_path: Path) -> None:
+    """With a bootstrap the ensemble's Σ ranks the runs; the intervals now and after (and the
+    shares) are the Fisher delta method's, whose predicted shrinkage the benchmark found
+    calibrated where the ensemble's was not."""
+    from scalinglab.sweep.suggest import _ensemble, _greedy
+
+    runs = load_runs(store_path)
+    fitted = fit("chinchilla", runs, bootstrap=24)
+    law = fitted.law_object
+    raw = law.to_raw(fitted.params)
+    target = Target.parse(TARGET)
+    cands = [Candidate(n, t, 6 * n * t) for n in (3e4, 1e5, 3e5) for t in (3e5, 1e6, 4e6, 1.6e7)]
+    s = choose_runs(fitted, runs, target, 1e13, cands, k=3)
+    assert s.rule.endswith("on the bootstrap ensemble")
+    jac = info.jacobian(law, raw, runs.column("params"), runs.column("tokens"))
+    _, g = info.gradient(law, raw, target)
+    fisher = info.posterior(jac, s.residual_scale)
+    ensemble = _ensemble(fitted, law)
+    assert ensemble is not None and g @ ensemble @ g != pytest.approx(g @ fisher @ g, rel=0.01)
+    assert s.sd_now**2 == pytest.approx(g @ fisher @ g, rel=1e-9)
+    chosen = [(p.candidate.params, p.candidate.tokens) for p in s.proposals]
+    extra = info.jacobian(law, raw, *(np.array(v) for v in zip(*chosen, strict=True)))
+    assert s.sd_after**2 == pytest.approx(
+        g @ info.posterior(np.vstack([jac, extra]), s.residual_scale) @ g, rel=1e-6
+    )
+    # The runs are the ensemble greedy's picks (per FLOP or plain, whichever removed more).
+    a = info.jacobian(
+        law, raw, *(np.array(v) for v in zip(*[(c.params, c.tokens) for c in cands], strict=True))
+    )
+    a = a / s.residual_scale
+    cost = np.array([c.cost_flops for c in cands])
+    picks = [
+        [(cands[i].params, cands[i].tokens) for i, _ in _greedy(ensemble, g, a, cost, 1e13, 3, f)]
+        for f in (True, False)
+    ]
+    assert chosen in picks
+
+
 def test_a_runs_table_with_a_family_spec_gets_built_runs(store_path: Path, tmp_path: Path) -> None:
     """Imported runs plus --spec: candidates are snapped by that family, and the spec is written."""
     family = tmp_path / "family.toml"

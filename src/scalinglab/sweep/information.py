@@ -137,8 +137,10 @@ def posterior(
     instead of none (a pseudo-inverse would call them known).
 
     With ``ensemble`` (the covariance of a bootstrap ensemble of the fit), Σ is that covariance:
-    it sees the curvature the linearisation misses when few runs pin the law down. Either way,
-    candidates then update Σ by their Fisher information.
+    it sees the curvature the linearisation misses when few runs pin the law down (its scale is
+    not that of the Fisher update, so :func:`~scalinglab.sweep.suggest.choose_runs` ranks with it
+    but reports with the Fisher Σ). Either way, candidates then update Σ by their Fisher
+    information.
     """
     if ensemble is not None:
         return ensemble
