@@ -187,12 +187,13 @@ def _isoflop(case: Case) -> list[tuple[float, float, float]]:
 
 
 def _suggest(
-    case: Case, total: float, variant: Variant = KEPT
+    case: Case, total: float, variant: Variant = KEPT, record: dict | None = None
 ) -> tuple[list[tuple[float, float, float]], list[tuple[float, float]]]:
-    """The suggest curve and, per round, (predicted, realised) width ratio."""
+    """The suggest curve and, per round, (predicted, realised) width ratio; ``record`` gets
+    the runs bought (pool indices) and each round's rule."""
     chosen = list(case.seed)
     width, error, (fitted, runs) = _measure(case, np.array(chosen))
-    out, rounds, spent = [(0.0, width, error)], [], 0.0
+    out, rounds, rules, spent = [(0.0, width, error)], [], [], 0.0
     allowed = case.in_band if variant.band else set(case.runs.index)
     while spent < total * 0.999:
         free = [i for i in case.runs.index if i not in chosen and i in allowed]
@@ -219,6 +220,9 @@ def _suggest(
         out.append((spent, width, error))
         if s.sd_now > 0 and before > 0:
             rounds.append((s.sd_after / s.sd_now, width / before))
+        rules.append(s.rule)
+    if record is not None:
+        record.update(bought=chosen[len(case.seed) :], rules=rules)
     return out, rounds
 
 
@@ -257,7 +261,12 @@ def run_case(case: Case, alternatives: bool = True) -> dict:
     t0 = time.perf_counter()
     iso = _isoflop(case)
     total, w_iso, e_iso = iso[-1]
-    sug, rounds = _suggest(case, total)
+    bought: dict = {}
+    sug, rounds = _suggest(case, total, record=bought)
+    levels = sorted(case.runs["level"].unique())
+    low = case.runs["level"] < levels[len(levels) // 2]
+    runs_low = [bool(low[i]) for i in bought["bought"]]
+    flops = case.runs.loc[bought["bought"], "flops"].to_numpy()
     rnd = [_random(case, total, s) for s in range(RANDOM_DRAWS)]
     reach = next((c for c in sug if c[1] <= w_iso), None)
     w_half, e_half = _at(sug, total / 2)
@@ -291,6 +300,9 @@ def run_case(case: Case, alternatives: bool = True) -> dict:
         "random_full_error": float(rnd_full[1]),
         "met": _met(sug, iso),
         "rounds": rounds,
+        "rules": bought["rules"],
+        "low_runs": float(np.mean(runs_low)) if runs_low else 0.0,
+        "low_flops": float(flops[runs_low].sum() / flops.sum()) if len(flops) else 0.0,
         "alternatives": others,
         "curves": {"isoflop": iso, "suggest": sug, "random": rnd},
         "seconds": time.perf_counter() - t0,
@@ -299,8 +311,9 @@ def run_case(case: Case, alternatives: bool = True) -> dict:
 
 def _summary(rows: list[dict]) -> None:
     """Target met and widths by half, for the kept suggest and each rejected alternative."""
-    names = ["suggest", *rows[0]["alternatives"]]
-    print("\ntarget met (IsoFLOP's final width with ≤ ½ its compute, error no worse), by half:")
+    names = ["suggest", *rows[0]["alternatives"]] if rows[0]["alternatives"] else []
+    if names:
+        print("\ntarget met (IsoFLOP's final width with ≤ ½ its compute, error no worse), by half:")
     for name in names:
         parts = []
         for half in ("A", "B"):
@@ -329,6 +342,13 @@ def _summary(rows: list[dict]) -> None:
         f"IsoFLOP's own width at ½ its compute / at all of it: chinchilla {own[0]:.2f}, "
         f"porian median {np.median(own[1:]) if len(own) > 1 else float('nan'):.2f} (the "
         "factor by which a design must beat IsoFLOP at equal compute to meet the target)"
+    )
+    rules = [rule for r in rows for rule in r["rules"]]
+    print(
+        f"suggest rounds won by the per-FLOP greedy: {sum('per-FLOP' in x for x in rules)}/"
+        f"{len(rules)}; runs it bought from the lower half of the levels: median "
+        f"{np.median([r['low_runs'] for r in rows]):.0%} of its runs, "
+        f"{np.median([r['low_flops'] for r in rows]):.1%} of its compute"
     )
     pairs = np.array([p for r in rows for p in r["rounds"]])
     if len(pairs) > 2:
@@ -391,8 +411,7 @@ def main() -> None:
     print(
         f"width of suggest at ½ compute / IsoFLOP's at full compute: median {np.median(ratio):.2f}"
     )
-    if not args.no_alternatives:
-        _summary(rows)
+    _summary(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=float))
 
