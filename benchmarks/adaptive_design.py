@@ -39,8 +39,12 @@ rejected option beside the kept one and prints both by half:
 - ranking candidates with the bootstrap ensemble's covariance (what a fit with a bootstrap
   gives ``choose_runs``) against the Fisher covariance.
 
-It also prints, over every suggest round, the width ratio the suggestion predicted (its Fisher
-sd after / now) against the one the refit's bootstrap then showed.
+It also prints what the measurement of why suggest falls short on Porian needs: over every
+suggest round, the width ratio the suggestion predicted (its Fisher sd after / now) against the
+one the refit's bootstrap then showed; which greedy won each round and how much suggest bought at
+the lower budgets; how much IsoFLOP's own width shrinks over its last doubling of compute; and how
+wrong the law is across a Porian pool's budgets (mean residual per budget, and the target error
+of the law fitted to all budgets against the upper half only).
 
     PYTHONPATH=src .venv/bin/python benchmarks/adaptive_design.py [--configs 4] \
         [--no-alternatives] [--json out.json]
@@ -250,6 +254,25 @@ def _at(curve: list[tuple[float, float, float]], spent: float) -> tuple[float, f
     return within[-1][1], within[-1][2]
 
 
+def _misfit(case: Case) -> tuple[float, float, float]:
+    """How wrong the law is across budgets: the largest mean log residual of a budget when it is
+    fitted to the whole pool, and its target error fitted to all budgets / to the upper half."""
+    levels = sorted(case.runs["level"].unique())
+    out = []
+    for pool in (case.runs, case.runs[case.runs["level"] >= levels[len(levels) // 2]]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fitted = fit("chinchilla", load_runs(pool[["params", "tokens", "flops", "loss"]]))
+        value = float(fitted.predict(params=case.target.params, tokens=case.target.tokens))
+        out.append((fitted, abs(value - case.truth) / case.truth))
+    (whole, err_all), (_, err_upper) = out
+    runs = case.runs
+    residual = np.log(runs["loss"]) - np.log(
+        whole.predict(params=runs["params"].to_numpy(), tokens=runs["tokens"].to_numpy())
+    )
+    return float(residual.groupby(runs["level"]).mean().abs().max()), err_all, err_upper
+
+
 def _met(curve: list[tuple[float, float, float]], iso: list[tuple[float, float, float]]) -> bool:
     """The issue's target: some checkpoint within half the IsoFLOP compute as narrow as IsoFLOP
     at its end, and no less accurate."""
@@ -280,9 +303,13 @@ def run_case(case: Case, alternatives: bool = True) -> dict:
             "half_width": _at(curve, total / 2)[0],
             "full_width": curve[-1][1],
         }
+    drift, err_all, err_upper = _misfit(case)
     return {
         "case": case.name,
         "half": case.half,
+        "misfit_by_level": drift,
+        "law_error_all_levels": err_all,
+        "law_error_upper_levels": err_upper,
         "pool": len(case.runs),
         "isoflop_flops": total,
         "isoflop_width": w_iso,
@@ -350,6 +377,16 @@ def _summary(rows: list[dict]) -> None:
         f"{np.median([r['low_runs'] for r in rows]):.0%} of its runs, "
         f"{np.median([r['low_flops'] for r in rows]):.1%} of its compute"
     )
+    porian = rows[1:]
+    if porian:
+        print(
+            "the law fitted to a Porian pool's every budget: largest mean log residual of one "
+            f"budget, median {np.median([r['misfit_by_level'] for r in porian]):.3f} (max "
+            f"{max(r['misfit_by_level'] for r in porian):.3f}); fitted to the upper half of the "
+            "budgets only it errs less at the target in "
+            f"{sum(r['law_error_upper_levels'] < r['law_error_all_levels'] for r in porian)}"
+            f"/{len(porian)}"
+        )
     pairs = np.array([p for r in rows for p in r["rounds"]])
     if len(pairs) > 2:
         logs = np.log(pairs)
