@@ -16,9 +16,8 @@ Two covariances play two parts. With a bootstrap ensemble in the fit, its covari
 candidates (it sees the directions a few runs leave unidentified); the intervals now and after,
 and each run's share, come from the Fisher covariance, because the ensemble's predicted
 shrinkage is not the one a refit then shows: in ``benchmarks/adaptive_design.py`` (Chinchilla
-and 15 Porian configurations, 8 rounds each) the ensemble predicted a median per-round width
-ratio of about 0.01 where the refit's bootstrap width shrank by about 0.85, the Fisher model
-about 0.93. Choosing with Fisher instead met the benchmark's target less often on both halves
+and 15 Porian configurations, 171 rounds) the ensemble predicts a median per-round width ratio
+of 0.01 where the refit's bootstrap width shrinks by 0.85; the Fisher model predicts 0.94. Choosing with Fisher instead met the benchmark's target less often on both halves
 of its configurations (the benchmark's module docstring says how the halves were used).
 
 Candidates are real: sizes snapped to the shapes of the trainer's family and lengths to whole
