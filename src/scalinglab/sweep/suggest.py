@@ -17,8 +17,9 @@ candidates (it sees the directions a few runs leave unidentified); the intervals
 and each run's share, come from the Fisher covariance, because the ensemble's predicted
 shrinkage is not the one a refit then shows: in ``benchmarks/adaptive_design.py`` (Chinchilla
 and 15 Porian configurations, 171 rounds) the ensemble predicts a median per-round width ratio
-of 0.01 where the refit's bootstrap width shrinks by 0.85; the Fisher model predicts 0.94. Choosing with Fisher instead met the benchmark's target less often on both halves
-of its configurations (the benchmark's module docstring says how the halves were used).
+of 0.01 where the refit's bootstrap width shrinks by 0.85; the Fisher model predicts 0.94.
+Ranking with Fisher instead met the benchmark's target less often on both halves of its data
+sets (0/9 and 0/7 against 1/9 and 2/7; the benchmark's docstring says how the halves are used).
 
 Candidates are real: sizes snapped to the shapes of the trainer's family and lengths to whole
 steps by the sweep design itself (a ``points`` design, :mod:`.design`), or, for imported runs,
