@@ -31,12 +31,20 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from scalinglab import allocate, load_runs
+from scalinglab import allocate, fit, load_runs
 from scalinglab.fitting import FitWarning
 from scalinglab.plan import Allocation, PlanError
-from scalinglab.procedures import DEFAULT_PROCEDURE, BacktestResult, backtest, fit_procedure
+from scalinglab.procedures import (
+    DEFAULT_PROCEDURE,
+    BacktestResult,
+    backtest,
+    fit_procedure,
+    optimal_params,
+    with_planner,
+)
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
@@ -136,6 +144,31 @@ def _plans(
     return pd.DataFrame(rows).fillna("-"), plans, refusals
 
 
+def _cli_default_path(frame: pd.DataFrame, bootstrap: int) -> str:
+    """Porian as `scalinglab fit RUNS --out fit.json; scalinglab plan --fit fit.json` does it:
+    the published fit (no procedure), its planner, N_opt at the held-out budgets."""
+    planned, alone, refused = [], [], 0
+    for _, g in frame.groupby("config"):
+        train = load_runs(g[g["flops"] <= 1.6e18])
+        optima = g[g["flops"] >= 1.28e19].drop_duplicates("flops")
+        budgets, n_true = optima["flops"].to_numpy(), optima["N_opt_paper"].to_numpy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitWarning)
+            own = fit("chinchilla", train, bootstrap=bootstrap)
+            _, planner = with_planner(own, train, bootstrap=bootstrap)
+        alone.extend(np.abs(np.log10(optimal_params(own, budgets) / n_true)))
+        if planner.fit is None:
+            refused += len(budgets)
+            continue
+        planned.extend(np.abs(np.log10(optimal_params(planner.fit, budgets) / n_true)))
+    err = np.array(planned)
+    n = len(err) + refused
+    return (
+        f"{n} budgets: planner {err.mean():.3f} decades, {np.sum(err <= np.log10(1.25)) / n:.0%} "
+        f"within 25%, {refused} refused; the fit alone {np.nanmean(alone):.3f} decades"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", type=int, default=100, help="resamples per fit")
@@ -161,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
             bootstrap=args.bootstrap,
             optimum_column="N_opt_paper",
         )
+    t0 = time.perf_counter()
+    line = _cli_default_path(_porian(), bootstrap=0)
+    print(
+        "\nPorian, the CLI's default path (scalinglab fit without --procedure, bootstrap 0, then "
+        f"scalinglab plan): {line} ({time.perf_counter() - t0:.0f} s)"
+    )
     print(
         f"\nPorian et al. (15 configurations): fit <= 1.6e18, predict >= 1.28e19; N_opt against "
         f"N_opt_paper ({time.perf_counter() - t0:.0f} s)"
