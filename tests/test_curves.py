@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from scalinglab import fit, fit_procedure, load_runs
 from scalinglab.cli import app
 from scalinglab.fitting import FitError
-from scalinglab.procedures import ProcedureError
+from scalinglab.procedures import BacktestError, ProcedureError, backtest, rolling
 from scalinglab.procedures.curves import CURVE_WEIGHT, RUN_END, curve_points
+from scalinglab.procedures.inner import INCLUSIVE
 from scalinglab.runs import RunsError
 from scalinglab.store import Store
 from test_store import SPEC, fake_result, make_run
@@ -288,3 +289,119 @@ def test_bad_store_curves_are_refused_in_one_line(tmp_path, case, message):
     result = CliRunner().invoke(app, ["fit", str(path), "--curves"])
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and message.split(" (")[0] in result.output
+
+
+# -------------------------------------------------------------------------------------------
+# the rolling-origin backtest of the curve procedure: curves cut at each cut, run ends scored
+
+BACKTEST = {"n_cuts": 2, "bootstrap": 0, "allocation": False}
+
+
+def spy_fits(monkeypatch):
+    """Every (procedure, runs) the backtest fits, in order (the fits table's order)."""
+    seen = []
+    real = rolling.fit_procedure
+
+    def recording(proc, runs, **kwargs):
+        seen.append((proc.name, runs))
+        return real(proc, runs, **kwargs)
+
+    monkeypatch.setattr(rolling, "fit_procedure", recording)
+    return seen
+
+
+@pytest.fixture
+def law_store(tmp_path):
+    """Twelve runs (four sizes, three lengths) whose curves lie on the law, stored as cosine."""
+    runs = [make_run(layers, t) for layers in (1, 2, 4, 8) for t in (2**17, 2**19, 2**21)]
+    return store_with_curves(tmp_path / "s.db", [(r, law_curve(r, 12)) for r in runs])
+
+
+def held_out(result, procedure, cut):
+    p = result.predictions
+    p = p[(p["procedure"] == procedure) & (p["cut_flops"] == cut)]
+    return p.sort_values(["flops", "loss"])[["params", "tokens", "flops", "loss"]].to_numpy()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_backtest_fits_the_curves_below_each_cut_and_scores_run_ends(law_store, monkeypatch):
+    seen = spy_fits(monkeypatch)
+    result = backtest(law_store, ["curves", "plain"], schedule="constant", **BACKTEST)
+    finals = load_runs(law_store).frame
+    assert len(seen) == len(result.fits) == 4
+    for (name, runs), row in zip(seen, result.fits.itertuples(), strict=True):
+        assert name == row.procedure
+        cut = row.cut_flops
+        fr = runs.frame
+        # No checkpoint above the cut reaches the fit.
+        assert fr["flops"].max() <= cut * INCLUSIVE
+        if name == "curves":
+            # The early checkpoints of runs that end above the cut are evidence.
+            beyond = set(finals.loc[finals["flops"] > cut * INCLUSIVE, "run_id"])
+            assert beyond & set(fr["run_id"])
+            assert row.n_train > len(finals[finals["flops"] <= cut * INCLUSIVE])
+        else:  # the other procedure fits the run ends below the cut: the final points
+            assert len(fr) == row.n_train == (finals["flops"] <= cut * INCLUSIVE).sum()
+        # Both are scored on the same points: the final losses above the cut.
+        above = finals[finals["flops"] > cut * INCLUSIVE].sort_values(["flops", "loss"])
+        expect = above[["params", "tokens", "flops", "loss"]].to_numpy()
+        assert held_out(result, name, cut) == pytest.approx(expect)
+    # Constant-rate curves on the law: their checkpoints predict the larger runs' ends well.
+    overall = result.overall().set_index("procedure")
+    assert overall.loc["curves", "mean_abs_error"] < 0.01
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_backtest_decay_runs_cut_before_their_end_contribute_nothing(law_store, monkeypatch):
+    """Stored as cosine (decay): a run whose end lies above the cut gives no point, not its
+    last checkpoint below the cut; so the curve fit sees the run ends the plain fit sees."""
+    seen = spy_fits(monkeypatch)
+    result = backtest(law_store, ["curves", "plain"], **BACKTEST)
+    curves = result.fits[result.fits["procedure"] == "curves"]
+    assert curves["why"].str.contains("with a decaying schedule contribute nothing").all()
+    assert [name for name, _ in seen] == ["curves", "plain"] * 2  # per cut, in order
+    for (_, curve), (_, ends) in zip(seen[::2], seen[1::2], strict=True):
+        kept, _ = curve_points(curve)
+        cols = ["params", "tokens", "loss"]
+        got = kept.frame[cols].sort_values(cols).to_numpy()
+        assert got == pytest.approx(ends.frame[cols].sort_values(cols).to_numpy())
+    p = result.predictions
+    c, q = p[p["procedure"] == "curves"], p[p["procedure"] == "plain"]
+    assert c["predicted"].to_numpy() == pytest.approx(q["predicted"].to_numpy(), rel=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_backtest_without_a_curve_procedure_is_unchanged(law_store):
+    """A non-curve procedure reads the final points as before, and its results do not change
+    when a curve procedure joins the backtest."""
+    alone = backtest(law_store, ["plain"], **BACKTEST)
+    finals = backtest(load_runs(law_store), ["plain"], **BACKTEST)
+    mixed = backtest(law_store, ["curves", "plain"], schedule="constant", **BACKTEST)
+    cols = ["cut_flops", "params", "tokens", "flops", "loss", "predicted", "lo", "hi"]
+    pd.testing.assert_frame_equal(alone.predictions[cols], finals.predictions[cols])
+    mine = mixed.predictions[mixed.predictions["procedure"] == "plain"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(alone.predictions[cols], mine[cols])
+    assert list(alone.fits["n_train"]) == list(
+        mixed.fits.loc[mixed.fits["procedure"] == "plain", "n_train"]
+    )
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_backtest_a_curve_table(monkeypatch):
+    """A table of curves (rows sharing a run_id), not a store: the same cut and scoring."""
+    frame = curves_frame(sizes=np.geomspace(2e7, 5e8, 7), points=20, schedule="constant")
+    seen = spy_fits(monkeypatch)
+    result = backtest(frame, ["curves"], **BACKTEST)
+    assert len(result.predictions) > 0
+    ends = frame.loc[frame.groupby("run_id")["tokens"].idxmax()]
+    for (_, runs), row in zip(seen, result.fits.itertuples(), strict=True):
+        assert runs.frame["flops"].max() <= row.cut_flops * INCLUSIVE
+        p = result.predictions[result.predictions["cut_flops"] == row.cut_flops]
+        assert sorted(p["tokens"]) == pytest.approx(
+            sorted(
+                ends.loc[6 * ends["params"] * ends["tokens"] > row.cut_flops * INCLUSIVE, "tokens"]
+            )
+        )
+    with pytest.raises(BacktestError, match="schedule applies to a curve procedure") as err:
+        backtest(frame, ["plain"], schedule="constant", **BACKTEST)
+    assert err.value.field == "schedule"

@@ -28,7 +28,7 @@ from scalinglab.cli._common import (
 from scalinglab.errors import ScalingLabError
 from scalinglab.fitting import FitWarning
 from scalinglab.outputs import atomic_path
-from scalinglab.procedures import PROCEDURES
+from scalinglab.procedures import PROCEDURES, SCHEDULES
 from scalinglab.runs import RunsWarning, load_runs
 
 # The API's arguments whose options are named otherwise; the rest map by name (cli._common).
@@ -73,6 +73,15 @@ def backtest(
             f"{' and '.join(_default('procedures'))}). See --list-procedures.",
         ),
     ] = None,
+    sweep: str | None = typer.Option(
+        None, "--sweep", help="From a store: only this sweep's runs (default: every sweep)."
+    ),
+    schedule: str | None = typer.Option(
+        None,
+        "--schedule",
+        help=f"With --procedure curves: {', '.join(SCHEDULES)} for every run (as in `fit "
+        "--curves`). Default: each run's own, else decay.",
+    ),
     group_by: str | None = typer.Option(
         None, "--group-by", "-g", help="Backtest each value of this column separately."
     ),
@@ -128,7 +137,12 @@ def backtest(
     """Rolling-origin backtest: fit on the runs at or below each compute cut, predict the runs
     above, and report the error against the extrapolation factor, per procedure (and group).
 
+    With --procedure curves the curve procedure fits the training curves (a store's stored
+    curves) cut at each cut's compute, and every procedure is scored on the run ends above it.
+
     Example: scalinglab backtest porian.csv --group-by config --cut 1.6e18 --min-factor 8
+
+    Example: scalinglab backtest scalinglab.db --procedure curves --procedure plain --sweep demo
     """
     if list_procedures:
         _list_procedures()
@@ -144,16 +158,28 @@ def backtest(
         fail(f"--figure must end in .png, .svg or .pdf, got {str(figure)!r}")
     output(figure, "figure", inputs=[runs])
     mapping = column_mapping(column)
+    names = procedure or _default("procedures")
+    # A curve procedure reads the training curves (a store's stored ones); the backtest scores
+    # every procedure on their run ends.
+    curves = any(PROCEDURES[p].curves for p in names if p in PROCEDURES)
+    if curves and drop_top_loss:
+        fail("--drop-top-loss drops final losses: it does not apply to training curves")
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RunsWarning)
         warnings.simplefilter("ignore", FitWarning)
         try:
-            table = load_runs(runs, columns=mapping or None, drop_top_loss=drop_top_loss)
+            table = load_runs(
+                runs,
+                columns=mapping or None,
+                drop_top_loss=drop_top_loss,
+                curves=curves,
+                sweep=sweep,
+            )
             with stage_progress(not as_json) as update:
                 result = procedures.backtest(
                     table,
-                    procedure or _default("procedures"),
+                    names,
                     cuts=cut or None,
                     n_cuts=n_cuts,
                     min_factor=min_factor,
@@ -163,6 +189,7 @@ def backtest(
                     seed=seed,
                     optimum_column=optimum_column,
                     published_a=published_a,
+                    schedule=schedule,
                     progress=None
                     if update is None
                     else lambda done, total: update("backtest fits", done, total),

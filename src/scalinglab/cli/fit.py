@@ -133,6 +133,9 @@ def fit(
         "schedule in tokens), for every run. Default: each run's own (the table's schedule "
         "column; a store's wsd, cosine, linear read as decay), else decay.",
     ),
+    sweep: str | None = typer.Option(
+        None, "--sweep", help="From a store: only this sweep's runs (default: every sweep)."
+    ),
     x: str | None = typer.Option(
         None,
         "--x",
@@ -204,7 +207,7 @@ def fit(
 
     Example: scalinglab fit curves.csv --curves --schedule shared
 
-    Example: scalinglab fit scalinglab.db --curves
+    Example: scalinglab fit scalinglab.db --curves --sweep demo
     """
     mapping = column_mapping(column)
     target = _parse_target(predict)
@@ -234,6 +237,7 @@ def fit(
                 param_basis=param_basis,
                 drop_top_loss=drop_top_loss,
                 curves=curves,
+                sweep=sweep,
             )
         except ScalingLabError as exc:  # a column of RUNS, not the option of the same name
             fail_with(exc, {**_OPTIONS, **dict.fromkeys(CANONICAL_COLUMNS, "RUNS")})

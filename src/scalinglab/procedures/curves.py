@@ -40,7 +40,15 @@ import pandas as pd
 from scalinglab.procedures.errors import ProcedureError
 from scalinglab.runs import Runs
 
-__all__ = ["CURVE_WEIGHT", "DEFAULT_SCHEDULE", "RUN_END", "SCHEDULES", "curve_points"]
+__all__ = [
+    "CURVE_WEIGHT",
+    "DEFAULT_SCHEDULE",
+    "RUN_END",
+    "RUN_TOKENS",
+    "SCHEDULES",
+    "curve_points",
+    "mark_run_ends",
+]
 
 SCHEDULES = ("decay", "constant", "shared")
 # The column of the returned runs holding each point's weight (its run sums to 1).
@@ -48,6 +56,10 @@ CURVE_WEIGHT = "curve_weight"
 # A boolean column marking points that end a training run of their own although their run_id
 # goes on (a WSD cooldown branched from a longer run, as a store holds it).
 RUN_END = "run_end"
+# A column holding the tokens of each point's run at its end, the whole run's length: set by
+# :func:`mark_run_ends` before a table is cut (a backtest's compute cut), so that a cut run's
+# last visible checkpoint is not taken for its end.
+RUN_TOKENS = "run_tokens"
 _NUMERIC = ("params", "tokens", "flops", "loss", "unique_tokens")
 
 
@@ -122,6 +134,38 @@ def _schedules(runs: Runs, run: pd.Series, schedule: str | None) -> tuple[pd.Ser
     return reading.where(known, DEFAULT_SCHEDULE), notes
 
 
+def _run_ids(fr: pd.DataFrame) -> pd.Series:
+    return (
+        fr["run_id"].astype(str)
+        if "run_id" in fr
+        else pd.Series(fr.index.astype(str), index=fr.index)
+    )
+
+
+def mark_run_ends(runs: Runs) -> Runs:
+    """``runs`` with :data:`RUN_END` and :data:`RUN_TOKENS` set from the whole curves.
+
+    A point ends a run when it is its run's last (most tokens) or the table already marks it
+    so (a WSD cooldown); each point's :data:`RUN_TOKENS` is its run's last tokens. Marked
+    before a table is cut at a compute, they keep their meaning in the cut table: a run whose
+    end lies above the cut has no end in it, so with a decaying schedule none of its points is
+    evidence (:func:`curve_points` leaves them all out), and the early cut stays a fraction of
+    the whole run.
+    """
+    fr = runs.frame
+    run = _run_ids(fr)
+    last = fr.groupby(run, sort=False)["tokens"].transform("max")
+    at_end = fr["tokens"] >= last
+    if RUN_END in fr:
+        at_end |= fr[RUN_END].astype(bool)
+    return Runs(
+        frame=fr.assign(**{RUN_END: at_end.to_numpy(), RUN_TOKENS: last.to_numpy(float)}),
+        param_basis=runs.param_basis,
+        source=runs.source,
+        notes=runs.notes,
+    )
+
+
 def curve_points(
     runs: Runs,
     *,
@@ -165,9 +209,14 @@ def curve_points(
     if not max_points >= 1:
         raise ProcedureError(f"max_points must be >= 1, got {max_points!r}", field="max_points")
     fr = runs.frame
-    run = fr["run_id"].astype(str) if "run_id" in fr else pd.Series(fr.index.astype(str))
+    run = _run_ids(fr)
     sched, schedule_notes = _schedules(runs, run, schedule)
-    last = fr.groupby(run, sort=False)["tokens"].transform("max")
+    # A table cut at a compute (mark_run_ends) knows each run's whole length; else the
+    # table's last point of a run is its end.
+    if RUN_TOKENS in fr:
+        last = fr[RUN_TOKENS].astype(float)
+    else:
+        last = fr.groupby(run, sort=False)["tokens"].transform("max")
     at_end = fr["tokens"] >= last
     if RUN_END in fr:
         at_end |= fr[RUN_END].astype(bool)
@@ -185,6 +234,13 @@ def curve_points(
             "tokens (warmup and batch ramp follow the schedule, not the law)"
         )
     keep = ~(decayed | early).to_numpy()
+    unended = set(run[decayed]) - set(run[keep])
+    if unended:
+        notes.append(
+            f"{_count(pd.Series(sorted(unended)), 'with a decaying schedule')} contribute nothing: "
+            "their end lies beyond the table (a backtest's cut), and the points before it are "
+            "not runs of their length"
+        )
     fr, run = fr[keep], run[keep]
     parts = []
     merged = 0

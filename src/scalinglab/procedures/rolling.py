@@ -5,6 +5,16 @@ record each prediction's error against its *extrapolation factor* (the run's com
 largest fitted compute). Groups (recipes, configurations) are backtested separately and
 summarised. Each fit is a :func:`~scalinglab.procedures.fit_procedure` on the runs below the cut
 only, so an ``auto`` procedure's nested choice never sees the runs it is scored on.
+
+A curve procedure (``curves``) fits the training curves cut at the same compute: every
+checkpoint at or below the cut, none above it (a checkpoint's compute is its run's cost per
+token times its tokens). A run's early checkpoints are evidence where its schedule makes them
+so (constant, shared); with a decaying schedule only a run's end is, so a decaying run whose end
+lies above the cut contributes nothing, not its last checkpoint below the cut (which is not a
+run of that length). Every procedure is scored on the same held-out points: the run ends above
+the cut (each run's last checkpoint and each WSD cooldown, a store's final losses), the points
+the loss backtest scores; the cuts are planned on those run ends too, and a procedure that does
+not read curves is fitted on the run ends below the cut.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from scalinglab.procedures.allocation_backtest import (
     planner_columns,
 )
 from scalinglab.procedures.choice import fit_procedure
+from scalinglab.procedures.curves import RUN_END, mark_run_ends
 from scalinglab.procedures.errors import BacktestError, ProcedureError
 from scalinglab.procedures.inner import INCLUSIVE, INNER_CUTS, runs_inputs
 from scalinglab.procedures.prediction import ProcedureFit
@@ -95,7 +106,10 @@ class BacktestResult:
             self.fits.groupby(["group", "procedure"], sort=False)
             .agg(
                 reliable=("reliable", "all"),
-                chosen=("chosen", lambda c: ", ".join(dict.fromkeys(c))),
+                chosen=(
+                    "chosen",
+                    lambda c: ", ".join(dict.fromkeys(x for x in c if isinstance(x, str))),
+                ),
                 reasons=("reasons", lambda rs: sorted({r for x in rs for r in x})),
             )
             .reset_index()
@@ -202,6 +216,7 @@ def backtest(
     optimum_column: str | None = None,
     published_a: float | None = None,
     allocation: bool = True,
+    schedule: str | None = None,
 ) -> BacktestResult:
     """Rolling-origin backtest of ``procedures`` on ``runs``.
 
@@ -212,7 +227,10 @@ def backtest(
     Parameters
     ----------
     runs:
-        The runs (a :class:`~scalinglab.runs.Runs`, DataFrame or path).
+        The runs (a :class:`~scalinglab.runs.Runs`, DataFrame or path). With a curve procedure:
+        training curves (rows sharing a ``run_id`` are one run's checkpoints; a store's path
+        reads every stored run's curve), cut at each cut's compute for the curve procedures and
+        scored on the run ends (see the module docstring).
     procedures:
         Procedure names (or :class:`~scalinglab.procedures.Procedure` values) to compare.
     cuts:
@@ -236,14 +254,30 @@ def backtest(
         IsoFLOP profiles (Hoffmann et al. 2022: 0.46–0.50; Besiroglu et al. 2024: 0.51).
     allocation:
         Backtest the plans too (each fit then chooses its planner; False: loss only, faster).
+    schedule:
+        With a curve procedure: the runs' schedule (``"decay"``, ``"constant"``, ``"shared"``;
+        default: each run's own), as :func:`~scalinglab.procedures.fit_procedure` takes it.
 
     Raises
     ------
     BacktestError
-        Unknown group column, bad cuts, or no cut leaves runs on both sides.
+        Unknown group column, bad cuts, a schedule without a curve procedure, or no cut leaves
+        runs on both sides.
     """
-    table = as_runs(runs)
     procs = [get_procedure(p) for p in procedures]
+    reads_curves = any(p.curves for p in procs)
+    if schedule is not None and not reads_curves:
+        raise BacktestError(
+            "schedule applies to a curve procedure (curves): add one, or drop the schedule",
+            field="schedule",
+        )
+    table = as_runs(runs, curves=reads_curves)
+    curve_groups: dict[str, Runs] = {}
+    if reads_curves:
+        # Run ends marked on the whole curves, before any cut can hide where a run ends.
+        curve_table = mark_run_ends(table)
+        table = curve_table.subset(curve_table.frame[RUN_END].to_numpy(bool))
+        curve_groups = dict(_groups(curve_table, group_by)) if _has(table, group_by) else {}
     _check_options(table, procs, cuts, min_factor, group_by, level)
     _check_allocation_options(table, optimum_column, published_a)
     plan = _plan_cuts(_groups(table, group_by), cuts, n_cuts, min_factor)
@@ -267,27 +301,33 @@ def backtest(
         test = g.subset(above)
         where = {"group": name, "cut_flops": cut}
         optima = measured_optima(test, optimum_column) if allocation else None
+        curve_train = None
+        if name in curve_groups:
+            curve = curve_groups[name]
+            curve_train = curve.subset(curve.column("flops") <= cut * INCLUSIVE)
         for proc in procs:
             t0 = time.perf_counter()
+            seen = curve_train if proc.curves and curve_train is not None else train
             try:
                 pf = fit_procedure(
                     proc,
-                    train,
+                    seen,
                     bootstrap=bootstrap,
                     seed=seed,
                     inner_cuts=inner_cuts,
                     n_jobs=n_jobs,
                     planner=allocation,
+                    schedule=schedule if proc.curves else None,
                 )
             except (FitError, BacktestError, ProcedureError) as exc:
                 pf = None
-                fit_rows.append(_failed_row(where, proc, exc, len(train), t0))
+                fit_rows.append(_failed_row(where, proc, exc, len(seen), t0))
             if pf is not None:
                 rows, fit_row = _score(pf, test, level)
                 seconds = time.perf_counter() - t0
                 fit_rows.append(
                     {**where, "procedure": proc.name, **fit_row}
-                    | {"n_train": len(train), "seconds": seconds}
+                    | {"n_train": len(seen), "seconds": seconds}
                     | planner_columns(pf.planner, published_a)
                 )
                 pred_rows += [{**where, "procedure": proc.name, **row} for row in rows]
@@ -332,6 +372,10 @@ def _check_options(
             f"{', '.join(map(str, table.frame.columns))}",
             field="group_by",
         )
+
+
+def _has(table: Runs, group_by: str | None) -> bool:
+    return group_by is None or group_by in table.frame.columns
 
 
 def _check_allocation_options(

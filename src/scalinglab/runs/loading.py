@@ -38,6 +38,7 @@ def load_runs(
     param_basis: str = "unknown",
     drop_top_loss: int = 0,
     curves: bool = False,
+    sweep: str | None = None,
 ) -> Runs:
     """Load and validate a table of training runs.
 
@@ -57,6 +58,12 @@ def load_runs(
         Drop the ``K`` highest-loss runs before anything else sees them, by the rule of
         Besiroglu et al. (2024): keep ``loss < sorted(loss)[-K]`` (ties with the K-th highest
         loss are dropped too).
+    curves:
+        From a store: every checkpoint of its finished runs' training curves, not one final
+        point per run (a table is read as it is).
+    sweep:
+        From a store: only this sweep's runs (an unknown name is refused naming the store's
+        sweeps). Refused for a table or a DataFrame, which hold no sweeps.
 
     Returns
     -------
@@ -67,7 +74,7 @@ def load_runs(
     ------
     RunsError
         Missing columns, non-numeric, NaN/inf or non-positive values (naming row and column),
-        an unreadable file, an unknown ``param_basis``.
+        an unreadable file, an unknown ``param_basis``, an unknown ``sweep``.
 
     Warns
     -----
@@ -76,7 +83,7 @@ def load_runs(
     """
     basis = normalise_basis(param_basis)
     notes: list[str] = []
-    frame, source_name = read_source(source, curves=curves)
+    frame, source_name = read_source(source, curves=curves, sweep=sweep)
     notes.extend(frame.attrs.get("notes", ()))
     if basis == "unknown" and isinstance(frame.attrs.get("param_basis"), str):
         basis = normalise_basis(frame.attrs["param_basis"])

@@ -11,12 +11,21 @@ import pandas as pd
 from scalinglab.runs.table import Runs, RunsError
 from scalinglab.store import StoreError, load_store_runs
 
+_STORES = (".db", ".sqlite", ".sqlite3")
+
 
 def read_source(
-    source: str | Path | pd.DataFrame, *, curves: bool = False
+    source: str | Path | pd.DataFrame, *, curves: bool = False, sweep: str | None = None
 ) -> tuple[pd.DataFrame, str]:
-    """The raw table of ``source`` and its name; from a store, its finished points, or with
-    ``curves`` every checkpoint of their training curves (a table is read as it is)."""
+    """The raw table of ``source`` and its name; from a store, its finished points (of one
+    ``sweep`` if given), or with ``curves`` every checkpoint of their training curves (a table
+    is read as it is)."""
+    if sweep is not None and not _is_store(source):
+        raise RunsError(
+            f"sweep {sweep!r}: only a scalinglab store (.db) holds sweeps, not "
+            f"{source if isinstance(source, str | os.PathLike) else type(source).__name__}",
+            field="sweep",
+        )
     if isinstance(source, pd.DataFrame):
         return source.reset_index(drop=True), "<DataFrame>"
     if isinstance(source, Runs):
@@ -30,10 +39,10 @@ def read_source(
     path = Path(source)
     name = str(path)
     suffix = "".join(path.suffixes[-1:]).lower()
-    if suffix in {".db", ".sqlite", ".sqlite3"}:
+    if suffix in _STORES:
         if not path.exists():
             raise RunsError(f"{name}: no such store", field="source")
-        return _read_store(path, curves), name
+        return _read_store(path, curves, sweep), name
     if not path.exists():
         raise RunsError(f"{name}: no such file", field="source")
     try:
@@ -61,12 +70,18 @@ def read_source(
     return frame, name
 
 
-def _read_store(path: Path, curves: bool) -> pd.DataFrame:
+def _is_store(source: object) -> bool:
+    return isinstance(source, str | os.PathLike) and Path(source).suffix.lower() in _STORES
+
+
+def _read_store(path: Path, curves: bool, sweep: str | None) -> pd.DataFrame:
     try:
-        frame = load_store_runs(path, curves=curves)
+        frame = load_store_runs(path, curves=curves, sweep=sweep)
     except StoreError as exc:
         message = str(exc)
         raise RunsError(
-            message if str(path) in message else f"{path}: {message}", field="source"
+            message if str(path) in message else f"{path}: {message}",
+            # An unknown sweep is the sweep option's fault, not the store's.
+            field="sweep" if exc.field == "sweep" else "source",
         ) from exc
     return frame.reset_index(drop=True)

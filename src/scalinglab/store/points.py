@@ -190,8 +190,9 @@ def finished_curves(conn: sqlite3.Connection, path: Path, sweep: str | None) -> 
         {
             "params": per_run["params"],
             "tokens": tokens,
-            # The cost per token is the run's: its FLOPs scale with the checkpoint's tokens.
-            "flops": per_run["flops"] * tokens / per_run["tokens"],
+            # The cost per token is the run's: its FLOPs scale with the checkpoint's tokens
+            # (at the run's end, exactly its final point's FLOPs).
+            "flops": per_run["flops"] * (tokens / per_run["tokens"]),
             "loss": curve["val_loss"].astype("float64").reset_index(drop=True),
             "run_id": per_run["run_id"],
             "group": per_run["group"],
@@ -206,7 +207,10 @@ def finished_curves(conn: sqlite3.Connection, path: Path, sweep: str | None) -> 
             "schedule": per_run["schedule"],
         }
     )
-    frame = frame.sort_values(["run_id", "tokens"], kind="stable").reset_index(drop=True)
+    # In the order of the final points (each point's curve by tokens), so that the run ends
+    # are the final points in their order: a fit of either sees the same table.
+    order = frame["point_id"].map({key: i for i, key in enumerate(runs["point_id"])})
+    frame = frame.iloc[np.lexsort((tokens.to_numpy(), order.to_numpy()))].reset_index(drop=True)
     frame.attrs["param_basis"] = runs.attrs["param_basis"]
     frame.attrs["notes"] = notes
     return frame
