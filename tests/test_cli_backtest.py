@@ -122,3 +122,52 @@ def test_missing_file_and_missing_runs_from_the_console(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     result = runner.invoke(app, ["backtest"])
     assert result.exit_code == 2 and "RUNS" in result.stderr
+
+
+@pytest.fixture
+def two_sweeps(tmp_path):
+    from test_curves import two_sweep_store
+
+    return str(two_sweep_store(tmp_path / "s.db"))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_curves_of_one_sweep_scored_on_run_ends(two_sweeps):
+    args = ["backtest", two_sweeps, "-p", "curves", "-p", "plain", "--sweep", "s1"]
+    args += ["--schedule", "constant", "-B", "0", "--n-cuts", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Backtest: held-out predictions" in result.output
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [r["procedure"] for r in data["overall"]] == ["curves", "plain"]
+    fits = {r["procedure"]: r for r in data["fits"]}
+    assert fits["curves"]["n_train"] > fits["plain"]["n_train"]  # checkpoints below the cut
+    assert "schedule constant for every run as given" in fits["curves"]["why"]
+    held = {
+        name: sorted(
+            (p["params"], p["tokens"], p["loss"])
+            for p in data["predictions"]
+            if p["procedure"] == name
+        )
+        for name in ("curves", "plain")
+    }
+    assert held["curves"] == held["plain"] and held["plain"]  # s1's run ends above the cut
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sweep", "nope"], "--sweep: {path}: no sweep named 'nope'; sweeps: s1, s2"),
+        (["-p", "curves", "--sweep", "nope"], "no sweep named 'nope'; sweeps: s1, s2"),
+        (["--schedule", "constant"], "--schedule: schedule applies to a curve procedure"),
+        (["-p", "curves", "--drop-top-loss", "2"], "--drop-top-loss drops final losses"),
+        (["-p", "curves", "--schedule", "cosine"], "--schedule: schedule must be one of"),
+    ],
+)
+def test_bad_sweep_or_schedule_is_one_line_with_exit_2(two_sweeps, args, message):
+    result = runner.invoke(app, ["backtest", two_sweeps, "-B", "0", "--n-cuts", "1", *args])
+    assert result.exit_code == 2, result.output
+    assert message.format(path=two_sweeps) in " ".join(result.stderr.split())
+    assert len(result.stderr.strip().splitlines()) == 1

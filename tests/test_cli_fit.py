@@ -226,3 +226,31 @@ def test_a_default_typed_out_still_clashes_with_a_procedure(epoch_csv):
     # "Set on the command line" is what counts, not "differs from the default".
     result = runner.invoke(app, ["fit", epoch_csv, "--procedure", "auto", "--loss", "huber"])
     assert result.exit_code == 2 and "drop --loss" in result.output
+
+
+def test_sweep_reads_one_sweep_of_a_store(tmp_path):
+    from test_curves import two_sweep_store
+
+    path = str(two_sweep_store(tmp_path / "s.db"))
+    result = runner.invoke(app, ["fit", path, "--sweep", "s1", "-B", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["n_runs"] == 12
+    result = runner.invoke(app, ["fit", path, "--sweep", "s2", "--curves", "-B", "0"])
+    assert result.exit_code == 2  # three runs' ends: too few for the law, said in one line
+    assert "got 3" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    for args, needle in [
+        ([path, "--sweep", "nope"], "--sweep: " + path + ": no sweep named 'nope'; sweeps: s1, s2"),
+        ([path, "--sweep", "nope", "--curves"], "no sweep named 'nope'; sweeps: s1, s2"),
+    ]:
+        result = runner.invoke(app, ["fit", *args])
+        assert result.exit_code == 2, result.output
+        assert needle in " ".join(result.stderr.split())
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sweep_needs_a_store(epoch_csv):
+    result = runner.invoke(app, ["fit", epoch_csv, "--sweep", "s1"])
+    assert result.exit_code == 2
+    assert "--sweep: sweep 's1': only a scalinglab store (.db) holds sweeps" in " ".join(
+        result.stderr.split()
+    )

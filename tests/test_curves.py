@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -167,10 +168,11 @@ def test_cli_fit_curves(tmp_path):
 # curves read from a store (built through the store API: no training)
 
 
-def store_with_curves(path, curves):
-    """A store with sweep ``s1`` holding ``curves``: (run, [(tokens, val_loss, train_loss)])."""
+def store_with_curves(path, curves, spec=SPEC):
+    """A store with sweep ``s1`` (or ``spec``'s) holding ``curves``: (run, [(tokens, val_loss,
+    train_loss)])."""
     with Store(path) as store:
-        store.add_sweep(SPEC, [run for run, _ in curves])
+        store.add_sweep(spec, [run for run, _ in curves])
         for run, points in curves:
             result = fake_result(run)
             result["curve"] = [
@@ -310,9 +312,18 @@ def spy_fits(monkeypatch):
     return seen
 
 
+def two_sweep_store(path):
+    """Sweep ``s1``: twelve runs (four sizes, three lengths) whose curves lie on the law, stored
+    as cosine; sweep ``s2``: three more runs (another seed)."""
+    runs = [make_run(layers, t) for layers in (1, 2, 4, 8) for t in (2**17, 2**19, 2**21)]
+    store_with_curves(path, [(r, law_curve(r, 12)) for r in runs])
+    other = [make_run(layers, 2**18, seed=1) for layers in (1, 2, 4)]
+    return store_with_curves(path, [(r, law_curve(r)) for r in other], replace(SPEC, name="s2"))
+
+
 @pytest.fixture
 def law_store(tmp_path):
-    """Twelve runs (four sizes, three lengths) whose curves lie on the law, stored as cosine."""
+    """Sweep ``s1`` of :func:`two_sweep_store`, alone in its store."""
     runs = [make_run(layers, t) for layers in (1, 2, 4, 8) for t in (2**17, 2**19, 2**21)]
     return store_with_curves(tmp_path / "s.db", [(r, law_curve(r, 12)) for r in runs])
 
@@ -405,3 +416,21 @@ def test_backtest_a_curve_table(monkeypatch):
     with pytest.raises(BacktestError, match="schedule applies to a curve procedure") as err:
         backtest(frame, ["plain"], schedule="constant", **BACKTEST)
     assert err.value.field == "schedule"
+
+
+# -------------------------------------------------------------------------------------------
+# one sweep of a store
+
+
+def test_load_runs_reads_one_sweep(tmp_path):
+    path = two_sweep_store(tmp_path / "s.db")
+    assert len(load_runs(path)) == 15
+    assert len(load_runs(path, sweep="s1")) == 12
+    two = load_runs(path, sweep="s2", curves=True)
+    assert set(two.frame["group"]) == {"s2"} and len(two) == 3 * 8
+    with pytest.raises(RunsError, match=r"no sweep named 'nope'; sweeps: s1, s2$") as err:
+        load_runs(path, sweep="nope", curves=True)
+    assert err.value.field == "sweep"
+    with pytest.raises(RunsError, match=r"only a scalinglab store .* holds sweeps") as err:
+        load_runs(curves_frame(), sweep="s1")
+    assert err.value.field == "sweep"

@@ -204,15 +204,16 @@ def test_store_dispatch(tmp_path, monkeypatch):
     store.write_bytes(b"")
     asked = []
 
-    def read(path, curves=False):
-        asked.append(curves)
+    def read(path, curves=False, sweep=None):
+        asked.append((curves, sweep))
         return _frame()
 
     monkeypatch.setattr(runs_sources, "load_store_runs", read)
     runs = load_runs(store)
     assert isinstance(runs, Runs) and len(runs) == 6 and runs.source == str(store)
     load_runs(store, curves=True)  # the store's training curves (tests/test_curves.py)
-    assert asked == [False, True]
+    load_runs(store, sweep="s1")  # one sweep's
+    assert asked == [(False, None), (True, None), (False, "s1")]
 
 
 def test_store_errors_are_runs_errors(tmp_path):

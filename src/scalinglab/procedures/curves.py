@@ -46,6 +46,7 @@ __all__ = [
     "RUN_END",
     "RUN_TOKENS",
     "SCHEDULES",
+    "check_schedule",
     "curve_points",
     "mark_run_ends",
 ]
@@ -87,6 +88,24 @@ def _count(runs: pd.Series, what: str) -> str:
     return f"{n} run{'s' * (n != 1)} {what}"
 
 
+def check_schedule(schedule: str) -> None:
+    """Refuse a ``schedule`` that is not one of :data:`SCHEDULES` (naming what a stored
+    schedule's name reads as).
+
+    Raises
+    ------
+    ProcedureError
+        Not one of :data:`SCHEDULES`.
+    """
+    if schedule not in SCHEDULES:
+        hint = _STORED.get(str(schedule).lower())
+        raise ProcedureError(
+            f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}"
+            + (f" (a {schedule} schedule reads as {hint})" if hint else ""),
+            field="schedule",
+        )
+
+
 def _schedules(runs: Runs, run: pd.Series, schedule: str | None) -> tuple[pd.Series, list[str]]:
     """Each row's schedule reading and a note saying where it came from (none when the table's
     own column, in readings, said it all)."""
@@ -95,13 +114,7 @@ def _schedules(runs: Runs, run: pd.Series, schedule: str | None) -> tuple[pd.Ser
     known = stored.notna() & (stored.astype(str).str.strip() != "")
     text = stored.astype(str).str.strip().str.lower()
     if schedule is not None:
-        if schedule not in SCHEDULES:
-            hint = _STORED.get(str(schedule).lower())
-            raise ProcedureError(
-                f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}"
-                + (f" (a {schedule} schedule reads as {hint})" if hint else ""),
-                field="schedule",
-            )
+        check_schedule(schedule)
         differ = known & (text != schedule)
         notes = []
         if differ.any():

@@ -37,7 +37,7 @@ from scalinglab.procedures.allocation_backtest import (
     planner_columns,
 )
 from scalinglab.procedures.choice import fit_procedure
-from scalinglab.procedures.curves import RUN_END, mark_run_ends
+from scalinglab.procedures.curves import RUN_END, check_schedule, mark_run_ends
 from scalinglab.procedures.errors import BacktestError, ProcedureError
 from scalinglab.procedures.inner import INCLUSIVE, INNER_CUTS, runs_inputs
 from scalinglab.procedures.prediction import ProcedureFit
@@ -263,6 +263,8 @@ def backtest(
     BacktestError
         Unknown group column, bad cuts, a schedule without a curve procedure, or no cut leaves
         runs on both sides.
+    ProcedureError
+        Unknown procedure or schedule.
     """
     procs = [get_procedure(p) for p in procedures]
     reads_curves = any(p.curves for p in procs)
@@ -271,6 +273,8 @@ def backtest(
             "schedule applies to a curve procedure (curves): add one, or drop the schedule",
             field="schedule",
         )
+    if schedule is not None:
+        check_schedule(schedule)  # here, not inside every fit
     table = as_runs(runs, curves=reads_curves)
     curve_groups: dict[str, Runs] = {}
     if reads_curves:
