@@ -434,3 +434,13 @@ def test_load_runs_reads_one_sweep(tmp_path):
     with pytest.raises(RunsError, match=r"only a scalinglab store .* holds sweeps") as err:
         load_runs(curves_frame(), sweep="s1")
     assert err.value.field == "sweep"
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_backtest_summaries_survive_a_cut_that_cannot_be_fitted(law_store):
+    """One cut leaves three runs (too few for the law): its fit row says why, and the
+    summaries still build (they failed on the missing chosen name)."""
+    result = backtest(law_store, ["plain"], cuts=[2e12, 1e11], bootstrap=0, allocation=False)
+    assert list(result.fits["chosen"].isna()) == [False, True]
+    assert "could not fit" in result.fits["why"].iloc[1]
+    assert result.by_group()["chosen"].tolist() == ["plain"]
