@@ -59,7 +59,9 @@ class BacktestResult:
         ``rel_error``, ``factor``, ``lo``, ``hi``, ``covered``, ``reliable``, ``reasons``.
     fits:
         One row per (group, cut, procedure): the chosen recipe, why, its parameters, verdict,
-        and the fit that planned (``planner``, ``planner_why``, ``a``, ``a_low``, ``a_high``,
+        ``n_train`` (the points it was given: for a curve procedure, every checkpoint below the
+        cut, before its schedule and early cut leave some out), ``seconds``, and the fit that
+        planned (``planner``, ``planner_why``, ``a``, ``a_low``, ``a_high``,
         and ``a_error`` against ``published_a``).
     level:
         Level of the prediction intervals.

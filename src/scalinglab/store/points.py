@@ -95,8 +95,9 @@ def finished_curves(conn: sqlite3.Connection, path: Path, sweep: str | None) -> 
     method, ``run_id``, sweep (``group``) and stored ``schedule`` (the trainer's or the
     importer's name for it, as stored: ``wsd``, ``cosine``, ``linear``, ... or empty), and
     ``run_end`` (True at the end of a training run: each run's last checkpoint and each WSD
-    cooldown, which the store keeps as a point of its own under its parent's ``run_id``).
-    ``frame.attrs["notes"]`` says what was left out.
+    cooldown, which the store keeps as a point of its own under its parent's ``run_id``), in
+    the order of :func:`finished_points` (each run's checkpoints by tokens), so that the run ends
+    are its rows in its order. ``frame.attrs["notes"]`` says what was left out.
 
     Raises
     ------
