@@ -293,8 +293,12 @@ def test_an_ensemble_chooses_but_the_fisher_model_reports(store_path: Path) -> N
     )
     a = a / s.residual_scale
     cost = np.array([c.cost_flops for c in cands])
+    groups = [np.array([i]) for i in range(len(cands))]
     picks = [
-        [(cands[i].params, cands[i].tokens) for i, _ in _greedy(ensemble, g, a, cost, 1e13, 3, f)]
+        [
+            (cands[i].params, cands[i].tokens)
+            for i, _ in _greedy(ensemble, g, a, groups, cost, 1e13, 3, f)
+        ]
         for f in (True, False)
     ]
     assert chosen in picks

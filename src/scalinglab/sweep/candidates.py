@@ -4,6 +4,17 @@ With a trainer family (a sweep spec, or the store's last sweep) the sizes and le
 snapped by the sweep design itself (a ``points`` design, :mod:`.design`): real shapes, whole
 steps, the design's ``min_steps``. Imported runs take the sizes the user can build and lengths
 in whole steps of ``step_tokens``. Either way D/N stays in :data:`TOKENS_PER_PARAM_RANGE`.
+
+A family that trains with a WSD schedule also gets *bundles*: one trunk and 1 to
+:data:`MAX_BRANCHES` cooldowns branched off its stable phase, each a point of the law at the
+price of its cooldown (Hägele et al. 2024), the whole bundle priced as the sweep's budget counts
+it (:attr:`RunSpec.cost_flops`: the trunk plus every cooldown). The trunk and its branches are
+spaced evenly in log D from the shortest length of the grid: an untuned choice, one bundle per
+trunk length and branch count, so that the greedy sees a few hundred of them, not every subset.
+A new branch on a trunk the store already holds is not offered at its cooldown's price: the
+trainer keeps no stable-phase checkpoint of a finished run (the sweep deletes a run's
+checkpoint once the run is recorded, and a checkpoint resumes only the same config, branch
+points included), so it costs a new trunk, which is what a bundle is.
 """
 
 from __future__ import annotations
@@ -23,9 +34,11 @@ from scalinglab.sweep.spec import parse_spec
 from scalinglab.sweep.spec_values import DesignSpec, SpecError, SweepSpec
 
 __all__ = [
+    "MAX_BRANCHES",
     "STORE_SUFFIXES",
     "TOKENS_PER_PARAM_RANGE",
     "Candidate",
+    "candidate_family",
     "family_candidates",
     "grid_sizes",
     "plain_candidates",
@@ -44,6 +57,7 @@ STORE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 # benchmark reruns both. The end points (a decade either side of 20) were not tuned.
 TOKENS_PER_PARAM_RANGE = (5.0, 200.0)
 _GRID_SIZES = 14
+MAX_BRANCHES = 3
 _GRID_RATIOS = np.geomspace(*TOKENS_PER_PARAM_RANGE, 12)
 
 
@@ -52,12 +66,20 @@ class Candidate:
     """A run that could be trained next: N as the law counts it, D, and what it costs.
 
     ``run`` is the planned run (snapped shape, whole steps) when the trainer's family is known.
+    ``branches`` holds the D of each WSD cooldown branched off the run (a bundle: the run and
+    its branches are bought together, for ``cost_flops`` in all).
     """
 
     params: float
     tokens: float
     cost_flops: float
     run: RunSpec | None = None
+    branches: tuple[float, ...] = ()
+
+    @property
+    def points(self) -> tuple[tuple[float, float], ...]:
+        """The (N, D) points of the law the candidate yields: the run's, then its branches'."""
+        return ((self.params, self.tokens), *((self.params, d) for d in self.branches))
 
 
 def grid_sizes(runs: Runs, budget_flops: float) -> np.ndarray:
@@ -68,11 +90,25 @@ def grid_sizes(runs: Runs, budget_flops: float) -> np.ndarray:
     return np.geomspace(lo, hi, _GRID_SIZES)
 
 
+def candidate_family(family: SweepSpec) -> SweepSpec:
+    """The family as a ``points`` sweep trains it: a ``wsd`` design's schedule made explicit.
+
+    A ``wsd`` design implies ``train.schedule = "wsd"``; a ``points`` design does not, so
+    without this the runs suggested for a WSD family would train with the default schedule.
+    """
+    if family.design.kind == "wsd" and family.train.schedule is None:
+        return replace(family, train=replace(family.train, schedule="wsd"))
+    return family
+
+
 def family_candidates(
     family: SweepSpec, sizes: np.ndarray, budget_flops: float, known: set[str], notes: list[str]
 ) -> list[Candidate]:
-    """Candidates snapped by the sweep design itself: one ``points`` design per size."""
+    """Candidates snapped by the sweep design itself: one ``points`` design per size, and for a
+    WSD family (scalinglab's trainer) the bundles of a trunk and its cooldowns."""
+    family = candidate_family(family)
     vocab = resolve_vocab_size(family)
+    bundles = family.train.schedule == "wsd" and family.command is None
     out: list[Candidate] = []
     for size in sizes:
         lengths = [size * r for r in _GRID_RATIOS if 6.0 * size * size * r <= budget_flops]
@@ -85,15 +121,51 @@ def family_candidates(
         )
         try:
             planned = _design_longest_first(replace(family, design=design), vocab)
+            if bundles and len(planned) > 1:
+                planned += _bundles(family, planned, vocab)
         except SpecError as exc:
             notes.append(f"N≈{size:.3g} skipped: {exc}")
             continue
         out += [
-            Candidate(float(r.params), float(r.tokens), r.cost_flops, r)
+            Candidate(
+                float(r.params),
+                float(r.tokens),
+                r.cost_flops,
+                r,
+                tuple(float(b.tokens) for b in r.branches),
+            )
             for r in planned
-            if r.key not in known and r.cost_flops <= budget_flops and _in_band(r.params, r.tokens)
+            if r.key not in known
+            and r.cost_flops <= budget_flops
+            and all(_in_band(r.params, t) for t in (r.tokens, *(b.tokens for b in r.branches)))
         ]
     return out
+
+
+def _bundles(family: SweepSpec, singles: list[RunSpec], vocab: int) -> list[RunSpec]:
+    """One size's WSD bundles: each single run as a trunk, with 1..MAX_BRANCHES cooldowns that
+    end near the shorter singles' lengths, inside the trunk's stable phase."""
+    singles = sorted(singles, key=lambda r: r.tokens)
+    step = singles[0].config_dict["batch_size"] * singles[0].shape.context_length
+    floor = family.design.min_steps * step
+    # A cooldown branched at step b ends at the smallest S with S − round(f·S) = b, so to end
+    # where a shorter single ends, branch where that single's own cooldown starts.
+    starts = [r.tokens - (r.decay_tokens or 0) for r in singles]
+    points: list[tuple[float, float, tuple[int, ...]]] = []
+    for j, trunk in enumerate(singles):
+        assert trunk.warmup_tokens is not None and trunk.decay_tokens is not None
+        lo, hi = max(floor, trunk.warmup_tokens), trunk.tokens - trunk.decay_tokens
+        fits = sorted({b for b in starts[:j] if lo <= b <= hi})
+        for k in range(1, min(MAX_BRANCHES, len(fits)) + 1):
+            # The branches and the trunk evenly spaced in log D from the shortest length.
+            picks = {fits[int(i)] for i in np.linspace(0, len(fits), k + 1)[:-1]}
+            point = (float(trunk.params), float(trunk.tokens), tuple(sorted(picks)))
+            if point not in points:
+                points.append(point)
+    if not points:
+        return []
+    design = DesignSpec(kind="points", points=tuple(points), min_steps=family.design.min_steps)
+    return design_runs(replace(family, design=design), vocab_size=vocab)[0]
 
 
 def _in_band(params: float, tokens: float) -> bool:

@@ -310,9 +310,9 @@ def check_runner(sweep: Any) -> None:
     Raises
     ------
     SpecError
-        Naming the key: a WSD design or a wall-clock budget with a command (both need
-        scalinglab's trainer), a command without ``train.batch_size``, or GPUs for runs of our
-        trainer on another device than CUDA.
+        Naming the key: a WSD design, a point with cooldown branches or a wall-clock budget
+        with a command (all need scalinglab's trainer), a command without
+        ``train.batch_size``, or GPUs for runs of our trainer on another device than CUDA.
     """
     if sweep.command is not None:
         if sweep.design.kind == "wsd":
@@ -320,6 +320,12 @@ def check_runner(sweep: Any) -> None:
                 "design.kind",
                 "'wsd' branches cooldowns inside scalinglab's trainer; a command run needs "
                 "'grid' or 'isoflop'",
+            )
+        if sweep.design.kind == "points" and any(len(p) == 3 for p in sweep.design.points):
+            raise key_error(
+                "design.points",
+                "a point with cooldown branches needs scalinglab's trainer; a command run "
+                "trains [params, tokens] points only",
             )
         if sweep.budget.wall_clock_s is not None:
             raise key_error(

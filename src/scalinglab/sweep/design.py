@@ -9,7 +9,8 @@ Three designs, each a function of a validated :class:`~scalinglab.sweep.spec.Swe
 - **WSD reuse** (Hägele et al. 2024): one warmup-stable-decay run per size, with extra
   cooldowns branched from its stable phase; every cooldown is a point of the law at the
   price of its cooldown only.
-- **Points**: a list of (N, D) pairs, one run each (the runs ``sweep suggest`` chooses).
+- **Points**: a list of (N, D) pairs, one run each (the runs ``sweep suggest`` chooses); a
+  point may carry its own WSD branch points, so one trunk and its cooldowns are one run.
 
 Every target N is snapped to a real model by the trainer's shape rule and D to whole optimiser
 steps, so the planned counts are exactly the trained ones. Applying the budget and checking
@@ -392,45 +393,46 @@ def _points(ctx: _Context) -> list[RunSpec]:
     assert d.points
     shapes: dict[float, TransformerShape] = {}  # many points share a size: snap it once
     runs: list[RunSpec] = []
-    seen: set[tuple[TransformerShape, int]] = set()
-    for i, (target, tokens) in enumerate(d.points):
+    seen: set[tuple[TransformerShape, int, tuple[int, ...]]] = set()
+    for i, point in enumerate(d.points):
+        target, tokens = point[0], point[1]
+        key = f"design.points[{i}]"
         if target not in shapes:
-            shapes[target] = _snap(ctx, target, f"design.points[{i}]")
+            shapes[target] = _snap(ctx, target, key)
         steps = _steps(ctx, tokens)
         if steps < d.min_steps:
             raise SpecError(
-                f"design.points[{i}]: {tokens:.3g} tokens is {steps} steps of {ctx.step_tokens} "
+                f"{key}: {tokens:.3g} tokens is {steps} steps of {ctx.step_tokens} "
                 f"tokens, fewer than design.min_steps ({d.min_steps})",
                 field="design.points",
             )
-        point = (shapes[target], steps * ctx.step_tokens)
-        if point in seen:
-            ctx.notes.append(f"design.points[{i}] snaps to a run already planned")
+        branches: tuple[int, ...] = ()
+        if len(point) == 3:
+            if ctx.schedule != "wsd":
+                raise SpecError(
+                    f"{key}[2]: cooldown branches need train.schedule = 'wsd', got "
+                    f"{ctx.schedule!r}",
+                    field="train.schedule",
+                )
+            branches = tuple(_branch_points(ctx, point[2], steps, f"{key}[2]"))
+        run = (shapes[target], steps * ctx.step_tokens, branches)
+        if run in seen:
+            ctx.notes.append(f"{key} snaps to a run already planned")
             continue
-        seen.add(point)
-        runs.append(_make_run(ctx, *point))
+        seen.add(run)
+        runs.append(_make_run(ctx, run[0], run[1], branch_points=branches))
     return runs
 
 
-def _wsd(ctx: _Context) -> list[RunSpec]:
-    d = ctx.spec.design
-    assert d.params and d.tokens
-    steps = _steps(ctx, d.tokens[0])
-    if steps < d.min_steps:
-        raise SpecError(
-            f"design.tokens: {d.tokens[0]:.3g} tokens is {steps} steps of {ctx.step_tokens} "
-            f"tokens, fewer than design.min_steps ({d.min_steps})",
-            field="design.tokens",
-        )
-    total = steps * ctx.step_tokens
+def _branch_points(ctx: _Context, raw: Sequence[float], steps: int, key: str) -> list[int]:
+    """Branch points in tokens snapped to whole steps, each checked to lie in the stable phase
+    of a WSD run of ``steps`` steps; sorted, repeats merged."""
     # The trainer's WSD cooldown takes max(1, round(f·S)) of the S steps.
     stable_end = (steps - max(1, round(ctx.cooldown_fraction * steps))) * ctx.step_tokens
-    raw = d.branch_tokens or tuple(f * total for f in d.branch_fractions or ())
     points: list[int] = []
     for i, b in enumerate(raw):
-        key = "design.branch_tokens" if d.branch_tokens else "design.branch_fractions"
         snapped = _steps(ctx, b) * ctx.step_tokens
-        if snapped < d.min_steps * ctx.step_tokens:
+        if snapped < ctx.spec.design.min_steps * ctx.step_tokens:
             raise SpecError(
                 f"{key}[{i}]: the branch at {b:.3g} tokens is before design.min_steps",
                 field=key,
@@ -443,7 +445,23 @@ def _wsd(ctx: _Context) -> list[RunSpec]:
             )
         if snapped not in points:
             points.append(snapped)
+    return sorted(points)
+
+
+def _wsd(ctx: _Context) -> list[RunSpec]:
+    d = ctx.spec.design
+    assert d.params and d.tokens
+    steps = _steps(ctx, d.tokens[0])
+    if steps < d.min_steps:
+        raise SpecError(
+            f"design.tokens: {d.tokens[0]:.3g} tokens is {steps} steps of {ctx.step_tokens} "
+            f"tokens, fewer than design.min_steps ({d.min_steps})",
+            field="design.tokens",
+        )
+    raw = d.branch_tokens or tuple(f * steps * ctx.step_tokens for f in d.branch_fractions or ())
+    key = "design.branch_tokens" if d.branch_tokens else "design.branch_fractions"
+    points = _branch_points(ctx, raw, steps, key)
     return [
-        _make_run(ctx, shape, total, branch_points=sorted(points))
+        _make_run(ctx, shape, steps * ctx.step_tokens, branch_points=points)
         for shape in _distinct_shapes(ctx, d.params)
     ]

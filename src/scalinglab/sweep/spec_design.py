@@ -12,7 +12,7 @@ from scalinglab.sweep.spec_checks import (
     check_keys,
     key_error,
 )
-from scalinglab.sweep.spec_values import DESIGN_KINDS, DesignSpec
+from scalinglab.sweep.spec_values import DESIGN_KINDS, DesignSpec, Point
 
 __all__ = ["MAX_DESIGN_RUNS", "parse_design"]
 
@@ -80,14 +80,28 @@ def _points(t: dict[str, Any], min_steps: int) -> DesignSpec:
             "design.points", "missing: a points design needs points = [[params, tokens], ...]"
         )
     _cap("design.points", len(points))  # before each pair is checked
-    out: list[tuple[float, float]] = []
+    out: list[Point] = []
     for i, pair in enumerate(points):
         key = f"design.points[{i}]"
-        if not isinstance(pair, list) or len(pair) != 2:
-            raise key_error(key, f"must be a pair [params, tokens], got {pair!r}")
-        out.append((as_number(f"{key}[0]", pair[0]), as_number(f"{key}[1]", pair[1])))
+        if not isinstance(pair, list) or len(pair) not in (2, 3):
+            raise key_error(
+                key, f"must be [params, tokens] or [params, tokens, [branch_tokens]], got {pair!r}"
+            )
+        params, tokens = as_number(f"{key}[0]", pair[0]), as_number(f"{key}[1]", pair[1])
+        if len(pair) == 2:
+            out.append((params, tokens))
+            continue
+        # A third element: where WSD cooldowns branch off this run's stable phase (tokens).
+        branches = as_number_list(f"{key}[2]", pair[2], integer=True)
+        if branches[-1] >= tokens:
+            raise key_error(
+                f"{key}[2]",
+                f"every branch point must be < the run's tokens ({tokens:g}), got {branches[-1]}",
+            )
+        out.append((params, tokens, tuple(int(b) for b in branches)))
     if len(set(out)) != len(out):
-        raise key_error("design.points", "has repeated [params, tokens] pairs")
+        raise key_error("design.points", "has repeated points")
+    _cap("design.points", sum(1 + len(p[2]) if len(p) == 3 else 1 for p in out))
     return DesignSpec(kind="points", points=tuple(out), min_steps=min_steps)
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "DesignSpec",
     "ExecutionSpec",
     "ModelSpec",
+    "Point",
     "SpecError",
     "SweepSpec",
     "TrainSpec",
@@ -42,6 +43,11 @@ SHAPE_OPTIONS = (
     "aspect_min",
     "aspect_max",
 )
+
+
+# A ``points`` design's point: (params, tokens), or (params, tokens, branch_tokens) for a WSD
+# run with cooldowns branched off its stable phase at those token counts.
+Point = tuple[float, float] | tuple[float, float, tuple[int, ...]]
 
 
 class SpecError(ScalingLabError):
@@ -176,7 +182,9 @@ class DesignSpec:
     ``branch_fractions`` of ``tokens``); every cooldown is a point.
 
     ``points``: the listed ``[params, tokens]`` pairs, one run each (what ``sweep suggest``
-    writes).
+    writes); a point ``[params, tokens, [b1, b2, ...]]`` is one WSD run (``train.schedule =
+    "wsd"``) with a cooldown branched off its stable phase at each ``b`` tokens, as ``wsd`` does
+    for every size.
     """
 
     kind: str
@@ -191,7 +199,7 @@ class DesignSpec:
     tokens: tuple[float, ...] | None = None
     branch_tokens: tuple[int, ...] | None = None
     branch_fractions: tuple[float, ...] | None = None
-    points: tuple[tuple[float, float], ...] | None = None
+    points: tuple[Point, ...] | None = None
     min_steps: int = 20
 
     def compute_levels(self) -> tuple[float, ...]:

@@ -53,6 +53,7 @@ from scalinglab.sweep.candidates import (
     STORE_SUFFIXES,
     TOKENS_PER_PARAM_RANGE,
     Candidate,
+    candidate_family,
     family_candidates,
     grid_sizes,
     plain_candidates,
@@ -60,8 +61,9 @@ from scalinglab.sweep.candidates import (
     store_family,
 )
 from scalinglab.sweep.information import Target, TargetError
+from scalinglab.sweep.runspec import RunSpec
 from scalinglab.sweep.spec import load_spec
-from scalinglab.sweep.spec_values import DesignSpec, SweepSpec
+from scalinglab.sweep.spec_values import DesignSpec, Point, SweepSpec
 
 __all__ = [
     "TOKENS_PER_PARAM_RANGE",
@@ -146,6 +148,7 @@ class Suggestion:
                 {
                     "params": p.candidate.params,
                     "tokens": p.candidate.tokens,
+                    "branch_tokens": list(p.candidate.branches),
                     "cost_flops": p.candidate.cost_flops,
                     "share": p.share,
                     "key": p.candidate.run.key if p.candidate.run else None,
@@ -162,31 +165,57 @@ class Suggestion:
 # --- choosing -------------------------------------------------------------------------------
 
 
+def _group_drops(
+    sigma: np.ndarray, grad: np.ndarray, a: np.ndarray, groups: Sequence[np.ndarray]
+) -> np.ndarray:
+    """The target variance each candidate removes from ``sigma``, all its points at once.
+
+    A candidate of k points with rows A (j/σ, ``[k, P]``) adds AᵀA to the information; by
+    Woodbury the target's variance falls by (AΣg)ᵀ(I + AΣAᵀ)⁻¹(AΣg), the rank-k form of the
+    rank-one drop (one run: (jᵀΣg)²/(1 + jᵀΣj)). Candidates of equal k are solved as a batch.
+    """
+    out = np.zeros(len(groups))
+    sizes = np.array([len(g) for g in groups])
+    for k in np.unique(sizes):
+        which = np.flatnonzero(sizes == k)
+        rows = a[np.stack([groups[i] for i in which])]  # [m, k, P]
+        sa = rows @ sigma
+        v = sa @ grad  # [m, k]
+        m = np.eye(k) + sa @ rows.transpose(0, 2, 1)  # [m, k, k]
+        out[which] = np.einsum("mk,mk->m", v, np.linalg.solve(m, v[..., None])[..., 0])
+    return out
+
+
+def _take(sigma: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Σ after the points of Jacobian rows ``rows`` (j/σ): Σ − ΣAᵀ(I + AΣAᵀ)⁻¹AΣ."""
+    sa = rows @ sigma
+    return sigma - sa.T @ np.linalg.solve(np.eye(len(rows)) + sa @ rows.T, sa)
+
+
 def _greedy(
     sigma: np.ndarray,
     grad: np.ndarray,
     a: np.ndarray,
+    groups: Sequence[np.ndarray],
     cost: np.ndarray,
     budget: float,
     k: int,
     per_flop: bool,
 ) -> list[tuple[int, float]]:
-    """Indices picked and the variance each removed; ``a`` holds the candidates' j/σ rows."""
-    sigma = sigma.copy()
+    """Candidates picked and the variance each removed; candidate i is the rows ``groups[i]``
+    of ``a`` (the j/σ of its points: one run, or a WSD trunk and its branches)."""
     free = np.ones(len(cost), dtype=bool)
     left, picked = budget, []
     var_start = float(grad @ sigma @ grad)
     for _ in range(k):
-        sa = a @ sigma  # [m, P]
-        drop = (sa @ grad) ** 2 / (1.0 + np.einsum("mp,mp->m", sa, a))
+        drop = _group_drops(sigma, grad, a, groups)
         ok = free & (cost <= left) & (drop > 1e-9 * var_start)
         if not ok.any():
             break
         score = np.where(ok, drop / cost if per_flop else drop, -np.inf)
         i = int(np.argmax(score))
         picked.append((i, float(drop[i])))
-        u = sa[i]
-        sigma -= np.outer(u, u) / (1.0 + float(u @ a[i]))
+        sigma = _take(sigma, a[groups[i]])
         free[i] = False
         left -= cost[i]
     return picked
@@ -255,17 +284,20 @@ def choose_runs(
     picked: list[tuple[int, float]] = []
     rule = "none"
     a = np.empty((0, len(raw)))
+    groups: list[np.ndarray] = []
     if candidates:
-        cn = np.array([c.params for c in candidates])
-        cd = np.array([c.tokens for c in candidates])
+        # Every candidate's points (a WSD bundle has several) as rows of one Jacobian.
+        points = [pt for c in candidates for pt in c.points]
+        ends = np.cumsum([len(c.points) for c in candidates])
+        groups = [np.arange(e - len(c.points), e) for c, e in zip(candidates, ends, strict=True)]
         cost = np.array([c.cost_flops for c in candidates])
-        a = info.jacobian(law, raw, cn, cd) / scale
+        a = info.jacobian(law, raw, *(np.array(v) for v in zip(*points, strict=True))) / scale
         a = np.where(np.isfinite(a), a, 0.0)
         # Choose with the ensemble when there is one: it ranks runs better (benchmark, both
         # halves); report with the Fisher Σ, whose predicted shrinkage matches the realised one.
         choose_with = fisher if ensemble is None else ensemble
         options = {
-            rule_name: _greedy(choose_with, grad, a, cost, budget_flops, k, per_flop)
+            rule_name: _greedy(choose_with, grad, a, groups, cost, budget_flops, k, per_flop)
             for rule_name, per_flop in (("per-FLOP greedy", True), ("greedy", False))
         }
         rule, picked = max(options.items(), key=lambda kv: sum(drop for _, drop in kv[1]))
@@ -273,7 +305,7 @@ def choose_runs(
             rule += " on the bootstrap ensemble"
     if not picked:
         notes.append("no candidate fits the budget and reduces the target's variance")
-    drops = _drops(fisher, grad, a[[i for i, _ in picked]])
+    drops = _drops(fisher, grad, [a[groups[i]] for i, _ in picked])
     total = sum(drops)
     proposals = tuple(
         Proposal(candidates[i], drop, drop / total if total > 0 else 0.0)
@@ -303,13 +335,12 @@ def _add_runs(sigma: np.ndarray, jac: np.ndarray, scale: float) -> np.ndarray:
     return sigma - sj @ np.linalg.solve(scale**2 * np.eye(len(jac)) + jac @ sj, sj.T)
 
 
-def _drops(sigma: np.ndarray, grad: np.ndarray, a: np.ndarray) -> list[float]:
-    """The target variance each row of ``a`` (j/σ, in pick order) removes from ``sigma``."""
+def _drops(sigma: np.ndarray, grad: np.ndarray, picked: Sequence[np.ndarray]) -> list[float]:
+    """The target variance each pick (its points' j/σ rows, in pick order) removes."""
     out = []
-    for row in a:
-        u = sigma @ row
-        out.append(float(grad @ u) ** 2 / (1.0 + float(u @ row)))
-        sigma = sigma - np.outer(u, u) / (1.0 + float(u @ row))
+    for rows in picked:
+        out.append(float(_group_drops(sigma, grad, rows, [np.arange(len(rows))])[0]))
+        sigma = _take(sigma, rows)
     return out
 
 
@@ -357,6 +388,13 @@ def write_spec(suggestion: Suggestion, path: str | Path) -> SweepSpec:
     check_output(path, field="out")
     write_atomic(path, tomli_w.dumps(spec_table(suggestion.spec.to_dict())), field="out")
     return suggestion.spec
+
+
+def _point(run: RunSpec) -> Point:
+    """A chosen run as a ``points`` design's point: with its branch points if it has any."""
+    if run.branches:
+        return (float(run.params), float(run.tokens), tuple(b.branch_tokens for b in run.branches))
+    return (float(run.params), float(run.tokens))
 
 
 def suggest(
@@ -438,7 +476,14 @@ def suggest(
     notes: list[str] = []
     grid = np.asarray(sorted(sizes), dtype=float) if sizes else grid_sizes(runs, budget_flops)
     if family is not None:
+        family = candidate_family(family)
         candidates = family_candidates(family, grid, budget_flops, known, notes)
+        if any(c.branches for c in candidates):
+            notes.append(
+                "WSD: a trunk and its cooldowns are one candidate at their whole cost; a new "
+                "cooldown on a finished trunk costs a new trunk (no stable-phase checkpoint "
+                "is kept)"
+            )
     else:
         candidates = plain_candidates(grid, step_tokens, runs, budget_flops)
     with warnings.catch_warnings(record=True) as caught:
@@ -460,7 +505,7 @@ def suggest(
             budget=replace(family.budget, flops=float(budget_flops), wall_clock_s=None),
             design=DesignSpec(
                 kind="points",
-                points=tuple((float(r.params), float(r.tokens)) for r in chosen),
+                points=tuple(_point(r) for r in chosen),
                 min_steps=family.design.min_steps,
             ),
         )
