@@ -119,6 +119,11 @@ def test_bad_command_specs_name_the_key(lines, section, key, message):
             'kind = "wsd"\nparams = [1e5]\ntokens = 307200\nbranch_fractions = [0.5]',
             "design.kind",
         ),
+        (
+            'kind = "grid"\nparams = [1e5, 4e5]\ntokens = [153600, 307200]',
+            'kind = "points"\npoints = [[1e5, 307200, [76800]]]',
+            "design.points",
+        ),
         ("[execution]", "[budget]\nwall_clock_s = 60\n[execution]", "budget.wall_clock_s"),
         ("batch_size = 12\n", "", "train.batch_size"),
         ("vocab_size = 65\n", "", "data.vocab_size"),

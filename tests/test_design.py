@@ -105,6 +105,23 @@ def test_wsd_branches_follow_the_trainer_schedule():
         )
 
 
+def test_a_point_with_branches_is_the_wsd_designs_run():
+    """``[N, T, [b...]]`` in a points design plans the run a wsd design plans for that size."""
+    wsd, _ = design_runs(
+        spec('kind = "wsd"\nparams = [1e5]\ntokens = 1e6\nbranch_tokens = [2e5, 4.5e5]\n')
+    )
+    points = 'kind = "points"\npoints = [[1e5, 1e6, [2e5, 4.5e5]], [2e4, 5e5]]\n'
+    runs, _ = design_runs(spec(points, extra='schedule = "wsd"\n'))
+    assert runs[0] == wsd[0] and runs[0].points == 3
+    assert runs[1].branches == () and runs[1].schedule == "wsd"
+    with pytest.raises(SpecError, match=r"^design\.points\[0\]\[2\]: cooldown branches need"):
+        design_runs(spec(points))  # the trainer's default schedule has no stable phase
+    with pytest.raises(SpecError, match=r"^design\.points\[0\]\[2\]\[0\]: .* past the stable"):
+        design_runs(
+            spec('kind = "points"\npoints = [[1e5, 1e6, [9e5]]]\n', extra='schedule = "wsd"\n')
+        )
+
+
 def test_schedule_warmup_and_decay_as_the_trainer_resolves_them():
     cosine, _ = design_runs(spec('kind = "grid"\nparams = [2e4]\ntokens = [1e6]\n'))
     steps = cosine[0].tokens // STEP_TOKENS

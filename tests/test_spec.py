@@ -144,6 +144,22 @@ def test_log_spaced_levels():
             "design.branch_fractions",
             "(0, 1)",
         ),
+        ("[design]\nkind = 'points'\npoints = [[1e5]]\n", "design.points[0]", "[params, tokens"),
+        (
+            "[design]\nkind = 'points'\npoints = [[1e5, 1e6, 3e5]]\n",
+            "design.points[0][2]",
+            "non-empty list",
+        ),
+        (
+            "[design]\nkind = 'points'\npoints = [[1e5, 1e6, [2e5, 1e6]]]\n",
+            "design.points[0][2]",
+            "< the run's tokens",
+        ),
+        (
+            "[design]\nkind = 'points'\npoints = [[1e5, 1e6, [2e5]], [1e5, 1e6, [2e5]]]\n",
+            "design.points",
+            "repeated",
+        ),
         ("[sweep]\nname = 'x'\n", "design", "missing"),
         ("design = 3\n", "design", "must be a table"),
     ],

@@ -15,7 +15,10 @@ from scalinglab import fit, load_runs
 from scalinglab.counting import count_params
 from scalinglab.store import Store
 from scalinglab.sweep import information as info
+from scalinglab.sweep.budget import plan_sweep
+from scalinglab.sweep.candidates import family_candidates, spec_table
 from scalinglab.sweep.design import design_runs
+from scalinglab.sweep.executors import run_sweep
 from scalinglab.sweep.spec import load_spec, parse_spec
 from scalinglab.sweep.suggest import (
     TOKENS_PER_PARAM_RANGE,
@@ -27,6 +30,7 @@ from scalinglab.sweep.suggest import (
     suggest,
     write_spec,
 )
+from scalinglab.train.schedule import branch_total_steps
 from test_store import fake_result
 
 # A Chinchilla-shaped truth for the synthetic store (Hoffmann et al. 2022's fitted form; the
@@ -314,3 +318,186 @@ def test_a_runs_table_with_a_family_spec_gets_built_runs(store_path: Path, tmp_p
     assert s.spec is not None and s.spec.store == "scalinglab.db"
     write_spec(s, tmp_path / "next.toml")
     assert load_spec(tmp_path / "next.toml").design.kind == "points"
+
+
+# --- WSD: a trunk and its cooldowns bought as one candidate ---------------------------------
+
+WSD_SPEC = SPEC.replace("batch_size = 8", 'batch_size = 8\nschedule = "wsd"')
+
+
+@pytest.fixture
+def wsd_store(tmp_path: Path) -> Path:
+    """The same finished grid as ``store_path``, trained with a WSD schedule."""
+    spec = parse_spec(WSD_SPEC)
+    runs, _ = design_runs(spec)
+    rng = np.random.default_rng(0)
+    path = tmp_path / "wsd.db"
+    with Store(path) as store:
+        store.add_sweep(spec, runs)
+        for r in runs:
+            loss = truth_loss(r.params, r.tokens) * (1 + 0.003 * rng.standard_normal())
+            store.record_result(r, fake_result(r, loss=loss))
+    return path
+
+
+def _family_candidates(text: str, budget: float) -> list[Candidate]:
+    family = parse_spec(text)
+    sizes = np.geomspace(1e4, 3e5, 6)
+    return family_candidates(family, sizes, budget, set(), [])
+
+
+def test_a_wsd_family_gets_bundles_priced_at_trunk_plus_cooldowns() -> None:
+    cands = _family_candidates(WSD_SPEC, 1e13)
+    bundles = [c for c in cands if c.branches]
+    assert bundles and {len(c.branches) for c in bundles} == {1, 2, 3}
+    for c in bundles:
+        run = c.run
+        assert run is not None and run.schedule == "wsd" and len(run.branches) == len(c.branches)
+        stable_end = run.tokens - run.decay_tokens
+        cooldowns = 0
+        for b, d in zip(run.branches, c.branches, strict=True):
+            # Whole steps, inside the trunk's stable phase, ending where the trainer ends it.
+            assert b.branch_tokens % STEP_TOKENS == 0
+            assert max(20 * STEP_TOKENS, run.warmup_tokens) <= b.branch_tokens <= stable_end
+            end_steps = branch_total_steps(b.branch_tokens // STEP_TOKENS, 0.2)
+            assert d == b.tokens == end_steps * STEP_TOKENS < run.tokens
+            cooldowns += b.tokens - b.branch_tokens
+        # The trunk once, each cooldown on top: far less than the points trained apart.
+        assert c.cost_flops == pytest.approx(6 * run.params * (run.tokens + cooldowns))
+        apart = 6 * run.params * (run.tokens + sum(c.branches))
+        assert c.cost_flops < apart
+        assert c.points == ((c.params, c.tokens), *((c.params, d) for d in c.branches))
+
+
+def test_a_wsd_design_family_trains_its_suggestions_with_wsd() -> None:
+    """A ``wsd`` design implies the schedule; a ``points`` design must be told."""
+    text = WSD_SPEC.replace('schedule = "wsd"\n', "").replace(
+        'kind = "grid"\nparams = [2e4, 5e4, 1.2e5, 3e5]\ntokens = [2e5, 5e5, 1.2e6]',
+        'kind = "wsd"\nparams = [2e4, 5e4]\ntokens = 1.2e6\nbranch_fractions = [0.25, 0.5]',
+    )
+    cands = _family_candidates(text, 1e13)
+    assert any(c.branches for c in cands)
+    assert all(c.run is not None and c.run.schedule == "wsd" for c in cands)
+
+
+def test_non_wsd_families_get_no_bundles(store_path: Path) -> None:
+    assert not any(c.branches for c in _family_candidates(SPEC, 1e13))
+    s = suggest(store_path, TARGET, 5e12, k=4)
+    assert not any(p.candidate.branches for p in s.proposals)
+    assert s.spec is not None and all(len(p) == 2 for p in s.spec.design.points)
+
+
+def test_a_bundles_information_is_the_sum_of_its_points(store_path: Path) -> None:
+    """A bundle's drop is the rank-k update: the variance after it, from a direct inverse with
+    all its points added, and the sum of its points' drops taken one after another."""
+    from scalinglab.sweep.suggest import _group_drops
+
+    runs = load_runs(store_path)
+    fitted = fit("chinchilla", runs)
+    law = fitted.law_object
+    raw = law.to_raw(fitted.params)
+    target = Target.parse(TARGET)
+    bundle = Candidate(3e5, 8e6, 6 * 3e5 * 9e6, branches=(1e6, 3e6))
+    s = choose_runs(fitted, runs, target, 1e20, [bundle], k=1)
+    assert [p.candidate for p in s.proposals] == [bundle]
+    scale = s.residual_scale
+    jac = info.jacobian(law, raw, runs.column("params"), runs.column("tokens"))
+    pts = np.array(bundle.points)
+    extra = info.jacobian(law, raw, pts[:, 0], pts[:, 1])
+    _, g = info.gradient(law, raw, target)
+    after = g @ info.posterior(np.vstack([jac, extra]), scale) @ g
+    assert s.sd_after**2 == pytest.approx(after, rel=1e-6)
+    # The same drop from the points one at a time (each a rank-one update of the last Σ).
+    sigma = info.posterior(jac, scale)
+    a = extra / scale
+    whole = _group_drops(sigma, g, a, [np.arange(3)])[0]
+    steps = 0.0
+    for row in a:
+        steps += _group_drops(sigma, g, row[None], [np.arange(1)])[0]
+        u = sigma @ row
+        sigma = sigma - np.outer(u, u) / (1 + row @ u)
+    assert whole == pytest.approx(steps, rel=1e-9)
+    assert s.sd_now**2 - s.sd_after**2 == pytest.approx(whole, rel=1e-6)
+
+
+def test_a_bundle_over_budget_is_never_bought_though_its_trunk_fits(store_path: Path) -> None:
+    runs = load_runs(store_path)
+    fitted = fit("chinchilla", runs)
+    trunk_flops = 6 * 3e5 * 8e6
+    bundle = Candidate(3e5, 8e6, trunk_flops * 1.3, branches=(1e6, 3e6))
+    s = choose_runs(fitted, runs, Target.parse(TARGET), trunk_flops * 1.2, [bundle], k=2)
+    assert not s.proposals and s.sd_after == s.sd_now
+
+
+def test_wsd_suggestions_respect_the_budget_as_the_sweep_counts_it(
+    wsd_store: Path, tmp_path: Path
+) -> None:
+    budget = 5e12
+    s = suggest(wsd_store, TARGET, budget, k=3)
+    assert any(p.candidate.branches for p in s.proposals), "the test needs a bundle chosen"
+    assert any("new trunk" in n for n in s.notes)
+    assert s.spent_flops <= budget
+    # The written spec plans, under its own budget (refused if over), to exactly that cost.
+    out = tmp_path / "next.toml"
+    write_spec(s, out)
+    spec = load_spec(out)
+    assert spec.train.schedule == "wsd" and spec.budget.on_over == "refuse"
+    plan = plan_sweep(spec)
+    assert plan.total_flops == pytest.approx(s.spent_flops, rel=1e-12)
+    assert plan.points == sum(len(p.candidate.points) for p in s.proposals)
+
+
+def test_the_written_wsd_spec_round_trips_and_designs_to_trunks_and_branches(
+    wsd_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_executors import fake_train
+
+    s = suggest(wsd_store, TARGET, 5e12, k=3)
+    out = tmp_path / "next.toml"
+    write_spec(s, out)
+    spec = load_spec(out)
+    assert parse_spec(spec_table(spec.to_dict())) == spec  # as the store keeps it, and back
+    runs, _ = design_runs(spec)
+    chosen = [p.candidate.run for p in s.proposals]
+    assert [r.key for r in runs] == [r.key for r in chosen]
+    for r, c in zip(runs, chosen, strict=True):
+        assert r.branches == c.branches and r.cost_flops == c.cost_flops
+    # `sweep run` trains each as one trunk with its cooldowns; the next suggest fits on them.
+    monkeypatch.setenv("FAKE_TRAIN_STATE", str(tmp_path))
+    with Store(wsd_store) as store:
+        summary = run_sweep(plan_sweep(spec), store, workers=1, train_fn=fake_train)
+        assert summary.complete and not summary.failed
+        done = store.runs()
+    branch_keys = {b.key for r in runs for b in r.branches}
+    assert branch_keys <= set(done.loc[done["status"] == "finished", "key"])
+    again = suggest(wsd_store, TARGET, 5e12, k=3)
+    assert again.n_runs == s.n_runs + sum(r.points for r in runs) and again.n_pending == 0
+
+
+@pytest.mark.slow
+def test_sweep_run_trains_a_point_with_branches_as_one_trunk(tmp_path: Path) -> None:
+    """The real trainer: one tiny trunk, one cooldown branched off it, both recorded."""
+    text = """
+[sweep]
+name = "wsd-tiny"
+[model]
+context_length = 32
+[train]
+batch_size = 8
+lr = 3e-3
+eval_tokens = 4096
+schedule = "wsd"
+[design]
+kind = "points"
+points = [[1e4, 4e4, [1.6e4]]]
+"""
+    plan = plan_sweep(parse_spec(text))
+    (run,) = plan.runs
+    assert len(run.branches) == 1
+    with Store(tmp_path / "s.db") as store:
+        assert run_sweep(plan, store, threads=1).complete
+        rows = store.runs().set_index("key")
+    assert set(rows.loc[[run.key, run.branches[0].key], "status"]) == {"finished"}
+    points = load_runs(tmp_path / "s.db")
+    assert sorted(points.column("tokens")) == [run.branches[0].tokens, run.tokens]
+    assert np.all(np.isfinite(points.column("loss")))
