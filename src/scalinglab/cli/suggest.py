@@ -49,12 +49,16 @@ def _sizes(text: str | None) -> list[float] | None:
 
 def _print(s: Any, out: Path | None) -> None:
     table = Table(title=f"Next runs for {esc(s.target.describe())} (law {esc(s.law)})")
-    for name in ("#", "N (params)", "D (tokens)", "D/N", "shape", "cost (FLOP)", "share"):
+    bundles = any(p.candidate.branches for p in s.proposals)
+    names = ["#", "N (params)", "D (tokens)", "D/N", "shape", "cost (FLOP)", "share"]
+    if bundles:  # a WSD trunk's cooldowns: the D of each point they add
+        names.insert(3, "+ cooldowns to D")
+    for name in names:
         table.add_column(name, justify="left" if name == "shape" else "right")
     for i, p in enumerate(s.proposals, 1):
         c = p.candidate
         shape = f"{c.run.shape.n_layer}×{c.run.shape.d_model}" if c.run else "-"
-        table.add_row(
+        row = [
             str(i),
             f"{c.params:,.0f}",
             f"{c.tokens:,.0f}",
@@ -62,7 +66,10 @@ def _print(s: Any, out: Path | None) -> None:
             shape,
             f"{c.cost_flops:.3g}",
             f"{p.share:.0%}",
-        )
+        ]
+        if bundles:
+            row.insert(3, ", ".join(f"{d:,.0f}" for d in c.branches) or "-")
+        table.add_row(*row)
     console.print(table)
     now, after = s.interval(s.sd_now), s.interval(s.sd_after)
     what = "loss" if s.target.kind == "predict" else "N_opt"
@@ -76,7 +83,9 @@ def _print(s: Any, out: Path | None) -> None:
         f"(width ×{ratio:.2f})"
     )
     console.print(
-        f"{len(s.proposals)} runs, {s.spent_flops:.3g} of {s.budget_flops:.3g} FLOP; "
+        f"{len(s.proposals)} runs"
+        + (f" ({sum(len(p.candidate.points) for p in s.proposals)} points)" if bundles else "")
+        + f", {s.spent_flops:.3g} of {s.budget_flops:.3g} FLOP; "
         f"{s.n_candidates} buildable candidates scored ({s.rule}); fit on {s.n_runs} runs"
         + (f", {s.n_pending} planned" if s.n_pending else "")
     )

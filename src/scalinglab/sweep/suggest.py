@@ -148,7 +148,11 @@ class Suggestion:
                 {
                     "params": p.candidate.params,
                     "tokens": p.candidate.tokens,
-                    "branch_tokens": list(p.candidate.branches),
+                    # A WSD bundle's cooldowns, as `sweep plan --json` lists a run's branches.
+                    "branches": [
+                        {"branch_tokens": b.branch_tokens, "tokens": b.tokens, "flops": b.flops}
+                        for b in (p.candidate.run.branches if p.candidate.run else ())
+                    ],
                     "cost_flops": p.candidate.cost_flops,
                     "share": p.share,
                     "key": p.candidate.run.key if p.candidate.run else None,
@@ -296,9 +300,18 @@ def choose_runs(
         # Choose with the ensemble when there is one: it ranks runs better (benchmark, both
         # halves); report with the Fisher Σ, whose predicted shrinkage matches the realised one.
         choose_with = fisher if ensemble is None else ensemble
+        pools = {"": np.ones(len(candidates), dtype=bool)}
+        if any(c.branches for c in candidates):
+            # Greedy is not monotone in its candidates: offering bundles can lead it to a worse
+            # end than plain runs alone (the README's WSD store at 5e11 FLOP: width ×0.572
+            # against ×0.566), so the plain runs' passes run too and the best end is kept.
+            pools[" (plain runs)"] = np.array([not c.branches for c in candidates])
         options = {
-            rule_name: _greedy(choose_with, grad, a, groups, cost, budget_flops, k, per_flop)
-            for rule_name, per_flop in (("per-FLOP greedy", True), ("greedy", False))
+            rule_name + pool: _greedy(
+                choose_with, grad, a, groups, np.where(mask, cost, np.inf), budget_flops, k, pf
+            )
+            for pool, mask in pools.items()
+            for rule_name, pf in (("per-FLOP greedy", True), ("greedy", False))
         }
         rule, picked = max(options.items(), key=lambda kv: sum(drop for _, drop in kv[1]))
         if ensemble is not None:
