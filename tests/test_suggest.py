@@ -390,8 +390,6 @@ def test_non_wsd_families_get_no_bundles(store_path: Path) -> None:
 def test_a_bundles_information_is_the_sum_of_its_points(store_path: Path) -> None:
     """A bundle's drop is the rank-k update: the variance after it, from a direct inverse with
     all its points added, and the sum of its points' drops taken one after another."""
-    from scalinglab.sweep.suggest import _group_drops
-
     runs = load_runs(store_path)
     fitted = fit("chinchilla", runs)
     law = fitted.law_object
@@ -410,10 +408,10 @@ def test_a_bundles_information_is_the_sum_of_its_points(store_path: Path) -> Non
     # The same drop from the points one at a time (each a rank-one update of the last Σ).
     sigma = info.posterior(jac, scale)
     a = extra / scale
-    whole = _group_drops(sigma, g, a, [np.arange(3)])[0]
+    whole = info.group_drops(sigma, g, a, [np.arange(3)])[0]
     steps = 0.0
     for row in a:
-        steps += _group_drops(sigma, g, row[None], [np.arange(1)])[0]
+        steps += info.group_drops(sigma, g, row[None], [np.arange(1)])[0]
         u = sigma @ row
         sigma = sigma - np.outer(u, u) / (1 + row @ u)
     assert whole == pytest.approx(steps, rel=1e-9)

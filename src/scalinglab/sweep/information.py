@@ -10,6 +10,9 @@ whatever its loss turns out to be, so the target's variance after it follows in 
 
     var_after = var_now − (∇gᵀ Σ j)² / (σ² + jᵀ Σ j).
 
+A WSD bundle (a trunk and its cooldowns, several points bought at once) adds the sum of its
+points' terms; its drop is the rank-k form of the same update (:func:`group_drops`).
+
 This is why we chose it over refitting a bootstrap ensemble per candidate: scoring a few hundred
 candidates costs one Jacobian each (milliseconds) instead of a few hundred bootstrap fits
 (minutes), and it needs no guess of the candidate's loss. Its price: it trusts the local
@@ -20,7 +23,7 @@ reason.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +32,16 @@ from scipy import linalg
 from scalinglab.errors import ScalingLabError
 from scalinglab.laws import BaseLaw
 
-__all__ = ["Target", "TargetError", "gradient", "jacobian", "posterior", "residual_scale"]
+__all__ = [
+    "Target",
+    "TargetError",
+    "add_points",
+    "gradient",
+    "group_drops",
+    "jacobian",
+    "posterior",
+    "residual_scale",
+]
 
 # Scatter below this (in log loss) is treated as this: digitised or averaged losses can sit on
 # the curve to 1e-6, and a zero σ would make every run look infinitely informative.
@@ -197,3 +209,30 @@ def _log_n_opt(law: BaseLaw, raw: np.ndarray, flops: float) -> float:
         if abs(step) < 1e-10:
             break
     return float(u)
+
+
+def group_drops(
+    sigma: np.ndarray, grad: np.ndarray, a: np.ndarray, groups: Sequence[np.ndarray]
+) -> np.ndarray:
+    """The target variance each candidate removes from ``sigma``, all its points at once.
+
+    A candidate of k points with rows A (j/σ, ``[k, P]``) adds AᵀA to the information; by
+    Woodbury the target's variance falls by (AΣg)ᵀ(I + AΣAᵀ)⁻¹(AΣg), the rank-k form of the
+    rank-one drop (one run: (jᵀΣg)²/(1 + jᵀΣj)). Candidates of equal k are solved as a batch.
+    """
+    out = np.zeros(len(groups))
+    sizes = np.array([len(g) for g in groups])
+    for k in np.unique(sizes):
+        which = np.flatnonzero(sizes == k)
+        rows = a[np.stack([groups[i] for i in which])]  # [m, k, P]
+        sa = rows @ sigma
+        v = sa @ grad  # [m, k]
+        m = np.eye(k) + sa @ rows.transpose(0, 2, 1)  # [m, k, k]
+        out[which] = np.einsum("mk,mk->m", v, np.linalg.solve(m, v[..., None])[..., 0])
+    return out
+
+
+def add_points(sigma: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Σ after the points of Jacobian rows ``rows`` (j/σ): Σ − ΣAᵀ(I + AΣAᵀ)⁻¹AΣ."""
+    sa = rows @ sigma
+    return sigma - sa.T @ np.linalg.solve(np.eye(len(rows)) + sa @ rows.T, sa)

@@ -169,33 +169,6 @@ class Suggestion:
 # --- choosing -------------------------------------------------------------------------------
 
 
-def _group_drops(
-    sigma: np.ndarray, grad: np.ndarray, a: np.ndarray, groups: Sequence[np.ndarray]
-) -> np.ndarray:
-    """The target variance each candidate removes from ``sigma``, all its points at once.
-
-    A candidate of k points with rows A (j/σ, ``[k, P]``) adds AᵀA to the information; by
-    Woodbury the target's variance falls by (AΣg)ᵀ(I + AΣAᵀ)⁻¹(AΣg), the rank-k form of the
-    rank-one drop (one run: (jᵀΣg)²/(1 + jᵀΣj)). Candidates of equal k are solved as a batch.
-    """
-    out = np.zeros(len(groups))
-    sizes = np.array([len(g) for g in groups])
-    for k in np.unique(sizes):
-        which = np.flatnonzero(sizes == k)
-        rows = a[np.stack([groups[i] for i in which])]  # [m, k, P]
-        sa = rows @ sigma
-        v = sa @ grad  # [m, k]
-        m = np.eye(k) + sa @ rows.transpose(0, 2, 1)  # [m, k, k]
-        out[which] = np.einsum("mk,mk->m", v, np.linalg.solve(m, v[..., None])[..., 0])
-    return out
-
-
-def _take(sigma: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Σ after the points of Jacobian rows ``rows`` (j/σ): Σ − ΣAᵀ(I + AΣAᵀ)⁻¹AΣ."""
-    sa = rows @ sigma
-    return sigma - sa.T @ np.linalg.solve(np.eye(len(rows)) + sa @ rows.T, sa)
-
-
 def _greedy(
     sigma: np.ndarray,
     grad: np.ndarray,
@@ -212,14 +185,14 @@ def _greedy(
     left, picked = budget, []
     var_start = float(grad @ sigma @ grad)
     for _ in range(k):
-        drop = _group_drops(sigma, grad, a, groups)
+        drop = info.group_drops(sigma, grad, a, groups)
         ok = free & (cost <= left) & (drop > 1e-9 * var_start)
         if not ok.any():
             break
         score = np.where(ok, drop / cost if per_flop else drop, -np.inf)
         i = int(np.argmax(score))
         picked.append((i, float(drop[i])))
-        sigma = _take(sigma, a[groups[i]])
+        sigma = info.add_points(sigma, a[groups[i]])
         free[i] = False
         left -= cost[i]
     return picked
@@ -344,16 +317,15 @@ def choose_runs(
 
 def _add_runs(sigma: np.ndarray, jac: np.ndarray, scale: float) -> np.ndarray:
     """Σ after runs of Jacobian ``jac`` (Woodbury: Σ − ΣJᵀ(σ²I + JΣJᵀ)⁻¹JΣ), their loss unseen."""
-    sj = sigma @ jac.T
-    return sigma - sj @ np.linalg.solve(scale**2 * np.eye(len(jac)) + jac @ sj, sj.T)
+    return info.add_points(sigma, jac / scale)
 
 
 def _drops(sigma: np.ndarray, grad: np.ndarray, picked: Sequence[np.ndarray]) -> list[float]:
     """The target variance each pick (its points' j/σ rows, in pick order) removes."""
     out = []
     for rows in picked:
-        out.append(float(_group_drops(sigma, grad, rows, [np.arange(len(rows))])[0]))
-        sigma = _take(sigma, rows)
+        out.append(float(info.group_drops(sigma, grad, rows, [np.arange(len(rows))])[0]))
+        sigma = info.add_points(sigma, rows)
     return out
 
 
