@@ -23,7 +23,9 @@ sets (0/9 and 0/7 against 1/9 and 2/7; the benchmark's docstring says how the ha
 
 Candidates are real: sizes snapped to the shapes of the trainer's family and lengths to whole
 steps by the sweep design itself (a ``points`` design, :mod:`.design`), or, for imported runs,
-the sizes the user can build (``sizes``). The chosen runs become a sweep spec
+the sizes the user can build (``sizes``). A WSD family also gets bundles, a trunk and its
+cooldowns at their whole cost, scored as the set of their points (:mod:`.candidates`,
+:func:`.information.group_drops`). The chosen runs become a sweep spec
 (:func:`write_spec`) that ``scalinglab sweep run`` trains into the same store; the next
 :func:`suggest` sees them, even before they finish: a run's information does not depend on its
 loss, so planned runs count at once.
