@@ -58,19 +58,23 @@ def truth_loss(params: float, tokens: float) -> float:
     return TRUTH["E"] + TRUTH["A"] / params ** TRUTH["alpha"] + TRUTH["B"] / tokens ** TRUTH["beta"]
 
 
-@pytest.fixture
-def store_path(tmp_path: Path) -> Path:
-    """A store holding a finished 4 × 3 grid sweep whose losses follow TRUTH (×1 ± 0.3 %)."""
-    spec = parse_spec(SPEC.replace("base", "base"))
+def finished_store(path: Path, spec_text: str) -> Path:
+    """A store holding the spec's design finished, losses following TRUTH (×1 ± 0.3 %)."""
+    spec = parse_spec(spec_text)
     runs, _ = design_runs(spec)
     rng = np.random.default_rng(0)
-    path = tmp_path / "runs.db"
     with Store(path) as store:
         store.add_sweep(spec, runs)
         for r in runs:
             loss = truth_loss(r.params, r.tokens) * (1 + 0.003 * rng.standard_normal())
             store.record_result(r, fake_result(r, loss=loss))
     return path
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    """A store holding a finished 4 × 3 grid sweep."""
+    return finished_store(tmp_path / "runs.db", SPEC)
 
 
 TARGET = "params=3e6,tokens=6e7"
@@ -328,16 +332,7 @@ WSD_SPEC = SPEC.replace("batch_size = 8", 'batch_size = 8\nschedule = "wsd"')
 @pytest.fixture
 def wsd_store(tmp_path: Path) -> Path:
     """The same finished grid as ``store_path``, trained with a WSD schedule."""
-    spec = parse_spec(WSD_SPEC)
-    runs, _ = design_runs(spec)
-    rng = np.random.default_rng(0)
-    path = tmp_path / "wsd.db"
-    with Store(path) as store:
-        store.add_sweep(spec, runs)
-        for r in runs:
-            loss = truth_loss(r.params, r.tokens) * (1 + 0.003 * rng.standard_normal())
-            store.record_result(r, fake_result(r, loss=loss))
-    return path
+    return finished_store(tmp_path / "wsd.db", WSD_SPEC)
 
 
 def _family_candidates(text: str, budget: float) -> list[Candidate]:
