@@ -93,6 +93,7 @@ def run_case(
         # extrapolation factor: in compute or in size, whichever is further
         factor = np.maximum.reduce([6 * n * d / c_max, n / n_max, np.ones_like(n)])
         verdict = pf.assess(params=n, tokens=d)
+        parts = pf.uncertainty(params=n, tokens=d)
         frames.append(
             pd.DataFrame(
                 {
@@ -108,6 +109,10 @@ def run_case(
                     # the log-space sd the interval stands for (calibration scales it)
                     "sd_log": np.log(np.asarray(hi) / pred) / Z90,
                     "factor": factor,
+                    # the interval's sources before its procedure's interval_scale
+                    "sd_parameters": np.nan_to_num(parts["parameters"], nan=0.0),
+                    "sd_scatter": parts["scatter"],
+                    "sd_extrapolation": parts["extrapolation"],
                     "reliable": verdict.reliable,
                     "seconds": seconds,
                 }

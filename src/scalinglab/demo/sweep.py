@@ -1,20 +1,19 @@
 """The demo's sweep: the rule that fixes it, its spec, and which of its runs are held out.
 
-The rule (also in the README, and fixed before any held-out error was looked at):
+The rule (also in the README and in the spec's own comments below, fixed before any held-out
+error was looked at):
 
-- **compute levels**: 5 levels spaced evenly in log C, a factor √10 apart, from 2·10⁹ to
-  2·10¹¹ FLOP. The top is set by the time budget: the plan at ten
-  times the largest run must train in about three minutes on one core of this machine; the
-  bottom is two decades below it, where the smallest model of the family (one layer of width
-  16, 3,120 non-embedding parameters) still trains tens of optimiser steps;
-- **sizes**: 5 sizes per level, spaced evenly in log N over 1.5 decades around
-  N* = sqrt(C / (6 r)), r = 70 tokens per parameter (the
-  IsoFLOP minima an earlier, separate sweep of this corpus found, ``examples/isoflop_stdlib.toml``),
-  so every level spans the same three decades of tokens per parameter; sizes below the smallest
-  model are skipped;
-- **recipe**: the trainer's shape rule picks depth and width (one to a few layers), byte tokens of
-  Python's standard library, batch 16 × 64 tokens, peak learning rate 3·10⁻³ with a
-  warmup-stable-decay schedule (20 % cooldown), one seed.
+- **compute levels**: 5 levels a factor 10^0.25 apart over one decade, 2·10¹⁰ to 2·10¹¹ FLOP.
+  The top is set by the time budget: the plan at ten times the largest run must train in a few
+  minutes on one core of a 2-core machine;
+- **sizes**: 7 sizes per level, spaced evenly in log N over 2 decades around
+  N* = sqrt(C / (6 r)), r = 100 tokens per parameter (near the IsoFLOP minima of two pilot
+  sweeps), so every level spans four decades of tokens per parameter; sizes below the smallest
+  model of the family (one layer of width 16, 3,120 non-embedding parameters) or with fewer than
+  200 optimiser steps (whose loss reflects warmup and cooldown more than N and D) are skipped;
+- **recipe**: the trainer's shape rule picks depth and width (aspect ratio 16 to 64), byte
+  tokens of Python's standard library, batch 16 × 64 tokens, peak learning rate
+  3·10⁻³ × 64 / d_model with a warmup-stable-decay schedule (20 % cooldown), one seed.
 
 The held-out check fits every level but the top one and predicts the top level's runs.
 """
