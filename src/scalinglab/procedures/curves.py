@@ -10,8 +10,8 @@ of the runs: a ``schedule`` column (per row) or the ``schedule`` argument says w
     own run): only the last point of a run is a fully decayed run; the middle of the curve sits
     above the loss a run of that length would reach. One point per run.
 ``constant``
-    A constant learning rate (or a WSD stable phase read as such): every checkpoint is the end
-    of a constant-rate run of that length.
+    A constant learning rate: every checkpoint is the end of a constant-rate run of that length
+    (but not a WSD run's stable phase, see below).
 ``shared``
     Every run follows the same schedule in tokens (GPT-3, Pythia): points at equal tokens are
     comparable across runs, so the law's data term describes that schedule. Every checkpoint is
@@ -35,9 +35,11 @@ WSD runs it trained) holds constant-rate checkpoints, but they are not comparabl
 cooldown ends, which sit below the stable curve by the cooldown's gain (Hägele et al. 2024): a
 fit of both would put the law between the two. So a WSD run gives only its run ends (the end of
 its trunk and of each cooldown) under every reading: under ``constant`` and ``shared`` its stable
-phase and its trunk's own cooldown are left out, and a note says so. (On the demo store, reading
-every WSD checkpoint as constant made the curve fit's backtest err by 5.8–5.9% against 2.1–2.6%
-for the run ends alone.)
+phase and its trunk's own cooldown are left out, and a note says so. On the demo store's backtest
+(``scalinglab backtest scalinglab.db --sweep demo -p curves -p plain --schedule constant``),
+reading every WSD checkpoint as constant erred by 5.8–5.9% against 2.1–2.6% for the run ends
+alone; correcting the stable phase by one fitted cooldown gain instead erred by 4.0–4.2% (the gain
+varies across runs about as much as its size), so the stable phase is left out.
 
 The earliest tokens (warmup, batch-size ramp) follow the schedule, not the law: points below
 ``early_fraction`` of a run's last tokens are dropped. Long curves are thinned to at most
