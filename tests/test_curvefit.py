@@ -57,6 +57,8 @@ def test_report_fits_the_curves_and_checks_on_the_run_ends(store, tmp_path, monk
     )
     assert [r["predicted"] for r in h["runs"]] == list(again.predictions["predicted"])
     assert "points of the training curves with C ≤" in result.content.holdout_summary
+    page = (tmp_path / "r.html").read_text()
+    assert "procedure curves): fitted" in page and "points of the training curves" in page
 
 
 def test_a_decaying_run_ending_above_the_threshold_gives_the_check_nothing(store, tmp_path):

@@ -547,10 +547,13 @@ def test_a_decaying_run_stopped_before_its_schedule_end_has_no_run_end(tmp_path)
     pf = fit_procedure("curves", path, bootstrap=0, planner=False)
     assert named[0] in pf.curve_notes and named[0] in pf.why
     assert pf.fit.diagnostics["curves"]["notes"] == list(pf.curve_notes)
-    # Read as constant, its checkpoints are constant-rate runs of their length: all kept.
+    # Read as constant, its checkpoints are constant-rate runs of their length: all kept, and
+    # its last one ends it.
     kept, notes = curve_points(runs, schedule="constant", max_points=100)
     assert ids["k"] in set(kept.frame["run_id"])
     assert not any(n.startswith("no run end") for n in notes)
+    ends = rolling.mark_run_ends(runs, schedule="constant").frame
+    assert ids["k"] in set(ends.loc[ends[RUN_END], "run_id"])
     # Logged to its schedule's end (within 1%), the same run ends its schedule.
     path, ids = imported_store(tmp_path / "t.db", stop=0.995)
     kept, notes = curve_points(load_runs(path, curves=True))

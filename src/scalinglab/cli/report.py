@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shlex
 import sys
@@ -253,9 +254,14 @@ def report(
     elif holdout_top is not None:
         given["holdout_top"] = holdout_top
     try:
-        # A curve fit reports no bootstrap stages (the procedure fits them inside).
+        # A curve fit reports no bootstrap stages (the procedure fits them inside): a spinner.
         bars = not as_json and fit_path is None and bootstrap != 0 and not curves
-        with stage_progress(bars) as progress:
+        spinner = (
+            console.status("fitting the training curves (procedure curves) and the check")
+            if curves and not as_json
+            else contextlib.nullcontext()
+        )
+        with stage_progress(bars) as progress, spinner:
             result = build_report(
                 table,
                 out,

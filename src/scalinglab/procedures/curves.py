@@ -184,13 +184,14 @@ def _run_ids(fr: pd.DataFrame) -> pd.Series:
     )
 
 
-def _ends(fr: pd.DataFrame, last: pd.Series) -> pd.Series:
+def _ends(fr: pd.DataFrame, last: pd.Series, sched: pd.Series) -> pd.Series:
     """Which points end a training run: its run's last (``last``: its tokens) or marked so by
-    the table (a WSD cooldown), and in either case not before its schedule's end."""
+    the table (a WSD cooldown), but with a decaying schedule reading (``sched``) not before the
+    schedule's end (a constant-rate run ends wherever it stops)."""
     at_end = fr["tokens"] >= last
     if RUN_END in fr:
         at_end |= fr[RUN_END].astype(bool)
-    return at_end & ~_before_schedule_end(fr)
+    return at_end & ~((sched == "decay") & _before_schedule_end(fr))
 
 
 def _known(fr: pd.DataFrame, column: str) -> pd.Series:
@@ -208,22 +209,27 @@ def _before_schedule_end(fr: pd.DataFrame) -> pd.Series:
     return fr["tokens"] < end * (1 - _END_RTOL)
 
 
-def mark_run_ends(runs: Runs) -> Runs:
+def mark_run_ends(runs: Runs, *, schedule: str | None = None) -> Runs:
     """``runs`` with :data:`RUN_END` and :data:`RUN_TOKENS` set from the whole curves.
 
     A point ends a run when it is its run's last (most tokens) or the table already marks it
-    so (a WSD cooldown), unless it lies before its schedule's end (:data:`SCHEDULE_TOKENS`: a
-    run killed or still running has no end); each point's :data:`RUN_TOKENS` is its run's
-    last tokens. Marked
-    before a table is cut at a compute, they keep their meaning in the cut table: a run whose
-    end lies above the cut has no end in it, so with a decaying schedule none of its points is
-    evidence (:func:`curve_points` leaves them all out), and the early cut stays a fraction of
-    the whole run.
+    so (a WSD cooldown), unless its run is read as decaying (``schedule``, as
+    :func:`curve_points` takes it) and it lies before its schedule's end
+    (:data:`SCHEDULE_TOKENS`: such a run, killed or still running, has no end); each point's
+    :data:`RUN_TOKENS` is its run's last tokens. Marked before a table is cut at a compute,
+    they keep their meaning in the cut table: a run whose end lies above the cut has no end in
+    it, so with a decaying schedule none of its points is evidence (:func:`curve_points` leaves
+    them all out), and the early cut stays a fraction of the whole run.
+
+    Raises
+    ------
+    ProcedureError
+        Unknown schedule (the row, when it comes from the column).
     """
     fr = runs.frame
     run = _run_ids(fr)
     last = fr.groupby(run, sort=False)["tokens"].transform("max")
-    at_end = _ends(fr, last)
+    at_end = _ends(fr, last, _schedules(runs, run, schedule)[0])
     return Runs(
         frame=fr.assign(**{RUN_END: at_end.to_numpy(), RUN_TOKENS: last.to_numpy(float)}),
         param_basis=runs.param_basis,
@@ -283,7 +289,7 @@ def curve_points(
         last = fr[RUN_TOKENS].astype(float)
     else:
         last = fr.groupby(run, sort=False)["tokens"].transform("max")
-    at_end = _ends(fr, last)
+    at_end = _ends(fr, last, sched)
     short = (sched == "decay") & _before_schedule_end(fr) & (fr["tokens"] >= last)
     # A WSD run with a known stable phase gives only its run ends under every reading.
     wsd = (sched != "decay") & ~at_end & _known(fr, STABLE_TOKENS)

@@ -285,7 +285,7 @@ def backtest(
     curve_groups: dict[str, Runs] = {}
     if reads_curves:
         # Run ends marked on the whole curves, before any cut can hide where a run ends.
-        curve_table = mark_run_ends(table)
+        curve_table = mark_run_ends(table, schedule=schedule)
         table = curve_table.subset(curve_table.frame[RUN_END].to_numpy(bool))
         curve_groups = dict(_groups(curve_table, group_by)) if _has(table, group_by) else {}
     _check_options(table, procs, cuts, min_factor, group_by, level)

@@ -74,7 +74,7 @@ def curve_fits(
     scalinglab.procedures.ProcedureError, scalinglab.fitting.FitError
         An unknown schedule; a fit that cannot be made for another reason than too few runs.
     """
-    marked = mark_run_ends(curves)
+    marked = mark_run_ends(curves, schedule=schedule)
     helper = [RUN_END, RUN_TOKENS, SCHEDULE_TOKENS, STABLE_TOKENS]
     ends = marked.subset(marked.frame[RUN_END].to_numpy(bool))
     ends = replace(ends, frame=ends.frame.drop(columns=helper, errors="ignore"))
