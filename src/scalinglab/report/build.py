@@ -49,7 +49,8 @@ class ReportResult:
         The fit drawn (the one given, or the one made here on every run).
     holdout_fit
         The fit made without the largest-compute runs, whose errors the page reports
-        (``None`` when no hold-out was possible or asked for).
+        (``None`` when no hold-out was possible or asked for); with ``fit_curves``, the curve
+        fit on the checkpoints at or below the threshold.
     figure_paths
         PNG and SVG files written when a figure folder was given.
     """
