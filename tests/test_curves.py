@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from scalinglab import fit, fit_procedure, load_runs
 from scalinglab.cli import app
 from scalinglab.fitting import FitError
+from scalinglab.importers import import_runs
 from scalinglab.procedures import BacktestError, ProcedureError, backtest, rolling
 from scalinglab.procedures.curves import CURVE_WEIGHT, RUN_END, curve_points
 from scalinglab.procedures.inner import INCLUSIVE
@@ -445,3 +446,116 @@ def test_backtest_summaries_survive_a_cut_that_cannot_be_fitted(law_store):
     assert list(result.fits["chosen"].isna()) == [False, True]
     assert "could not fit" in result.fits["why"].iloc[1]
     assert result.by_group()["chosen"].tolist() == ["plain"]
+
+
+# -------------------------------------------------------------------------------------------
+# where a schedule ends: WSD's stable phase, and decaying runs stopped before their end
+
+
+def wsd_store(path, gain=1.05):
+    """Four WSD trunks (two cooldowns each) whose run ends lie on the law and whose other
+    checkpoints sit ``gain`` above it (the stable phase, before the cooldown's drop)."""
+    trunks = [make_run(layers, 2**21, branches=(2**18, 2**19)) for layers in (1, 2, 4, 8)]
+    with Store(path) as store:
+        store.add_sweep(SPEC, trunks)
+        for run in trunks:
+            result = fake_result(run)
+            tokens = np.geomspace(run.tokens / 16, run.tokens, 12).astype(int)
+            above = np.where(tokens == tokens[-1], 1.0, gain)
+            result["curve"] = [
+                {"tokens": int(t), "val_loss": law(run.params, t) * g}
+                for t, g in zip(tokens, above, strict=True)
+            ]
+            result["val_loss"] = law(run.params, run.tokens)
+            for b in result["branches"]:
+                b["val_loss"] = law(run.params, b["tokens"])
+            store.record_result(run, result)
+    return path
+
+
+def test_store_curves_say_where_a_wsd_stable_phase_and_a_schedule_end(tmp_path):
+    fr = load_runs(wsd_store(tmp_path / "s.db"), curves=True).frame
+    trunk = fr[fr["kind"] == "run"]
+    # decay_tokens is WSD's final cooldown, 20% of the run: the stable phase ends before it.
+    assert set(trunk["stable_tokens"]) == {2**21 - round(0.2 * 2**21)}
+    assert set(trunk["schedule_tokens"]) == {2**21}
+    branches = fr[fr["kind"] == "branch"]
+    assert branches["stable_tokens"].isna().all()
+    assert (branches["schedule_tokens"] == branches["tokens"]).all()
+
+
+@pytest.mark.parametrize("schedule", ["constant", "shared"])
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_wsd_stable_phase_is_not_read_as_constant_rate_run_ends(tmp_path, schedule):
+    """Read as constant (or shared), a WSD run's stable phase sits above its cooldown ends by
+    the cooldown's gain: only the run ends are kept, so the law is recovered."""
+    runs = load_runs(wsd_store(tmp_path / "s.db"), curves=True)
+    kept, notes = curve_points(runs, schedule=schedule)
+    assert kept.frame[RUN_END].all() and len(kept) == 4 * 3
+    assert any(
+        "left out 44 checkpoints of 4 runs with a WSD schedule before their run's end" in n
+        and "not comparable" in n
+        for n in notes
+    )
+    pf = fit_procedure("curves", runs, bootstrap=0, planner=False, schedule=schedule)
+    n, d = kept.frame["params"].to_numpy(), kept.frame["tokens"].to_numpy()
+    assert pf.predict(params=n, tokens=d) == pytest.approx(law(n, d), rel=1e-3)
+
+
+def imported_store(path, stop=0.6):
+    """Eight runs imported from a long table (four sizes, cosine to 1e5 or 3e5 tokens) and run
+    ``k``, logged only to ``stop`` of its 3e5 tokens (killed, or still running)."""
+    runs = {
+        f"r{i}{j}": (n, length)
+        for i, n in enumerate(np.geomspace(1e6, 3e7, 4))
+        for j, length in enumerate((100_000, 300_000))
+    }
+    runs["k"] = (1e7, 300_000)
+    rows = [
+        {"experiment": name, "tokens": t, "val_loss": law(n, t)}
+        for name, (n, length) in runs.items()
+        for t in np.linspace(length / 10, length * (stop if name == "k" else 1), 10).round()
+    ]
+    pd.DataFrame(rows).to_csv(path.with_suffix(".csv"), index=False)
+    meta = {
+        "param_basis": "total",
+        "flops_method": "6nd",
+        "schedule": "cosine",
+        "columns": {"run": "experiment"},
+        "runs": {k: {"params": int(n), "schedule_tokens": t} for k, (n, t) in runs.items()},
+    }
+    result = import_runs([path.with_suffix(".csv")], store=path, meta=meta)
+    return path, {r.name: r.run_id[:12] for r in result.runs}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_decaying_run_stopped_before_its_schedule_end_has_no_run_end(tmp_path):
+    path, ids = imported_store(tmp_path / "s.db")
+    runs = load_runs(path, curves=True)
+    assert set(runs.frame["schedule_tokens"]) == {100_000, 300_000}
+    ends = rolling.mark_run_ends(runs).frame
+    ends = ends[ends[RUN_END]]
+    assert sorted(ends["run_id"]) == sorted(v for k, v in ids.items() if k != "k")
+    kept, notes = curve_points(runs)
+    assert ids["k"] not in set(kept.frame["run_id"]) and len(kept) == 8
+    named = [n for n in notes if n.startswith("no run end")]
+    assert named == [
+        "no run end for 1 run with a decaying schedule whose last checkpoint lies before the "
+        "schedule's end (killed, or still running): the rate had not decayed there, so they "
+        f"contribute nothing: {ids['k']} (1.8e+05 of 3e+05 tokens)"
+    ]
+    pf = fit_procedure("curves", path, bootstrap=0, planner=False)
+    assert named[0] in pf.curve_notes and named[0] in pf.why
+    assert pf.fit.diagnostics["curves"]["notes"] == list(pf.curve_notes)
+    # Read as constant, its checkpoints are constant-rate runs of their length: all kept, and
+    # its last one ends it.
+    kept, notes = curve_points(runs, schedule="constant", max_points=100)
+    assert ids["k"] in set(kept.frame["run_id"])
+    assert not any(n.startswith("no run end") for n in notes)
+    ends = rolling.mark_run_ends(runs, schedule="constant").frame
+    assert ids["k"] in set(ends.loc[ends[RUN_END], "run_id"])
+    # Logged to its schedule's end (within 1%), the same run ends its schedule.
+    path, ids = imported_store(tmp_path / "t.db", stop=0.995)
+    kept, notes = curve_points(load_runs(path, curves=True))
+    assert ids["k"] in set(kept.frame["run_id"])
+    assert not any(n.startswith("no run end") for n in notes)

@@ -129,9 +129,10 @@ def fit(
         None,
         "--schedule",
         help=f"With --curves: {', '.join(SCHEDULES)}: decay (only each run's end counts: cosine, "
-        "WSD cooldowns), constant (every checkpoint), shared (every run follows the same "
-        "schedule in tokens), for every run. Default: each run's own (the table's schedule "
-        "column; a store's wsd, cosine, linear read as decay), else decay.",
+        "WSD cooldowns), constant (every checkpoint; a stored WSD run: its run ends only), "
+        "shared (every run follows the same schedule in tokens), for every run. Default: each "
+        "run's own (the table's schedule column; a store's wsd, cosine, linear read as decay), "
+        "else decay.",
     ),
     sweep: str | None = typer.Option(
         None, "--sweep", help="From a store: only this sweep's runs (default: every sweep)."

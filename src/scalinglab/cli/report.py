@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shlex
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +31,7 @@ from scalinglab.cli._common import (
 )
 from scalinglab.errors import ScalingLabError
 from scalinglab.laws import LAWS
+from scalinglab.procedures.curves import SCHEDULES
 from scalinglab.units import compute_cost
 
 # The API's arguments whose options are named otherwise; the rest map by name (cli._common).
@@ -45,7 +48,9 @@ def _cost_default(name: str) -> Any:
 _RUN_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
 
 
-def _load(store: Path | None, runs: Path | None, sweep: str | None, drop_top_loss: int):
+def _load(
+    store: Path | None, runs: Path | None, sweep: str | None, drop_top_loss: int, curves: bool
+):
     from scalinglab.runs import load_runs
 
     if (store is None) == (runs is None):
@@ -59,7 +64,7 @@ def _load(store: Path | None, runs: Path | None, sweep: str | None, drop_top_los
             from scalinglab.store import StoreError, load_store_runs
 
             try:
-                frame = load_store_runs(store, sweep=sweep)
+                frame = load_store_runs(store, sweep=sweep, curves=curves)
             except (StoreError, ValueError) as exc:
                 fail(f"--store {store}: {exc}")
             if len(frame) == 0:
@@ -75,6 +80,32 @@ def _load(store: Path | None, runs: Path | None, sweep: str | None, drop_top_los
         return load_runs(runs, drop_top_loss=drop_top_loss), None
     except ScalingLabError as exc:
         fail_with(exc, {"source": "--store" if store is not None else "--runs"})
+
+
+def _check_curves(
+    curves: bool,
+    schedule: str | None,
+    store: Path | None,
+    fit_path: Path | None,
+    law: str | None,
+    drop_top_loss: int,
+) -> None:
+    """--curves fits a store's training curves here by the procedure curves: refuse what it
+    cannot use."""
+    if not curves:
+        if schedule is not None:
+            fail("--schedule applies to --curves")
+        return
+    if store is None:
+        fail("--curves fits a store's training curves: it needs --store DB")
+    if fit_path is not None:
+        fail("--curves fits the training curves here: drop --fit (or --curves, to draw the fit)")
+    if law is not None:
+        fail("--curves fits by the procedure curves, which sets the law (chinchilla): drop --law")
+    if drop_top_loss:
+        fail("--drop-top-loss drops final points; it does not apply to --curves")
+    if schedule is not None and schedule not in SCHEDULES:
+        fail(f"--schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
 
 
 def _store_curves(store: Path, sweep: str | None) -> Any:
@@ -161,6 +192,23 @@ def report(
         typer.Option("--level", help=f"Level of bands and plan intervals ({_API_DEFAULT})."),
     ] = None,
     title: Annotated[str | None, typer.Option("--title", help="Title of the page.")] = None,
+    curves: Annotated[
+        bool,
+        typer.Option(
+            "--curves",
+            help="Fit the store's training curves (every stored checkpoint the schedule makes "
+            "valid, the procedure curves, as `fit --curves`); the check fits the checkpoints "
+            "at or below the held-out threshold and predicts the run ends above it.",
+        ),
+    ] = False,
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            "--schedule",
+            help=f"With --curves: {', '.join(SCHEDULES)}, for every run (default: each run's "
+            "own; a store's wsd, cosine, linear read as decay).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Write one self-contained HTML report: figures, fit, held-out errors, plan, runs.
@@ -170,6 +218,8 @@ def report(
     figure; the page loads nothing from the network.
 
     Example: scalinglab report --runs runs.csv --drop-top-loss 5 --out report.html
+
+    Example: scalinglab report --store scalinglab.db --curves --out report.html
     """
     from scalinglab.report import build_report
 
@@ -186,10 +236,11 @@ def report(
         fail(f"--holdout-top must be a fraction in (0, 1), got {holdout_top!r}")
     if fit_path is not None and not fit_path.is_file():
         fail(f"--fit: no such fit file {str(fit_path)!r}")
+    _check_curves(curves, schedule, store, fit_path, law, drop_top_loss)
     output(out, "out", inputs=[store, runs, fit_path])
     output(figures, "figures", inputs=[store, runs, fit_path], folder=True)
 
-    table, curves = _load(store, runs, sweep, drop_top_loss)
+    table, loss_curves = _load(store, runs, sweep, drop_top_loss, curves)
     command = shlex.join(["scalinglab", "report", *sys.argv[2:]]) if _called_as("report") else None
     given = {
         name: value
@@ -203,7 +254,14 @@ def report(
     elif holdout_top is not None:
         given["holdout_top"] = holdout_top
     try:
-        with stage_progress(not as_json and fit_path is None and bootstrap != 0) as progress:
+        # A curve fit reports no bootstrap stages (the procedure fits them inside): a spinner.
+        bars = not as_json and fit_path is None and bootstrap != 0 and not curves
+        spinner = (
+            console.status("fitting the training curves (procedure curves) and the check")
+            if curves and not as_json
+            else contextlib.nullcontext()
+        )
+        with stage_progress(bars) as progress, spinner:
             result = build_report(
                 table,
                 out,
@@ -214,8 +272,10 @@ def report(
                 **given,
                 title=title,
                 commands=(command,) if command else (),
-                curves=curves,
+                curves=loss_curves,
                 progress=progress,
+                fit_curves=curves,
+                schedule=schedule,
             )
     except ScalingLabError as exc:
         fail_with(exc, {**_OPTIONS, **RUNS_OPTIONS})
@@ -243,14 +303,24 @@ def report_summary(result: Any) -> dict[str, Any]:
         "ci": None if fit is None or fit.ci is None else {k: list(v) for k, v in fit.ci.items()},
         "ci_level": None if fit is None else fit.ci_level,
         "holdout": None,
+        "curves": None if fit is None else _plain(fit.diagnostics.get("curves")),
         "plans": [] if plan is None else _records(plan),
         "figures": [str(p) for p in result.figure_paths],
         "warnings": list(result.content.warnings),
         "notes": list(result.content.notes),
     }
     if result.holdout:
-        out["holdout"] = {k: v for k, v in result.holdout.items()}
+        out["holdout"] = _plain(result.holdout)
     return out
+
+
+def _plain(value: Any) -> Any:
+    """A fit's frozen mappings and tuples as JSON's dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _records(frame: Any) -> list[dict[str, Any]]:
@@ -262,6 +332,10 @@ def _records(frame: Any) -> list[dict[str, Any]]:
 
 def print_summary(summary: dict[str, Any]) -> None:
     """Print the fit, held-out error and plan of a report summary as rich tables."""
+    if summary.get("curves"):  # how the training curves were read, before the fit
+        console.print("fitted the training curves (procedure curves):", highlight=False)
+        for note in summary["curves"]["notes"]:
+            console.print(f"  {esc(note)}", highlight=False)
     if summary["params"]:
         table = Table(title=f"Fit: {summary['law']} on {summary['runs']} runs")
         table.add_column("parameter", style="bold")
@@ -279,8 +353,14 @@ def print_summary(summary: dict[str, Any]) -> None:
             console.print(f"note: {esc(note)}", highlight=False)
     holdout = summary.get("holdout")
     if holdout:
+        fitted = f"{holdout['n_train']} runs"
+        if holdout.get("curves"):
+            fitted = (
+                f"{holdout['curves']['points']} points of the training curves "
+                f"({holdout['n_train']} run ends)"
+            )
         console.print(
-            f"held-out check: fitted on {holdout['n_train']} runs with C ≤ "
+            f"held-out check: fitted on {fitted} with C ≤ "
             f"{holdout['threshold_flops']:.3g} FLOP; the {holdout['n_holdout']} larger run(s) "
             f"are predicted with mean |relative error| "
             f"[bold]{100 * holdout['mean_abs_rel_error']:.2f}%[/] "

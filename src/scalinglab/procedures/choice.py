@@ -158,12 +158,19 @@ def fit_procedure(
     if proc.curves:
         # Before everything else, so that the inner backtest, the fits and the scatter all see
         # the same valid, weighted points.
+        given = len(table)
         table, curve_notes = curve_points(
             table,
             schedule=schedule,
             early_fraction=proc.early_fraction,
             max_points=proc.max_curve_points,
         )
+        runs_kept = table.frame["run_id"].nunique() if "run_id" in table.frame else len(table)
+        curve_notes = [
+            f"fitted {len(table)} points (of {given} checkpoints) of {runs_kept} runs' "
+            "training curves",
+            *curve_notes,
+        ]
     elif schedule is not None:
         raise ProcedureError(
             f"schedule applies to a curve procedure (curves), not to {proc.name!r}",
@@ -283,6 +290,7 @@ def fit_procedure(
         reasons=tuple(reasons),
         planner=chosen_planner,
         interval_scale=proc.interval_scale,
+        curve_notes=tuple(curve_notes),
     )
     if target:
         v = result.assess(**target)

@@ -10,8 +10,8 @@ of the runs: a ``schedule`` column (per row) or the ``schedule`` argument says w
     own run): only the last point of a run is a fully decayed run; the middle of the curve sits
     above the loss a run of that length would reach. One point per run.
 ``constant``
-    A constant learning rate (or a WSD stable phase read as such): every checkpoint is the end
-    of a constant-rate run of that length.
+    A constant learning rate: every checkpoint is the end of a constant-rate run of that length
+    (but not a WSD run's stable phase, see below).
 ``shared``
     Every run follows the same schedule in tokens (GPT-3, Pythia): points at equal tokens are
     comparable across runs, so the law's data term describes that schedule. Every checkpoint is
@@ -23,6 +23,23 @@ trunk's end and each of its cooldowns, kept as points of their own with the colu
 :data:`RUN_END`, are then the runs), a constant one as ``constant``. A run without one reads as
 ``decay`` (:data:`DEFAULT_SCHEDULE`), the safe reading, unless ``schedule`` is given; the notes
 say which reading each run got and where it came from.
+
+Where the schedule ends. A decaying run whose last checkpoint lies before its schedule's end
+(a run killed or still running; the column :data:`SCHEDULE_TOKENS`, which a store fills, says
+where the schedule ends) has no run end: its last checkpoint was taken at a learning rate that had
+not decayed yet, so it is not the loss of a run of that length, and under the ``decay`` reading
+such a run contributes nothing (a note names it).
+
+A WSD run's stable phase (up to the column :data:`STABLE_TOKENS`, which a store fills for the
+WSD runs it trained) holds constant-rate checkpoints, but they are not comparable with the run's
+cooldown ends, which sit below the stable curve by the cooldown's gain (Hägele et al. 2024): a
+fit of both would put the law between the two. So a WSD run gives only its run ends (the end of
+its trunk and of each cooldown) under every reading: under ``constant`` and ``shared`` its stable
+phase and its trunk's own cooldown are left out, and a note says so. On the demo store's backtest
+(``scalinglab backtest scalinglab.db --sweep demo -p curves -p plain --schedule constant``),
+reading every WSD checkpoint as constant erred by 5.8–5.9% against 2.1–2.6% for the run ends
+alone; correcting the stable phase by one fitted cooldown gain instead erred by 4.0–4.2% (the gain
+varies across runs about as much as its size), so the stable phase is left out.
 
 The earliest tokens (warmup, batch-size ramp) follow the schedule, not the law: points below
 ``early_fraction`` of a run's last tokens are dropped. Long curves are thinned to at most
@@ -46,6 +63,8 @@ __all__ = [
     "RUN_END",
     "RUN_TOKENS",
     "SCHEDULES",
+    "SCHEDULE_TOKENS",
+    "STABLE_TOKENS",
     "check_schedule",
     "curve_points",
     "mark_run_ends",
@@ -61,6 +80,16 @@ RUN_END = "run_end"
 # :func:`mark_run_ends` before a table is cut (a backtest's compute cut), so that a cut run's
 # last visible checkpoint is not taken for its end.
 RUN_TOKENS = "run_tokens"
+# The tokens at which each point's run's learning-rate schedule ends (a store fills it; NaN:
+# unknown, the run's last point is taken for its end). A run whose last point lies before it
+# (killed, or still running) has no run end.
+SCHEDULE_TOKENS = "schedule_tokens"
+# The last tokens of a WSD run's stable phase (a store fills it for the WSD runs it trained;
+# NaN: not WSD, or unknown): its checkpoints after it and before its end are in its cooldown.
+STABLE_TOKENS = "stable_tokens"
+# A last checkpoint within this fraction of its schedule's end ends it (evaluations are logged
+# every few steps, and a schedule's length given in steps converts to tokens with rounding).
+_END_RTOL = 0.01
 _NUMERIC = ("params", "tokens", "flops", "loss", "unique_tokens")
 
 
@@ -155,22 +184,52 @@ def _run_ids(fr: pd.DataFrame) -> pd.Series:
     )
 
 
-def mark_run_ends(runs: Runs) -> Runs:
+def _ends(fr: pd.DataFrame, last: pd.Series, sched: pd.Series) -> pd.Series:
+    """Which points end a training run: its run's last (``last``: its tokens) or marked so by
+    the table (a WSD cooldown), but with a decaying schedule reading (``sched``) not before the
+    schedule's end (a constant-rate run ends wherever it stops)."""
+    at_end = fr["tokens"] >= last
+    if RUN_END in fr:
+        at_end |= fr[RUN_END].astype(bool)
+    return at_end & ~((sched == "decay") & _before_schedule_end(fr))
+
+
+def _known(fr: pd.DataFrame, column: str) -> pd.Series:
+    """Where ``column`` holds a finite number (False everywhere without the column)."""
+    if column not in fr:
+        return pd.Series(False, index=fr.index)
+    return pd.Series(np.isfinite(pd.to_numeric(fr[column], errors="coerce").astype(float)))
+
+
+def _before_schedule_end(fr: pd.DataFrame) -> pd.Series:
+    """Points before their schedule's end (:data:`SCHEDULE_TOKENS`, where known)."""
+    if SCHEDULE_TOKENS not in fr:
+        return pd.Series(False, index=fr.index)
+    end = pd.to_numeric(fr[SCHEDULE_TOKENS], errors="coerce").astype(float)
+    return fr["tokens"] < end * (1 - _END_RTOL)
+
+
+def mark_run_ends(runs: Runs, *, schedule: str | None = None) -> Runs:
     """``runs`` with :data:`RUN_END` and :data:`RUN_TOKENS` set from the whole curves.
 
     A point ends a run when it is its run's last (most tokens) or the table already marks it
-    so (a WSD cooldown); each point's :data:`RUN_TOKENS` is its run's last tokens. Marked
-    before a table is cut at a compute, they keep their meaning in the cut table: a run whose
-    end lies above the cut has no end in it, so with a decaying schedule none of its points is
-    evidence (:func:`curve_points` leaves them all out), and the early cut stays a fraction of
-    the whole run.
+    so (a WSD cooldown), unless its run is read as decaying (``schedule``, as
+    :func:`curve_points` takes it) and it lies before its schedule's end
+    (:data:`SCHEDULE_TOKENS`: such a run, killed or still running, has no end); each point's
+    :data:`RUN_TOKENS` is its run's last tokens. Marked before a table is cut at a compute,
+    they keep their meaning in the cut table: a run whose end lies above the cut has no end in
+    it, so with a decaying schedule none of its points is evidence (:func:`curve_points` leaves
+    them all out), and the early cut stays a fraction of the whole run.
+
+    Raises
+    ------
+    ProcedureError
+        Unknown schedule (the row, when it comes from the column).
     """
     fr = runs.frame
     run = _run_ids(fr)
     last = fr.groupby(run, sort=False)["tokens"].transform("max")
-    at_end = fr["tokens"] >= last
-    if RUN_END in fr:
-        at_end |= fr[RUN_END].astype(bool)
+    at_end = _ends(fr, last, _schedules(runs, run, schedule)[0])
     return Runs(
         frame=fr.assign(**{RUN_END: at_end.to_numpy(), RUN_TOKENS: last.to_numpy(float)}),
         param_basis=runs.param_basis,
@@ -230,24 +289,45 @@ def curve_points(
         last = fr[RUN_TOKENS].astype(float)
     else:
         last = fr.groupby(run, sort=False)["tokens"].transform("max")
-    at_end = fr["tokens"] >= last
-    if RUN_END in fr:
-        at_end |= fr[RUN_END].astype(bool)
+    at_end = _ends(fr, last, sched)
+    short = (sched == "decay") & _before_schedule_end(fr) & (fr["tokens"] >= last)
+    # A WSD run with a known stable phase gives only its run ends under every reading.
+    wsd = (sched != "decay") & ~at_end & _known(fr, STABLE_TOKENS)
     decayed = (sched == "decay") & ~at_end
-    early = (sched != "decay") & ~at_end & (fr["tokens"] < early_fraction * last)
+    early = (sched != "decay") & ~at_end & ~wsd & (fr["tokens"] < early_fraction * last)
     notes = []
+    if short.any():
+        named = ", ".join(
+            f"{r} ({t:.3g} of {e:.3g} tokens)"
+            for r, t, e in zip(
+                run[short], fr["tokens"][short], fr[SCHEDULE_TOKENS][short], strict=True
+            )
+        )
+        notes.append(
+            f"no run end for {_count(run[short], 'with a decaying schedule')} whose last "
+            "checkpoint lies before the schedule's end (killed, or still running): the rate "
+            f"had not decayed there, so they contribute nothing: {named}"
+        )
     if decayed.any():
         notes.append(
             f"left out {int(decayed.sum())} checkpoints before their run's end: the learning rate "
             "decays to the end of each run, so only the last point is a fully decayed run"
+        )
+    if wsd.any():
+        notes.append(
+            f"left out {int(wsd.sum())} checkpoints of {_count(run[wsd], 'with a WSD schedule')} "
+            "before their run's end, read as "
+            f"{'/'.join(sorted(set(sched[wsd])))}: the stable phase sits above the cooldown "
+            "ends by the cooldown's gain, so the two are not comparable; their run ends (the "
+            "trunk's and each cooldown's) are kept"
         )
     if early.any():
         notes.append(
             f"left out {int(early.sum())} checkpoints below {early_fraction:.0%} of their run's "
             "tokens (warmup and batch ramp follow the schedule, not the law)"
         )
-    keep = ~(decayed | early).to_numpy()
-    unended = set(run[decayed]) - set(run[keep])
+    keep = ~(decayed | early | wsd).to_numpy()
+    unended = set(run[decayed]) - set(run[keep]) - set(run[short])
     if unended:
         notes.append(
             f"{_count(pd.Series(sorted(unended)), 'with a decaying schedule')} contribute nothing: "

@@ -105,6 +105,10 @@ class ProcedureFit:
     interval_scale:
         The procedure's calibration of its interval half-widths (see
         :attr:`~scalinglab.procedures.Procedure.interval_scale`).
+    curve_notes:
+        A curve procedure's reading of the curves: how many points of how many runs it fitted,
+        and what the schedule left out and why (see
+        :func:`~scalinglab.procedures.curve_points`); empty for other procedures.
     """
 
     procedure: str
@@ -122,6 +126,7 @@ class ProcedureFit:
     reasons: tuple[str, ...] = ()
     planner: Planner | None = None
     interval_scale: float = 1.0
+    curve_notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inner_errors", MappingProxyType(dict(self.inner_errors)))
@@ -140,6 +145,8 @@ class ProcedureFit:
             if self.planner is not None
             else {"planner": None, "why": "no planner was chosen (fit_procedure(planner=False))"}
         )
+        if self.curve_notes:  # how the curves were read, kept with the fit (and its JSON)
+            diagnostics["curves"] = {"points": self.n_runs, "notes": list(self.curve_notes)}
         return replace(
             member, reliable=self.reliable, reasons=self.reasons, diagnostics=diagnostics
         )
@@ -279,6 +286,7 @@ class ProcedureFit:
             "inner_errors": dict(self.inner_errors),
             "inner_cuts_flops": list(self.inner_cuts_flops),
             "allocation": None if self.planner is None else self.planner.to_dict(),
+            "curve_notes": list(self.curve_notes),
             "members": [
                 {
                     "procedure": f.diagnostics.get("procedure", f.law),

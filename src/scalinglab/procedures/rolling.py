@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,9 @@ class BacktestResult:
         ``refused`` (see :mod:`~scalinglab.procedures.allocation_backtest`).
     published_a:
         The published a the fitted ones are compared with (None: not given).
+    fitted:
+        Each fit made, by (group, cut, procedure): what a caller that wants the fit itself (the
+        report's held-out check) reads.
     """
 
     predictions: pd.DataFrame
@@ -80,6 +83,7 @@ class BacktestResult:
     procedures: tuple[str, ...]
     allocation: pd.DataFrame = field(default_factory=pd.DataFrame)
     published_a: float | None = None
+    fitted: Mapping[tuple[str, float, str], ProcedureFit] = field(default_factory=dict)
 
     FACTOR_BINS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, math.inf)
 
@@ -281,7 +285,7 @@ def backtest(
     curve_groups: dict[str, Runs] = {}
     if reads_curves:
         # Run ends marked on the whole curves, before any cut can hide where a run ends.
-        curve_table = mark_run_ends(table)
+        curve_table = mark_run_ends(table, schedule=schedule)
         table = curve_table.subset(curve_table.frame[RUN_END].to_numpy(bool))
         curve_groups = dict(_groups(curve_table, group_by)) if _has(table, group_by) else {}
     _check_options(table, procs, cuts, min_factor, group_by, level)
@@ -300,6 +304,7 @@ def backtest(
     pred_rows: list[dict[str, Any]] = []
     fit_rows: list[dict[str, Any]] = []
     alloc_rows: list[dict[str, Any]] = []
+    fitted: dict[tuple[str, float, str], ProcedureFit] = {}
     for name, g, cut in plan:
         flops = g.column("flops")
         train = g.subset(flops <= cut * INCLUSIVE)
@@ -329,6 +334,7 @@ def backtest(
                 pf = None
                 fit_rows.append(_failed_row(where, proc, exc, len(seen), t0))
             if pf is not None:
+                fitted[name, cut, proc.name] = pf
                 rows, fit_row = _score(pf, test, level)
                 seconds = time.perf_counter() - t0
                 fit_rows.append(
@@ -351,6 +357,7 @@ def backtest(
         procedures=tuple(p.name for p in procs),
         allocation=pd.DataFrame(alloc_rows),
         published_a=published_a,
+        fitted=fitted,
     )
 
 

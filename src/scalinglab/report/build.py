@@ -19,8 +19,10 @@ import pandas as pd
 from scalinglab import fitting
 from scalinglab.fitting import Fit, FitError, FitWarning, load_fit, refit
 from scalinglab.outputs import check_output
-from scalinglab.procedures import with_planner
+from scalinglab.procedures import ProcedureError, with_planner
+from scalinglab.procedures.curves import check_schedule
 from scalinglab.report.content import build_content
+from scalinglab.report.curvefit import curve_fits
 from scalinglab.report.figures import ReportFigure, figure_bytes, make_figures, save_figures
 from scalinglab.report.html import write_report
 from scalinglab.report.values import ReportContent, TrainedRun
@@ -47,7 +49,8 @@ class ReportResult:
         The fit drawn (the one given, or the one made here on every run).
     holdout_fit
         The fit made without the largest-compute runs, whose errors the page reports
-        (``None`` when no hold-out was possible or asked for).
+        (``None`` when no hold-out was possible or asked for); with ``fit_curves``, the curve
+        fit on the checkpoints at or below the threshold.
     figure_paths
         PNG and SVG files written when a figure folder was given.
     """
@@ -87,6 +90,8 @@ def build_report(
     progress: Callable[[str, int, int], None] | None = None,
     answer: Sequence[str] = (),
     trained: Sequence[TrainedRun] = (),
+    fit_curves: bool = False,
+    schedule: str | None = None,
 ) -> ReportResult:
     """Fit (unless given a fit), check on held-out runs, plan, draw and write the report.
 
@@ -124,11 +129,23 @@ def build_report(
     answer, trained
         Sentences the page leads with, and runs planned from the fit then trained (their
         predictions against their measured losses); see :func:`build_content`.
+    fit_curves
+        ``runs`` are training curves (a store's path reads every stored checkpoint): fit them
+        by the procedure ``curves`` (the Chinchilla law on the checkpoints the schedule makes
+        valid), check by holding out the run ends above the held-out threshold and fitting
+        every checkpoint at or below it, and draw the run ends (see
+        :mod:`scalinglab.report.curvefit`).
+    schedule
+        With ``fit_curves``: the schedule reading for every run (``"decay"``, ``"constant"``,
+        ``"shared"``); default: each run's own.
 
     Raises
     ------
     scalinglab.runs.RunsError, scalinglab.fitting.FitError
         Unusable runs; a fit that cannot be made.
+    scalinglab.procedures.ProcedureError
+        ``fit_curves`` with a fit, a law or its options (the procedure sets them); a
+        ``schedule`` without ``fit_curves``, or unknown.
     scalinglab.outputs.OutputError
         ``out`` or ``figures_dir`` cannot be written, or is one of the inputs or a store;
         checked before any work.
@@ -137,12 +154,23 @@ def build_report(
     check_output(out, field="out", inputs=inputs)
     if figures_dir is not None:
         check_output(figures_dir, field="figures", inputs=inputs, folder=True)
-    table = as_runs(runs)
+    _check_curve_options(fit_curves, schedule, fit, holdout_fit, law, law_options)
+    table = as_runs(runs, curves=fit_curves)
     given = load_fit(fit) if isinstance(fit, str | Path) else fit
     with warnings.catch_warnings():
         # Every FitWarning is also kept in Fit.warnings, which the page and the CLI show once.
         warnings.simplefilter("ignore", FitWarning)
-        if holdout_fit is not None and given is not None:
+        if fit_curves:
+            main, check, table = curve_fits(
+                table,
+                schedule=schedule,
+                bootstrap=bootstrap,
+                seed=seed,
+                holdout_top=holdout_top,
+                holdout_above=holdout_above,
+                level=level,
+            )
+        elif holdout_fit is not None and given is not None:
             main, check = given, holdout_fit
         else:
             main, check, table = _fits(
@@ -178,6 +206,34 @@ def build_report(
         written = tuple(save_figures(figures, figures_dir, rendered=rendered))
     path = write_report(content, out, figures, svgs={k: v.decode("utf-8") for k, v in svgs.items()})
     return ReportResult(path, content, main, check, written)
+
+
+def _check_curve_options(
+    fit_curves: bool,
+    schedule: str | None,
+    fit: Fit | str | Path | None,
+    holdout_fit: Fit | None,
+    law: str,
+    law_options: Mapping[str, Any] | None,
+) -> None:
+    if not fit_curves:
+        if schedule is not None:
+            raise ProcedureError(
+                "schedule applies to a fit of training curves (fit_curves)", field="schedule"
+            )
+        return
+    if fit is not None or holdout_fit is not None:
+        raise ProcedureError(
+            "fit_curves fits the training curves here: give no fit", field="fit_curves"
+        )
+    if law != "chinchilla" or law_options:
+        raise ProcedureError(
+            "fit_curves fits by the procedure curves, which sets the law (chinchilla): give no "
+            "law or law options",
+            field="law",
+        )
+    if schedule is not None:
+        check_schedule(schedule)
 
 
 def _fits(

@@ -117,13 +117,20 @@ def holdout_table(check: Fit, level: float) -> tuple[pd.DataFrame, str, str]:
     n_hold = int(h.get("n_holdout", len(rows)))
     plural = "s" if n_hold != 1 else ""
     threshold = float(h.get("threshold_flops", float("nan")))
+    curves = h.get("curves")
+    fitted = f"the {h.get('n_train', '?')} runs with C ≤ {threshold:.3g} FLOP"
+    if curves:  # a check of a curve fit (report.curvefit): checkpoints fitted, run ends scored
+        fitted = (
+            f"{curves['points']} points of the training curves with C ≤ {threshold:.3g} FLOP "
+            f"({h.get('n_train', '?')} run ends)"
+        )
     summary = (
-        f"Fitted on the {h.get('n_train', '?')} runs with C ≤ {threshold:.3g} FLOP, the law "
-        f"predicts the {n_hold} larger-compute run{plural} with a mean absolute relative error "
-        f"of {mean:.2f}% (worst {worst:.2f}%)."
+        f"Fitted on {fitted}, the law predicts the {n_hold} larger-compute run{plural} with a "
+        f"mean absolute relative error of {mean:.2f}% (worst {worst:.2f}%)."
     )
     if "coverage" in h:
-        summary += f" {100 * h['coverage']:.0f}% of them fall inside the bootstrap interval."
+        kind = h.get("interval", "bootstrap")
+        summary += f" {100 * h['coverage']:.0f}% of them fall inside the {kind} interval."
     headline = f"{mean:.2f}% ({n_hold} run{plural})"
     return pd.DataFrame(rows), summary, headline
 

@@ -99,6 +99,12 @@ def finished_curves(conn: sqlite3.Connection, path: Path, sweep: str | None) -> 
     the order of :func:`finished_points` (each run's checkpoints by tokens), so that the run ends
     are its rows in its order. ``frame.attrs["notes"]`` says what was left out.
 
+    Two columns say where each run's schedule stands (see :func:`_schedule_ends`):
+    ``schedule_tokens``, the tokens at which the run's learning-rate schedule ends (a run whose
+    curve stops before it was killed or is still running, and its last checkpoint is not the
+    end of a run), and ``stable_tokens``, the end of a WSD run's stable phase (NaN where
+    unknown or not WSD).
+
     Raises
     ------
     StoreError
@@ -187,6 +193,7 @@ def finished_curves(conn: sqlite3.Connection, path: Path, sweep: str | None) -> 
     )
     per_run = info.loc[curve["point_id"]].reset_index(drop=True)
     tokens = curve["tokens"].astype("float64").reset_index(drop=True)
+    ends = _schedule_ends(conn, runs).loc[curve["point_id"]].reset_index(drop=True)
     frame = pd.DataFrame(
         {
             "params": per_run["params"],
@@ -206,6 +213,8 @@ def finished_curves(conn: sqlite3.Connection, path: Path, sweep: str | None) -> 
             "compute_level": per_run["compute_level"],
             "seed": per_run["seed"],
             "schedule": per_run["schedule"],
+            "schedule_tokens": ends["schedule_tokens"],
+            "stable_tokens": ends["stable_tokens"],
         }
     )
     # In the order of the final points (each point's curve by tokens), so that the run ends
@@ -215,3 +224,34 @@ def finished_curves(conn: sqlite3.Connection, path: Path, sweep: str | None) -> 
     frame.attrs["param_basis"] = runs.attrs["param_basis"]
     frame.attrs["notes"] = notes
     return frame
+
+
+def _schedule_ends(conn: sqlite3.Connection, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per ``point_id`` of ``runs``: ``schedule_tokens`` and ``stable_tokens``.
+
+    A run trained here ends its schedule at its planned tokens (the trainer stores a run when
+    it has finished it); a cooldown at its own tokens. An imported run stores its schedule's
+    length (the metadata's ``schedule_tokens``) as ``decay_tokens``, and 0 for its shape, since
+    its logs do not say it: its curve ends where its logging stopped, which may be before the
+    schedule's end. A WSD run trained here stores its final cooldown's length as
+    ``decay_tokens``: its stable phase ends that many tokens before its end (an imported WSD
+    run's stable phase is unknown).
+    """
+    raw = pd.read_sql_query(
+        "SELECT substr(key, 1, 12) AS point_id, kind, schedule, tokens, decay_tokens, n_layer "
+        "FROM runs WHERE status = 'finished'",
+        conn,
+    ).drop_duplicates("point_id")
+    raw = raw[raw["point_id"].isin(runs["point_id"])].set_index("point_id")
+    tokens = raw["tokens"].astype("float64")
+    decay = pd.to_numeric(raw["decay_tokens"], errors="coerce").astype("float64")
+    imported = (raw["n_layer"] == 0) & (raw["kind"] == "run")
+    wsd = raw["schedule"].astype(str).str.strip().str.lower().eq("wsd")
+    own_wsd = wsd & ~imported & (raw["kind"] == "run") & (decay > 0) & (decay < tokens)
+    return pd.DataFrame(
+        {
+            "schedule_tokens": tokens.where(~imported, decay),
+            "stable_tokens": (tokens - decay).where(own_wsd),
+        },
+        index=raw.index,
+    )
