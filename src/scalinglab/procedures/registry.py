@@ -250,7 +250,8 @@ _REGISTRY: list[Procedure] = [
         name="curves",
         interval_scale=_SCALES["curves"],
         summary="the published procedure on training curves: the checkpoints the schedule makes "
-        "valid (decay: each run's end; constant or shared: every point), tokens below 10% of "
+        "valid (decay: each run's end; constant or shared: every point, but a WSD run only at "
+        "its ends), tokens below 10% of "
         "each run's end dropped, at most 16 points per run, every run weighing the same",
         curves=True,
         reference="Choshen et al. 2024 (arXiv:2410.11840): intermediate checkpoints, early cut",
