@@ -388,6 +388,17 @@ def targets(pred: pd.DataFrame, alloc: pd.DataFrame, procedure: str) -> list[tup
     return out
 
 
+def _choice_tables(pred: pd.DataFrame, alloc: pd.DataFrame, procs: Sequence[str], default: str):
+    """Print the default the suite chooses, and the leave-one-set-out table."""
+    name, why = choose_default(pred, alloc, procs, list(dict.fromkeys(pred["set"])))
+    print(f"\nDefault: {name}: {why}")
+    print("\nLeave-one-set-out: the default (the candidate that wins every set, else plain) and")
+    print(f"the half-width scale of {default}'s intervals (relative to its interval_scale: the")
+    print("smallest covering >= 90% pooled and >= 80% per set), chosen on all sets and without")
+    print("the set in the row, and what each gives on it:")
+    print(fmt(leave_one_set_out(pred, alloc, procs, default)))
+
+
 def report(pred: pd.DataFrame, alloc: pd.DataFrame, procs: Sequence[str], default: str) -> None:
     """Print the suite's tables: per set, per factor, allocation, the choice, leave-one-set-out."""
     pd.set_option("display.width", 250)
@@ -399,13 +410,14 @@ def report(pred: pd.DataFrame, alloc: pd.DataFrame, procs: Sequence[str], defaul
     if not alloc.empty:
         print("\nAllocation: |log10| error of the planned N_opt against the set's optimum")
         print(fmt(allocation(alloc)))
-    name, why = choose_default(pred, alloc, procs, list(dict.fromkeys(pred["set"])))
-    print(f"\nDefault: {name}: {why}")
-    print("\nLeave-one-set-out: the default (the candidate that wins every set, else plain) and")
-    print(f"the half-width scale of {default}'s intervals (relative to its interval_scale: the")
-    print("smallest covering >= 90% pooled and >= 80% per set), chosen on all sets and without")
-    print("the set in the row, and what each gives on it:")
-    print(fmt(leave_one_set_out(pred, alloc, procs, default)))
+    if not {default, FALLBACK} <= set(procs):
+        # The choice falls back to the published recipe, and calibrates the default's intervals:
+        # without their predictions neither can be made.
+        print(
+            f"\nDefault and leave-one-set-out: need {FALLBACK} and {default} among the procedures"
+        )
+    else:
+        _choice_tables(pred, alloc, procs, default)
     if "gpt3" in set(pred["set"]):
         print("\nGPT-3's over-prediction of the large models from the small ones: the candidate")
         print("reasons tested (a diagnosis: it reads the large models' curves on purpose):")
@@ -472,7 +484,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "allocation": allocation(alloc).to_dict(orient="records"),
             "leave_one_set_out": leave_one_set_out(pred, alloc, procs, args.default).to_dict(
                 orient="records"
-            ),
+            )
+            if {args.default, FALLBACK} <= set(procs)
+            else [],
             "targets": [{"target": a, "met": bool(b), "value": c} for a, b, c in checks],
             "seconds": seconds,
             "fit_seconds": {f"{k[0]}/{k[1]}": v for k, v in fit_seconds.items()},
