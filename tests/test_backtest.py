@@ -135,6 +135,18 @@ def test_inner_backtest_scores_only_runs_inside(synthetic):
         inner_backtest(["frontier"], runs, cuts=(0.5,))
 
 
+def test_stacked_average_weighs_its_members_by_their_inner_errors(synthetic):
+    runs = load_runs(synthetic[synthetic["flops"] <= CUT].reset_index(drop=True))
+    inner = _quiet(inner_backtest, ["stacked-frontier"], runs)
+    err = np.array([inner.member_errors[m] for m in ("frontier", "kaplan-frontier")])
+    expected = (1 / err**2) / np.sum(1 / err**2)
+    pf = _quiet(fit_procedure, "stacked-frontier", runs, bootstrap=0)
+    # The members' own errors set the weights, not the average's (once equal weights by mistake).
+    np.testing.assert_allclose(pf.weights, expected, rtol=1e-9)
+    assert abs(pf.weights[0] - pf.weights[1]) > 0.05
+    assert get_procedure("stacked-frontier").members == ("frontier", "kaplan-frontier")
+
+
 # -- the automatic choice says what it did ------------------------------------------------------
 
 

@@ -232,7 +232,8 @@ def fit_procedure(
             raise FitError(f"{failure} ({'; '.join(curve_notes)})", field=failure.field)
         raise failure
     if chosen.kind == "average":
-        member_err = dict(inner.errors) if inner is not None else {}
+        # The members' own inner errors (the average's error is not a member's).
+        member_err = dict(inner.member_errors) if inner is not None else {}
         weights = member_weights(chosen, member_err)
     else:
         weights = np.array([1.0])

@@ -64,6 +64,9 @@ class InnerBacktest:
         The inner cuts used (FLOP).
     n_scored:
         Inner predictions scored per procedure.
+    member_errors:
+        Mean |log error| of each single recipe fitted (the members of averages among them),
+        pooled over every inner cut: what a backtest-weighted average of them weighs by.
     """
 
     errors: Mapping[str, float]
@@ -72,6 +75,7 @@ class InnerBacktest:
     cut_errors: Mapping[str, tuple[float, ...]]
     cuts_flops: tuple[float, ...]
     n_scored: int
+    member_errors: Mapping[str, float]
 
     def growth(self, name: str, scatter: float) -> float:
         """Extra log error per e-fold of extrapolation factor: the k of ``k · ln x``.
@@ -249,4 +253,7 @@ def inner_backtest(
         cut_errors=MappingProxyType(cut_errors),
         cuts_flops=tuple(used_cuts),
         n_scored=n_scored,
+        member_errors=MappingProxyType(
+            {k: float(np.mean(np.abs(np.concatenate(v)))) for k, v in single_errs.items() if v}
+        ),
     )
