@@ -81,13 +81,13 @@ def insert_resumed(cur: sqlite3.Cursor, key: str, trunk_key: str, tokens: int) -
 def kept_checkpoints(conn: sqlite3.Connection, store_path: Path) -> pd.DataFrame:
     """Every kept checkpoint of a finished run: ``key``, ``stable_key``, ``path`` (absolute),
     ``tokens``, ``bytes``, ``exists`` (the file is there), and of the run that kept it
-    ``params`` (as its sweep counts N), ``run_tokens``, ``warmup_tokens`` and ``config_json``.
+    ``params`` (as its sweep counts N), ``run_tokens`` and ``config_json``.
 
     An older store (schema < 3) has none: an empty frame.
     """
     columns = [
         *("key", "stable_key", "path", "tokens", "bytes", "exists"),
-        *("params", "run_tokens", "warmup_tokens", "config_json"),
+        *("params", "run_tokens", "config_json"),
     ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     if "stable_checkpoints" not in tables:
@@ -95,7 +95,7 @@ def kept_checkpoints(conn: sqlite3.Connection, store_path: Path) -> pd.DataFrame
     frame = pd.read_sql_query(
         "SELECT c.key, c.stable_key, c.path, c.tokens, c.bytes, "
         "CASE r.param_basis WHEN 'total' THEN r.params_total ELSE r.params_non_embedding END "
-        "AS params, r.tokens AS run_tokens, r.warmup_tokens, r.config_json "
+        "AS params, r.tokens AS run_tokens, r.config_json "
         "FROM stable_checkpoints c JOIN runs r ON r.key = c.key "
         "WHERE r.status = 'finished' ORDER BY c.tokens DESC, c.key",
         conn,

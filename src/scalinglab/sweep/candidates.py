@@ -37,6 +37,7 @@ from scalinglab.sweep.runspec import RunSpec
 from scalinglab.sweep.spec import parse_spec
 from scalinglab.sweep.spec_values import DesignSpec, Point, SpecError, SweepSpec
 from scalinglab.sweep.trunks import stable_key
+from scalinglab.train.config import TrainConfig
 
 __all__ = [
     "MAX_BRANCHES",
@@ -167,13 +168,17 @@ def resumed_candidates(
     vocab = resolve_vocab_size(family)
     out: list[Candidate] = []
     for row in kept[kept["exists"].astype(bool)].itertuples():
-        n, warmup, start = float(row.params), int(row.warmup_tokens or 0), int(row.tokens)
+        trunk = TrainConfig.from_dict(json.loads(row.config_json))
+        warmup = trunk.schedule_for_run().warmup_steps * trunk.tokens_per_step
+        n, start = float(row.params), int(row.tokens)
         points = tuple(
             (n, float(n * r), (), (warmup, start))
             for r in _GRID_RATIOS
             if n * r > row.run_tokens and 6.0 * n * (n * r - start) <= budget_flops
         )
-        design = _resumable(json.loads(row.config_json), points, family.design.min_steps)
+        design = _resumable(trunk, points, family.design.min_steps)
+        if not design.points:
+            continue
         try:
             planned = design_runs(replace(family, design=design), vocab_size=vocab)[0]
         except SpecError:
@@ -189,12 +194,11 @@ def resumed_candidates(
     return out
 
 
-def _resumable(trunk: dict[str, Any], points: tuple, min_steps: int) -> DesignSpec:
+def _resumable(trunk: TrainConfig, points: tuple, min_steps: int) -> DesignSpec:
     """The points whose cooldown would start at or after the checkpoint, by the trunk's own
     step and cooldown fraction (the design refuses the others, and one refused point would
     refuse them all)."""
-    step = trunk["batch_size"] * trunk["shape"]["context_length"]
-    fraction = trunk["cooldown_fraction"]
+    step, fraction = trunk.tokens_per_step, trunk.cooldown_fraction
     keep = []
     for p in points:
         steps = round(p[1] / step)
