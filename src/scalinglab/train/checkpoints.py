@@ -40,6 +40,7 @@ __all__ = [
     "load_state",
     "same_config",
     "save_state",
+    "starting_state",
 ]
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -128,8 +129,34 @@ def check_stable(state: dict[str, Any], config: TrainConfig, path: Path) -> dict
     return {
         **state,
         "config": config.to_dict(),
+        "resumed_tokens": step * tps,
         "branches": [b for t, b in inherited.items() if t in wanted],
         "stable": False,
         "done": False,
         "result": None,
     }
+
+
+def starting_state(
+    config: TrainConfig, own: Path | None, resume_from: Path | str | None
+) -> dict[str, Any] | None:
+    """The state a run starts from: its own checkpoint ``own`` if there is one (``done`` with
+    the result if it finished), else the stable-phase checkpoint ``resume_from`` once checked
+    (:func:`check_stable`), else ``None`` (step 0).
+
+    Raises
+    ------
+    ValueError
+        ``own`` holds another config's checkpoint, or ``resume_from`` cannot start this run.
+    ScalingLabError
+        Either file is not a scalinglab checkpoint (``field``: ``checkpoint_dir`` or
+        ``resume_from``).
+    """
+    if own is not None and own.exists():
+        state = load_state(own, "checkpoint_dir")
+        if not same_config(state, config):
+            raise ValueError(f"{own} holds a checkpoint of a different config")
+        return state
+    if resume_from is None:
+        return None
+    return check_stable(load_state(Path(resume_from), "resume_from"), config, Path(resume_from))

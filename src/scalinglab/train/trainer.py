@@ -37,7 +37,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -49,10 +48,8 @@ from scalinglab.train.checkpoints import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
     STABLE_NAME,
-    check_stable,
-    load_state,
-    same_config,
     save_state,
+    starting_state,
 )
 from scalinglab.train.config import TrainConfig
 from scalinglab.train.corpus import Corpus, load_corpus
@@ -329,20 +326,10 @@ def _train(
     if checkpoint_dir is not None:  # a file, or a folder we cannot write: refused before training
         check_output(checkpoint_dir, field="checkpoint_dir", folder=True)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    state: dict[str, Any] | None = None
-    resumed_tokens = 0
-    if ckpt_path is not None and ckpt_path.exists():
-        state = load_state(ckpt_path, "checkpoint_dir")
-        if not same_config(state, config):
-            raise ValueError(f"{ckpt_path} holds a checkpoint of a different config")
-        if state.get("done"):
-            return TrainResult.from_dict(state["result"])
-        resumed_tokens = int(state.get("resumed_tokens", 0))
-    elif resume_from is not None:
-        state = check_stable(
-            load_state(Path(resume_from), "resume_from"), config, Path(resume_from)
-        )
-        resumed_tokens = int(state["step"]) * config.tokens_per_step
+    state = starting_state(config, ckpt_path, resume_from)
+    if state is not None and state.get("done"):
+        return TrainResult.from_dict(state["result"])
+    resumed_tokens = int(state.get("resumed_tokens", 0)) if state else 0
     stable_path = ckpt_path.with_name(STABLE_NAME) if ckpt_path is not None else None
 
     corpus = load_corpus(
