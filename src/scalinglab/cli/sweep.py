@@ -229,7 +229,7 @@ class _Bar:
         self.cost = {r.key: r.cost_flops for r in pending}
         self.per_token = {r.key: r.cost_flops / max(1, r.cost_tokens) for r in pending}
         # A run continuing a kept WSD checkpoint costs (and reports) its tokens after it only.
-        self.start = {r.key: getattr(r, "resume_tokens", 0) for r in pending}
+        self.start = {r.key: r.resume_tokens for r in pending}
         self.done_flops: dict[str, float] = {}
         self.total_runs = len(pending)
         self.done = self.failed = 0

@@ -130,25 +130,30 @@ def family_candidates(
         )
         try:
             planned = _design_longest_first(replace(family, design=design), vocab)
-            if bundles and len(planned) > 1:
+            if bundles:
                 planned += _bundles(family, planned, vocab)
         except SpecError as exc:
             notes.append(f"N≈{size:.3g} skipped: {exc}")
             continue
-        out += [
-            Candidate(
-                float(r.params),
-                float(r.tokens),
-                r.cost_flops,
-                r,
-                tuple(float(b.tokens) for b in r.branches),
-            )
-            for r in planned
-            if r.key not in known
-            and r.cost_flops <= budget_flops
-            and all(_in_band(r.params, t) for t in (r.tokens, *(b.tokens for b in r.branches)))
-        ]
+        out += _as_candidates(planned, budget_flops, known)
     return out
+
+
+def _as_candidates(planned: list[RunSpec], budget_flops: float, known: set[str]) -> list[Candidate]:
+    """The planned runs not in the store yet, within the budget, every point in the D/N band."""
+    return [
+        Candidate(
+            float(r.params),
+            float(r.tokens),
+            r.cost_flops,
+            r,
+            tuple(float(b.tokens) for b in r.branches),
+        )
+        for r in planned
+        if r.key not in known
+        and r.cost_flops <= budget_flops
+        and all(_in_band(r.params, t) for t in (r.tokens, *(b.tokens for b in r.branches)))
+    ]
 
 
 def resumed_candidates(
@@ -158,9 +163,9 @@ def resumed_candidates(
 
     For each kept checkpoint (its file present), the grid's lengths at its run's size whose
     cooldown starts at or after it, designed by the family as ``points`` with the run's warmup
-    pinned (``[N, D, [], {warmup_tokens, resume_tokens}]``); kept only if the family
-    reproduces that run's stable phase exactly (same shape, lr, seed ...), so that the
-    checkpoint really starts them.
+    pinned (``[N, D, [], {warmup_tokens, resume_tokens}]``), and their bundles with cooldowns
+    branched after the checkpoint; kept only if the family reproduces that run's stable phase
+    exactly (same shape, lr, seed ...), so that the checkpoint really starts them.
     """
     family = candidate_family(family)
     if family.train.schedule != "wsd" or family.command is not None or kept.empty:
@@ -181,16 +186,11 @@ def resumed_candidates(
             continue
         try:
             planned = design_runs(replace(family, design=design), vocab_size=vocab)[0]
+            planned += _bundles(family, planned, vocab, (warmup, start))
         except SpecError:
             continue  # the family no longer builds this size (changed shape options)
-        out += [
-            Candidate(float(r.params), float(r.tokens), r.cost_flops, r)
-            for r in planned
-            if stable_key(r.config_dict) == row.stable_key
-            and r.key not in known
-            and r.cost_flops <= budget_flops
-            and _in_band(r.params, r.tokens)
-        ]
+        planned = [r for r in planned if stable_key(r.config_dict) == row.stable_key]
+        out += _as_candidates(planned, budget_flops, known)
     return out
 
 
@@ -208,24 +208,34 @@ def _resumable(trunk: TrainConfig, points: tuple, min_steps: int) -> DesignSpec:
     return DesignSpec(kind="points", points=tuple(keep), min_steps=min_steps)
 
 
-def _bundles(family: SweepSpec, singles: list[RunSpec], vocab: int) -> list[RunSpec]:
+def _bundles(
+    family: SweepSpec, singles: list[RunSpec], vocab: int, resume: tuple[int, int] | None = None
+) -> list[RunSpec]:
     """One size's WSD bundles: each single run as a trunk, with 1..MAX_BRANCHES cooldowns that
-    end near the shorter singles' lengths, inside the trunk's stable phase."""
+    end near the shorter singles' lengths, inside the trunk's stable phase (and after the
+    checkpoint continued singles ``resume`` from: (warmup, resume) tokens)."""
+    if len(singles) < 2:
+        return []
     singles = sorted(singles, key=lambda r: r.tokens)
     step = singles[0].config_dict["batch_size"] * singles[0].shape.context_length
     floor = family.design.min_steps * step
     # A cooldown branched at step b ends at the smallest S with S − round(f·S) = b, so to end
     # where a shorter single ends, branch where that single's own cooldown starts.
     starts = [r.tokens - (r.decay_tokens or 0) for r in singles]
-    points: list[tuple[float, float, tuple[int, ...]]] = []
+    points: list[Point] = []
     for j, trunk in enumerate(singles):
         assert trunk.warmup_tokens is not None and trunk.decay_tokens is not None
-        lo, hi = max(floor, trunk.warmup_tokens), trunk.tokens - trunk.decay_tokens
+        lo, hi = (
+            max(floor, trunk.warmup_tokens, resume[1] if resume else 0),
+            trunk.tokens - trunk.decay_tokens,
+        )
         fits = sorted({b for b in starts[:j] if lo <= b <= hi})
         for k in range(1, min(MAX_BRANCHES, len(fits)) + 1):
             # The branches and the trunk evenly spaced in log D from the shortest length.
             picks = {fits[int(i)] for i in np.linspace(0, len(fits), k + 1)[:-1]}
-            point = (float(trunk.params), float(trunk.tokens), tuple(sorted(picks)))
+            point: Point = (float(trunk.params), float(trunk.tokens), tuple(sorted(picks)))
+            if resume is not None:
+                point = (*point, resume)
             if point not in points:
                 points.append(point)
     if not points:
