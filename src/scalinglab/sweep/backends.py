@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import os
 import select
@@ -177,8 +178,10 @@ def _execute(
                     progress.put_nowait((key, _point_dict(point)))
 
         ckpt = Path(checkpoint_dir) if checkpoint_dir else None
-        # Passed only when there is one: stand-in train functions need not take it.
-        extra = {"resume_from": Path(resume_from)} if resume_from else {}
+        # Passed only when there is one and the function takes it (a --train-fn written
+        # before kept checkpoints does not): without it the run trains from step 0, same result.
+        takes = resume_from and "resume_from" in inspect.signature(train_fn).parameters
+        extra = {"resume_from": Path(resume_from)} if takes else {}
         cpu_start = time.process_time()
         out = result_dict(train_fn(cfg, checkpoint_dir=ckpt, on_progress=on_progress, **extra))
         # CPU seconds of this attempt, all threads: on a shared machine, what the run would
