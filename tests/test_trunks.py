@@ -14,25 +14,17 @@ from scalinglab.sweep.executors import run_sweep
 from scalinglab.sweep.spec import parse_spec
 from scalinglab.sweep.trunks import stable_key, start_limit
 from scalinglab.train.config import TrainConfig
+from test_design import HEAD
 from test_executors import fake_train
 
 pytest.importorskip("scalinglab.train.trainer")
 
-SPEC = """
-[sweep]
-name = "{name}"
-[data]
-vocab_size = 256
-[model]
-context_length = 32
-[train]
-batch_size = 8
-schedule = "wsd"
-eval_tokens = 4096
-[design]
-kind = "points"
-points = [{points}]
-"""
+# test_design's [data], [model] and [train] tables, WSD, as points.
+SPEC = (
+    '[sweep]\nname = "{name}"\n'
+    + HEAD
+    + 'schedule = "wsd"\neval_tokens = 4096\n[design]\nkind = "points"\npoints = [{points}]\n'
+)
 TRUNK = "[2e4, 3.2e4]"  # 125 steps of 256 tokens: warmup 6 steps, cooldown from step 100
 
 
