@@ -99,6 +99,7 @@ def _plan_payload(plan: Any) -> dict[str, Any]:
                 "tokens_per_param": r.tokens / r.params,
                 "flops": r.flops,
                 "cost_flops": r.cost_flops,
+                "resume_tokens": r.resume_tokens,  # starts from a kept WSD checkpoint there
                 "est_s": plan.run_seconds(r),
                 "branches": [
                     {"branch_tokens": b.branch_tokens, "tokens": b.tokens, "flops": b.flops}
