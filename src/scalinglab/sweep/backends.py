@@ -165,7 +165,7 @@ def _execute(
             assert checkpoint_dir is not None
             on_point = None if progress is None else lambda p: progress.put_nowait((key, p))
             return run_attempt(config, checkpoint_dir, time_limit_s=time_limit_s, on_point=on_point)
-        from scalinglab.train.config import TrainConfig
+        from scalinglab.train.config import STABLE_NAME, TrainConfig
 
         if train_fn is None:
             from scalinglab.train.trainer import train as train_fn
@@ -189,8 +189,6 @@ def _execute(
         out["cpu_s"] = time.process_time() - cpu_start
         out["threads"] = threads
         out["worker"] = f"{socket.gethostname()}:{os.getpid()}"
-        from scalinglab.train.checkpoints import STABLE_NAME
-
         if ckpt is not None and (ckpt / STABLE_NAME).is_file():
             out["stable_checkpoint"] = str(ckpt / STABLE_NAME)
         return out

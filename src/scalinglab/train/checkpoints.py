@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from scalinglab.errors import ScalingLabError
-from scalinglab.train.config import TrainConfig
+from scalinglab.train.config import CHECKPOINT_NAME, STABLE_NAME, TrainConfig
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -43,8 +43,6 @@ __all__ = [
     "starting_state",
 ]
 
-CHECKPOINT_NAME = "checkpoint.pt"
-STABLE_NAME = "stable.pt"
 CHECKPOINT_FORMAT = 1
 
 

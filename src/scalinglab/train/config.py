@@ -17,7 +17,7 @@ from scalinglab.counting import TransformerShape
 from scalinglab.errors import ScalingLabError
 from scalinglab.train.schedule import SCHEDULES, Schedule
 
-__all__ = ["DEVICES", "PRECISIONS", "TrainConfig"]
+__all__ = ["CHECKPOINT_NAME", "DEVICES", "PRECISIONS", "STABLE_NAME", "TrainConfig"]
 
 # "bf16": autocast; "bf16-matmul": fp32 tensors with bf16 matmuls in oneDNN (CPU); "auto" times
 # them on a CPU with bf16 units (see scalinglab.train.device).
@@ -32,6 +32,10 @@ _SCHEDULE_FIELDS = {"kind": "schedule", "peak_lr": "lr", "total_steps": "tokens"
 # steps or more is long enough to repay a compile of that order if compiled steps are faster.
 # benchmarks/gpu_train.py measures the step with and without compile on a GPU.
 COMPILE_MIN_STEPS = 1000
+# A run's checkpoint files in its checkpoint folder (scalinglab.train.checkpoints), named here
+# so that the sweep finds them without importing torch.
+CHECKPOINT_NAME = "checkpoint.pt"
+STABLE_NAME = "stable.pt"
 # What a run's length changes but its stable-phase state does not (see stable_phase): the
 # evaluation and logging cadences default to fractions of the run, so they go too.
 _LENGTH_FIELDS = (
