@@ -122,6 +122,43 @@ def test_a_point_with_branches_is_the_wsd_designs_run():
         )
 
 
+def test_a_resumed_point_pins_its_warmup_and_costs_its_steps_after_the_checkpoint():
+    """``[N, T, [], {warmup_tokens, resume_tokens}]``: the run continuing a kept stable phase."""
+    wsd = 'schedule = "wsd"\n'
+
+    def point(text: str) -> str:
+        return f'kind = "points"\npoints = [{text}]\n'
+
+    # 3 906 steps of 256 tokens (≈ 1e6 tokens): the cooldown starts at step 3 125 (800 000 tokens).
+    (run,) = design_runs(
+        spec(point("[1e5, 1e6, [], {warmup_tokens = 2560, resume_tokens = 512000}]"), wsd)
+    )[0]
+    (whole,) = design_runs(spec(point("[1e5, 1e6]"), 'schedule = "wsd"\nwarmup_tokens = 2560\n'))[0]
+    assert run.key == whole.key and run.warmup_tokens == 2560  # the same run: the same key
+    assert run.resume_tokens == 512000 and whole.resume_tokens == 0
+    assert run.cost_flops == pytest.approx(whole.cost_flops * (1 - 512000 / run.tokens))
+    bad = {
+        "[1e5, 1e6, [], {warmup_tokens = 2560, resume_tokens = 900096}]": "past the run's cooldown",
+        "[1e5, 1e6, [], {warmup_tokens = 2560, resume_tokens = 512001}]": "whole number of steps",
+        "[1e5, 1e6, [2e5], {warmup_tokens = 2560, resume_tokens = 512000}]": "branch point 199936",
+    }
+    for text, message in bad.items():
+        with pytest.raises(
+            SpecError, match=rf"^design\.points\[0\]\[3\]\.resume_tokens: .*{message}"
+        ):
+            design_runs(spec(point(text), wsd))
+    with pytest.raises(SpecError, match=r"cooldown branches need train.schedule = 'wsd'"):
+        design_runs(spec(point("[1e5, 1e6, [], {warmup_tokens = 0, resume_tokens = 2560}]")))
+    for text, message in {
+        "[1e5, 1e6, [], {warmup_tokens = 0}]": r"\[3\]\.resume_tokens: missing",
+        "[1e5, 1e6, [], {resume = 5}]": r"\[3\]\.resume: unknown key",
+        "[1e5, 1e6, [], 7]": r"\[3\]: must be a table",
+        "[1e5, 1e6, [], {warmup_tokens = 2560, resume_tokens = 2e6}]": "must lie between",
+    }.items():
+        with pytest.raises(SpecError, match=message):
+            spec(point(text), wsd)
+
+
 def test_schedule_warmup_and_decay_as_the_trainer_resolves_them():
     cosine, _ = design_runs(spec('kind = "grid"\nparams = [2e4]\ntokens = [1e6]\n'))
     steps = cosine[0].tokens // STEP_TOKENS

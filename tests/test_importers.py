@@ -19,7 +19,7 @@ from scalinglab.importers import LogImportError, import_runs, metric_kind, read_
 from scalinglab.importers.logs import Series
 from scalinglab.importers.metadata import load_metadata
 from scalinglab.importers.stitch import WANDB_SEGMENTS, compile_pattern, job_of, stitch
-from scalinglab.store import Store, load_store_runs
+from scalinglab.store import SCHEMA_VERSION, Store, load_store_runs
 
 META = {"param_basis": "total", "flops_method": "6nd", "params": 1_000_000, "tokens_per_step": 1000}
 OLMO_META = Path(__file__).resolve().parents[1] / "examples" / "olmo_import.toml"
@@ -482,7 +482,7 @@ def test_schema_1_store_gains_the_import_tables(tmp_path):
     src = write_panel(tmp_path / "p.csv", {"a": {1: 3.0, 2: 2.5}}, "eval/loss")
     (run,) = import_runs([src], store=store, meta=META).imported
     with Store(store, readonly=True) as db:
-        assert db.schema_version == 2
+        assert db.schema_version == SCHEMA_VERSION
         assert db.imports()["run_id"].tolist() == [run.run_id]
     assert row_count(store, "curves") == 2
 

@@ -12,6 +12,7 @@ from scalinglab.counting import TransformerShape, count_params, flops_per_token
 from scalinglab.runs import load_runs
 from scalinglab.store import (
     SCHEMA_VERSION,
+    KeptCheckpoint,
     Store,
     StoreError,
     load_store_runs,
@@ -122,6 +123,43 @@ def test_new_store_is_wal_with_schema_version(tmp_path):
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"sweeps", "runs", "sweep_runs", "curves"} <= tables
     conn.close()
+
+
+def test_a_schema_2_store_gains_the_checkpoint_tables_once(tmp_path):
+    path = tmp_path / "old.db"
+    run = make_run(1, 4096)
+    with Store(path) as s:
+        s.add_sweep(SPEC, [run])
+        s.record_result(run, fake_result(run))
+    with sqlite3.connect(path) as conn:  # what schema 2 wrote
+        conn.execute("DROP TABLE stable_checkpoints")
+        conn.execute("DROP TABLE resumed_runs")
+        conn.execute("PRAGMA user_version = 2")
+    with Store(path, readonly=True) as s:  # read as it is: no checkpoints, nothing written
+        assert s.schema_version == 2 and s.kept_checkpoints().empty
+    for _ in range(2):  # opened for writing, twice: migrated once, the run untouched
+        with Store(path) as s:
+            assert s.schema_version == SCHEMA_VERSION == 3
+            assert s.kept_checkpoints().empty and s.statuses([run.key]) == {run.key: "finished"}
+    file = tmp_path / "trunk.pt"
+    file.write_bytes(b"12345")
+    second = make_run(2, 4096)
+    with Store(path) as s:
+        s.add_sweep(SPEC, [second])
+        kept = KeptCheckpoint("phase", file, 1024, 5)
+        assert s.record_result(second, fake_result(second), kept=kept, trunk_key=run.key)
+        assert not s.record_result(second, fake_result(second), kept=kept)  # never twice
+        (row,) = s.kept_checkpoints().itertuples()
+    assert (row.key, row.path, row.tokens, row.bytes, row.exists) == (
+        second.key,
+        str(file),
+        1024,
+        5,
+        True,
+    )
+    file.unlink()
+    with Store(path, readonly=True) as s:
+        assert not s.kept_checkpoints()["exists"].any()  # a deleted file is never trusted
 
 
 def test_add_sweep_is_idempotent(store):

@@ -13,7 +13,7 @@ import pytest
 
 from scalinglab import fit, load_runs
 from scalinglab.counting import count_params
-from scalinglab.store import Store
+from scalinglab.store import KeptCheckpoint, Store, stable_dir
 from scalinglab.sweep import information as info
 from scalinglab.sweep.budget import plan_sweep
 from scalinglab.sweep.candidates import family_candidates, spec_table
@@ -30,6 +30,7 @@ from scalinglab.sweep.suggest import (
     suggest,
     write_spec,
 )
+from scalinglab.sweep.trunks import stable_key, start_limit
 from scalinglab.train.schedule import branch_total_steps
 from test_store import fake_result
 
@@ -58,8 +59,9 @@ def truth_loss(params: float, tokens: float) -> float:
     return TRUTH["E"] + TRUTH["A"] / params ** TRUTH["alpha"] + TRUTH["B"] / tokens ** TRUTH["beta"]
 
 
-def finished_store(path: Path, spec_text: str) -> Path:
-    """A store holding the spec's design finished, losses following TRUTH (×1 ± 0.3 %)."""
+def finished_store(path: Path, spec_text: str, *, keep: bool = False) -> Path:
+    """A store holding the spec's design finished, losses following TRUTH (×1 ± 0.3 %); with
+    ``keep``, each run keeps a stand-in stable-phase checkpoint file as a WSD run does."""
     spec = parse_spec(spec_text)
     runs, _ = design_runs(spec)
     rng = np.random.default_rng(0)
@@ -67,8 +69,15 @@ def finished_store(path: Path, spec_text: str) -> Path:
         store.add_sweep(spec, runs)
         for r in runs:
             loss = truth_loss(r.params, r.tokens) * (1 + 0.003 * rng.standard_normal())
-            store.record_result(r, fake_result(r, loss=loss))
+            store.record_result(r, fake_result(r, loss=loss), kept=_kept(path, r) if keep else None)
     return path
+
+
+def _kept(store: Path, run) -> KeptCheckpoint:
+    file = stable_dir(store) / f"{run.key[:16]}.pt"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_bytes(b"stand-in")
+    return KeptCheckpoint(stable_key(run.config_dict), file, start_limit(run.config_dict), 8)
 
 
 @pytest.fixture
@@ -465,6 +474,48 @@ def test_the_written_wsd_spec_round_trips_and_designs_to_trunks_and_branches(
     assert branch_keys <= set(done.loc[done["status"] == "finished", "key"])
     again = suggest(wsd_store, TARGET, 5e12, k=3)
     assert again.n_runs == s.n_runs + sum(r.points for r in runs) and again.n_pending == 0
+
+
+def test_a_kept_trunk_is_continued_at_its_cost_after_the_checkpoint(tmp_path: Path) -> None:
+    db = finished_store(tmp_path / "kept.db", WSD_SPEC, keep=True)
+    budget = 1e12  # where the greedy buys a continuation (the 49k model from 160k tokens on)
+    s = suggest(db, TARGET, budget, k=3)
+    resumed = [p.candidate.run for p in s.proposals if p.candidate.run.resume_tokens]
+    assert resumed, "the test needs a continuation chosen"
+    assert any("continue a finished run" in n for n in s.notes)
+    with Store(db, readonly=True) as store:
+        kept = store.kept_checkpoints()
+    for run in resumed:
+        # Priced at its tokens after the checkpoint only: the trunk's FLOPs are spent.
+        per_token = run.flops / run.tokens
+        assert run.cost_flops == pytest.approx(per_token * (run.tokens - run.resume_tokens))
+        trunk = kept[(kept["stable_key"] == stable_key(run.config_dict))]
+        assert (
+            run.resume_tokens in set(trunk["tokens"])
+            and start_limit(run.config_dict) >= run.resume_tokens
+        )
+        assert run.tokens > trunk["run_tokens"].max()
+    listed = [p["resume_tokens"] for p in s.to_dict()["proposals"]]
+    assert listed == [p.candidate.run.resume_tokens for p in s.proposals]
+    # The written spec designs the same runs, resumed from the same point, within the budget.
+    out = tmp_path / "next.toml"
+    write_spec(s, out)
+    spec = load_spec(out)
+    assert parse_spec(spec_table(spec.to_dict())) == spec
+    plan = plan_sweep(spec)
+    assert plan.total_flops == pytest.approx(s.spent_flops, rel=1e-12) and s.spent_flops <= budget
+    chosen = {p.candidate.run.key: p.candidate.run for p in s.proposals}
+    assert {r.key: r.resume_tokens for r in plan.runs} == {
+        k: r.resume_tokens for k, r in chosen.items()
+    }
+
+    # Without the files (deleted checkpoints; an older store has no rows): today's pricing.
+    for file in stable_dir(db).iterdir():
+        file.unlink()
+    again = suggest(db, TARGET, budget, k=3)
+    assert not any(p.candidate.run.resume_tokens for p in again.proposals)
+    assert any("new trunk" in n for n in again.notes)
+    assert not any("continue a finished run" in n for n in again.notes)
 
 
 @pytest.mark.slow

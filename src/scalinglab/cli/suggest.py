@@ -53,6 +53,9 @@ def _print(s: Any, out: Path | None) -> None:
     names = ["#", "N (params)", "D (tokens)", "D/N", "shape", "cost (FLOP)", "share"]
     if bundles:  # a WSD trunk's cooldowns: the D of each point they add
         names.insert(3, "+ cooldowns to D")
+    resumed = any(p.candidate.run and p.candidate.run.resume_tokens for p in s.proposals)
+    if resumed:  # continues a finished WSD run's kept checkpoint: paid from there only
+        names.insert(3, "from D")
     for name in names:
         table.add_column(name, justify="left" if name == "shape" else "right")
     for i, p in enumerate(s.proposals, 1):
@@ -69,6 +72,8 @@ def _print(s: Any, out: Path | None) -> None:
         ]
         if bundles:
             row.insert(3, ", ".join(f"{d:,.0f}" for d in c.branches) or "-")
+        if resumed:
+            row.insert(3, f"{c.run.resume_tokens:,}" if c.run and c.run.resume_tokens else "-")
         table.add_row(*row)
     console.print(table)
     now, after = s.interval(s.sd_now), s.interval(s.sd_after)

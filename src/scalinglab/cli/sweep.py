@@ -99,6 +99,7 @@ def _plan_payload(plan: Any) -> dict[str, Any]:
                 "tokens_per_param": r.tokens / r.params,
                 "flops": r.flops,
                 "cost_flops": r.cost_flops,
+                "resume_tokens": r.resume_tokens,  # starts from a kept WSD checkpoint there
                 "est_s": plan.run_seconds(r),
                 "branches": [
                     {"branch_tokens": b.branch_tokens, "tokens": b.tokens, "flops": b.flops}
@@ -228,6 +229,8 @@ class _Bar:
     def __init__(self, plan: Any, pending: list, *, quiet: bool, to_stderr: bool) -> None:
         self.cost = {r.key: r.cost_flops for r in pending}
         self.per_token = {r.key: r.cost_flops / max(1, r.cost_tokens) for r in pending}
+        # A run continuing a kept WSD checkpoint costs (and reports) its tokens after it only.
+        self.start = {r.key: r.resume_tokens for r in pending}
         self.done_flops: dict[str, float] = {}
         self.total_runs = len(pending)
         self.done = self.failed = 0
@@ -266,7 +269,7 @@ class _Bar:
     def __call__(self, event: Any) -> None:
         key = event.run.key
         if event.kind == "progress" and event.point is not None:
-            tokens = float(event.point.get("tokens") or 0)
+            tokens = max(0.0, float(event.point.get("tokens") or 0) - self.start.get(key, 0))
             flops = min(self.cost.get(key, 0.0), tokens * self.per_token.get(key, 0.0))
             self.done_flops[key] = max(self.done_flops.get(key, 0.0), flops)
             loss = event.point.get("val_loss") or event.point.get("train_loss")

@@ -4,9 +4,11 @@
 - :mod:`.records`: what the store reads of a sweep and its runs (protocols);
 - :mod:`.database`: :class:`Store` (writing from the sweep driver, reading for status and
   reports) and :func:`load_store_runs`;
-- :mod:`.points`: finished points as the fit engine reads them.
+- :mod:`.points`: finished points as the fit engine reads them;
+- :mod:`.checkpoints`: the stable-phase checkpoints kept by WSD runs.
 """
 
+from scalinglab.store.checkpoints import KeptCheckpoint, stable_dir
 from scalinglab.store.database import Store, load_store_runs
 from scalinglab.store.records import BranchRecord, RunRecord, SweepRecord
 from scalinglab.store.schema import (
@@ -23,9 +25,11 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATUSES",
     "BranchRecord",
+    "KeptCheckpoint",
     "RunRecord",
     "Store",
     "StoreError",
     "SweepRecord",
     "load_store_runs",
+    "stable_dir",
 ]

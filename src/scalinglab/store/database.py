@@ -21,18 +21,28 @@ from typing import Any
 
 import pandas as pd
 
+from scalinglab.store.checkpoints import (
+    KeptCheckpoint,
+    insert_kept,
+    insert_resumed,
+    kept_checkpoints,
+)
 from scalinglab.store.points import finished_curves, finished_points
-from scalinglab.store.records import RunRecord, SweepRecord, insert_branch, insert_run
+from scalinglab.store.records import (
+    RunRecord,
+    SweepRecord,
+    insert_branch,
+    insert_run,
+    optional_float,
+    record_branches,
+)
 from scalinglab.store.schema import (
-    APPLICATION_ID,
     DEFAULT_STORE,
-    SCHEMA,
-    SCHEMA_2,
-    SCHEMA_VERSION,
     STATUSES,
     StoreError,
     Transaction,
     connect,
+    migrate,
 )
 
 __all__ = ["Store", "load_store_runs"]
@@ -73,16 +83,9 @@ class Store:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         with self._transaction() as cur:
-            # Checked again inside the write lock: two drivers starting on one new file
-            # must not both create the schema.
-            version = cur.execute("PRAGMA user_version").fetchone()[0]
-            if version < SCHEMA_VERSION:
-                ddl = (SCHEMA if version == 0 else "") + SCHEMA_2
-                for statement in ddl.split(";"):
-                    if statement.strip():
-                        cur.execute(statement)
-                cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                cur.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            # Inside the write lock: two drivers starting on one new file must not both
+            # create the schema.
+            migrate(cur)
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -203,8 +206,16 @@ class Store:
                     (f"the parent run {key[:12]} failed", time.time(), key),
                 )
 
-    def record_result(self, run: RunRecord, result: Mapping[str, Any]) -> bool:
-        """Commit a finished run, its curve and its cooldown points in one transaction.
+    def record_result(
+        self,
+        run: RunRecord,
+        result: Mapping[str, Any],
+        *,
+        kept: KeptCheckpoint | None = None,
+        trunk_key: str | None = None,
+    ) -> bool:
+        """Commit a finished run, its curve, its cooldown points, the stable-phase checkpoint
+        it kept and the run it started from, in one transaction.
 
         Parameters
         ----------
@@ -212,6 +223,10 @@ class Store:
             The planned run.
         result
             ``TrainResult.to_dict()`` (plus optional ``worker`` and ``threads`` entries).
+        kept
+            The run's kept stable-phase checkpoint (:mod:`.checkpoints`).
+        trunk_key
+            The run whose checkpoint this one started from (``result["resumed_tokens"]``).
 
         Returns
         -------
@@ -232,12 +247,12 @@ class Store:
                 "warmup_tokens = coalesce(?, warmup_tokens), finished_at = ?, wall_s = ?, "
                 "cpu_s = ?, error = NULL WHERE key = ? AND status != 'finished'",
                 (
-                    _float(result.get("val_loss")),
-                    _float(train_loss),
-                    _float(result.get("flops_6nd")),
-                    _float(result.get("flops_counted")),
-                    _float(result.get("tokens_per_s")),
-                    _float(result.get("mfu")),
+                    optional_float(result.get("val_loss")),
+                    optional_float(train_loss),
+                    optional_float(result.get("flops_6nd")),
+                    optional_float(result.get("flops_counted")),
+                    optional_float(result.get("tokens_per_s")),
+                    optional_float(result.get("mfu")),
                     result.get("device"),
                     result.get("precision"),
                     result.get("threads"),
@@ -245,13 +260,17 @@ class Store:
                     versions,
                     warmup,
                     now,
-                    _float(result.get("wall_s")),
-                    _float(result.get("cpu_s")),
+                    optional_float(result.get("wall_s")),
+                    optional_float(result.get("cpu_s")),
                     run.key,
                 ),
             )
             if cur.rowcount == 0:
                 return False
+            if kept is not None:
+                insert_kept(cur, run.key, kept, self.path, now)
+            if trunk_key is not None and result.get("resumed_tokens"):
+                insert_resumed(cur, run.key, trunk_key, int(result["resumed_tokens"]))
             cur.executemany(
                 "INSERT INTO curves (key, tokens, flops_6nd, flops_counted, train_loss, val_loss, "
                 "lr, wall_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -259,43 +278,17 @@ class Store:
                     (
                         run.key,
                         int(p["tokens"]),
-                        _float(p.get("flops_6nd")),
-                        _float(p.get("flops_counted")),
-                        _float(p.get("train_loss")),
-                        _float(p.get("val_loss")),
-                        _float(p.get("lr")),
-                        _float(p.get("wall_s")),
+                        optional_float(p.get("flops_6nd")),
+                        optional_float(p.get("flops_counted")),
+                        optional_float(p.get("train_loss")),
+                        optional_float(p.get("val_loss")),
+                        optional_float(p.get("lr")),
+                        optional_float(p.get("wall_s")),
                     )
                     for p in curve
                 ],
             )
-            by_point = {int(b["branch_tokens"]): b for b in result.get("branches") or ()}
-            for planned in run.branches:
-                got = by_point.get(planned.branch_tokens)
-                if got is None:
-                    raise StoreError(
-                        f"run {run.key[:12]}: the trainer returned no cooldown branched at "
-                        f"{planned.branch_tokens} tokens"
-                    )
-                cur.execute(
-                    "UPDATE runs SET status = 'finished', loss = ?, flops_6nd = ?, "
-                    "flops_counted = ?, tokens = ?, device = ?, precision = ?, versions_json = ?, "
-                    "threads = ?, worker = ?, finished_at = ?, "
-                    "error = NULL WHERE key = ? AND status != 'finished'",
-                    (
-                        _float(got.get("val_loss")),
-                        _float(got.get("flops_6nd")),
-                        _float(got.get("flops_counted")),
-                        int(got.get("tokens", planned.tokens)),
-                        result.get("device"),
-                        result.get("precision"),
-                        versions,
-                        result.get("threads"),
-                        result.get("worker"),
-                        now,
-                        planned.key,
-                    ),
-                )
+            record_branches(cur, run, result, versions, now)
         return True
 
     # -- reading -----------------------------------------------------------------------
@@ -312,6 +305,10 @@ class Store:
             ):
                 out[row["key"]] = row["status"]
         return out
+
+    def kept_checkpoints(self) -> pd.DataFrame:
+        """The stable-phase checkpoints finished WSD runs kept (see :mod:`.checkpoints`)."""
+        return kept_checkpoints(self._conn, self.path)
 
     def sweeps(self) -> pd.DataFrame:
         """One row per sweep: name, design, N basis, FLOP method, run counts by status."""
@@ -456,10 +453,6 @@ class Store:
             return (finished_curves if curves else finished_points)(self._conn, self.path, sweep)
         except (sqlite3.Error, pd.errors.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(f"{self.path}: cannot read the store ({exc})") from None
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 def load_store_runs(

@@ -12,8 +12,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from scalinglab.counting import TransformerShape, flops_per_token
+from scalinglab.store.schema import StoreError
 
-__all__ = ["BranchRecord", "RunRecord", "SweepRecord", "insert_branch", "insert_run"]
+__all__ = [
+    "BranchRecord",
+    "RunRecord",
+    "SweepRecord",
+    "insert_branch",
+    "insert_run",
+    "optional_float",
+    "record_branches",
+]
 
 
 class _Design(Protocol):
@@ -193,3 +202,47 @@ def _decay_tokens(config: Mapping[str, Any], tokens: int) -> int | None:
     if schedule == "cosine":
         return tokens
     return None
+
+
+def record_branches(
+    cur: sqlite3.Cursor, run: RunRecord, result: Mapping[str, Any], versions: str, now: float
+) -> None:
+    """Mark ``run``'s planned WSD cooldowns finished with the losses ``result`` returned.
+
+    Raises
+    ------
+    StoreError
+        The trainer returned no cooldown for a planned branch point.
+    """
+    by_point = {int(b["branch_tokens"]): b for b in result.get("branches") or ()}
+    for planned in run.branches:
+        got = by_point.get(planned.branch_tokens)
+        if got is None:
+            raise StoreError(
+                f"run {run.key[:12]}: the trainer returned no cooldown branched at "
+                f"{planned.branch_tokens} tokens"
+            )
+        cur.execute(
+            "UPDATE runs SET status = 'finished', loss = ?, flops_6nd = ?, "
+            "flops_counted = ?, tokens = ?, device = ?, precision = ?, versions_json = ?, "
+            "threads = ?, worker = ?, finished_at = ?, "
+            "error = NULL WHERE key = ? AND status != 'finished'",
+            (
+                optional_float(got.get("val_loss")),
+                optional_float(got.get("flops_6nd")),
+                optional_float(got.get("flops_counted")),
+                int(got.get("tokens", planned.tokens)),
+                result.get("device"),
+                result.get("precision"),
+                versions,
+                result.get("threads"),
+                result.get("worker"),
+                now,
+                planned.key,
+            ),
+        )
+
+
+def optional_float(value: Any) -> float | None:
+    """``float(value)``, with ``None`` kept (SQL NULL)."""
+    return None if value is None else float(value)

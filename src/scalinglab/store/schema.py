@@ -23,6 +23,13 @@ Tables (schema version in ``PRAGMA user_version``; a newer version is refused, n
 ``metrics`` (schema 2)
     the other curves of an imported run, by kind: accuracy-type metrics (never a loss), and
     the loss and perplexity metrics not chosen as its loss; step, tokens, value.
+``stable_checkpoints`` (schema 3)
+    the stable-phase checkpoint a finished WSD run kept (one per run): the hash of its stable
+    phase (which runs it can start), the file (relative to the store's folder), the tokens
+    trained at it, its size in bytes.
+``resumed_runs`` (schema 3)
+    which runs started from another run's stable-phase checkpoint, and the tokens that run
+    trained for them.
 """
 
 from __future__ import annotations
@@ -37,15 +44,17 @@ __all__ = [
     "DEFAULT_STORE",
     "SCHEMA",
     "SCHEMA_2",
+    "SCHEMA_3",
     "SCHEMA_VERSION",
     "STATUSES",
     "StoreError",
     "Transaction",
     "connect",
+    "migrate",
 ]
 
 DEFAULT_STORE = "scalinglab.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # "SLAB" in ASCII: marks the file as a scalinglab store (PRAGMA application_id).
 APPLICATION_ID = 0x534C4142
 STATUSES = ("planned", "running", "finished", "failed")
@@ -149,6 +158,42 @@ CREATE TABLE IF NOT EXISTS metrics (
     PRIMARY KEY (key, metric, tokens)
 );
 """
+
+# Schema 3 adds the kept stable-phase checkpoints of WSD runs and the runs resumed from them;
+# like schema 2, new tables only, so an older store gains them when next opened for writing.
+SCHEMA_3 = """
+CREATE TABLE IF NOT EXISTS stable_checkpoints (
+    key         TEXT PRIMARY KEY REFERENCES runs(key),
+    stable_key  TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    tokens      INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL,
+    created_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stable_checkpoints_phase ON stable_checkpoints(stable_key);
+CREATE TABLE IF NOT EXISTS resumed_runs (
+    key        TEXT PRIMARY KEY REFERENCES runs(key),
+    trunk_key  TEXT NOT NULL REFERENCES runs(key),
+    tokens     INTEGER NOT NULL
+);
+"""
+
+
+def migrate(cur: sqlite3.Cursor) -> None:
+    """Bring the file to :data:`SCHEMA_VERSION` inside the caller's write transaction.
+
+    Idempotent: every later schema only adds tables (``IF NOT EXISTS``), so a store at any
+    older version, or one a killed migration left half-done, ends the same.
+    """
+    version = cur.execute("PRAGMA user_version").fetchone()[0]
+    if version >= SCHEMA_VERSION:
+        return
+    ddl = (SCHEMA if version == 0 else "") + SCHEMA_2 + SCHEMA_3
+    for statement in ddl.split(";"):
+        if statement.strip():
+            cur.execute(statement)
+    cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    cur.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
 class StoreError(ScalingLabError):

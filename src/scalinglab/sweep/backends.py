@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import os
 import select
@@ -146,11 +147,13 @@ def _execute(
     checkpoint_dir: str | None,
     progress: Any,
     time_limit_s: float | None = None,
+    resume_from: str | None = None,
 ) -> dict[str, Any]:
     """Train one run in a worker; return ``TrainResult.to_dict()`` or ``{"error": text}``.
 
     A command run (:mod:`.command`) runs its command instead, in ``checkpoint_dir`` (its own
-    folder), killed past ``time_limit_s``.
+    folder), killed past ``time_limit_s``. ``resume_from``: a kept stable-phase checkpoint to
+    start from (:mod:`.trunks`); the result names the run's own (``stable_checkpoint``).
 
     Exceptions are returned as text rather than raised so that every executor reports them
     the same way, whatever can or cannot be pickled. A crash of the process itself reaches
@@ -162,7 +165,7 @@ def _execute(
             assert checkpoint_dir is not None
             on_point = None if progress is None else lambda p: progress.put_nowait((key, p))
             return run_attempt(config, checkpoint_dir, time_limit_s=time_limit_s, on_point=on_point)
-        from scalinglab.train.config import TrainConfig
+        from scalinglab.train.config import STABLE_NAME, TrainConfig
 
         if train_fn is None:
             from scalinglab.train.trainer import train as train_fn
@@ -175,22 +178,35 @@ def _execute(
                     progress.put_nowait((key, _point_dict(point)))
 
         ckpt = Path(checkpoint_dir) if checkpoint_dir else None
+        # Passed only when there is one and the function takes it (a --train-fn written
+        # before kept checkpoints does not): without it the run trains from step 0, same result.
+        takes = resume_from and "resume_from" in inspect.signature(train_fn).parameters
+        extra = {"resume_from": Path(resume_from)} if takes else {}
         cpu_start = time.process_time()
-        out = result_dict(train_fn(cfg, checkpoint_dir=ckpt, on_progress=on_progress))
+        out = result_dict(train_fn(cfg, checkpoint_dir=ckpt, on_progress=on_progress, **extra))
         # CPU seconds of this attempt, all threads: on a shared machine, what the run would
         # take on cores of its own (wall ≈ cpu_s / threads when nothing else competes).
         out["cpu_s"] = time.process_time() - cpu_start
         out["threads"] = threads
         out["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+        if ckpt is not None and (ckpt / STABLE_NAME).is_file():
+            out["stable_checkpoint"] = str(ckpt / STABLE_NAME)
         return out
     except Exception:
         return {"error": traceback.format_exc()}
 
 
 def _execute_local(
-    key: str, config_json: str, threads: int, train_fn: TrainFn | None, checkpoint_dir: str | None
+    key: str,
+    config_json: str,
+    threads: int,
+    train_fn: TrainFn | None,
+    checkpoint_dir: str | None,
+    resume_from: str | None = None,
 ) -> dict[str, Any]:
-    return _execute(key, config_json, threads, train_fn, checkpoint_dir, _PROGRESS)
+    return _execute(
+        key, config_json, threads, train_fn, checkpoint_dir, _PROGRESS, resume_from=resume_from
+    )
 
 
 # --- backends -------------------------------------------------------------------------------
@@ -243,9 +259,17 @@ class LocalBackend:
             )
         return self._pool
 
-    def submit(self, run: RunSpec, checkpoint_dir: str | None) -> Future:
+    def submit(
+        self, run: RunSpec, checkpoint_dir: str | None, resume_from: str | None = None
+    ) -> Future:
         return self._ensure_pool().submit(
-            _execute_local, run.key, run.config, self.threads, self.train_fn, checkpoint_dir
+            _execute_local,
+            run.key,
+            run.config,
+            self.threads,
+            self.train_fn,
+            checkpoint_dir,
+            resume_from,
         )
 
     def wait(self, handles: Sequence[Future], timeout: float) -> list[tuple[Future, Outcome]]:
@@ -305,10 +329,13 @@ def _execute_ray(
     checkpoint_dir: str | None,
     progress: Any,
     time_limit_s: float | None = None,
+    resume_from: str | None = None,
 ) -> dict[str, Any]:
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
-    return _execute(key, config_json, threads, train_fn, checkpoint_dir, progress, time_limit_s)
+    return _execute(
+        key, config_json, threads, train_fn, checkpoint_dir, progress, time_limit_s, resume_from
+    )
 
 
 class RayBackend:
@@ -355,7 +382,9 @@ class RayBackend:
 
         self._queue = Queue(actor_options={"num_cpus": 0})
 
-    def submit(self, run: RunSpec, checkpoint_dir: str | None) -> Any:
+    def submit(
+        self, run: RunSpec, checkpoint_dir: str | None, resume_from: str | None = None
+    ) -> Any:
         return self._remote.remote(
             run.key,
             run.config,
@@ -364,6 +393,7 @@ class RayBackend:
             checkpoint_dir,
             self._queue,
             self.time_limit_s,
+            resume_from,
         )
 
     def wait(self, handles: Sequence[Any], timeout: float) -> list[tuple[Any, Outcome]]:

@@ -11,27 +11,33 @@ price of its cooldown (Hägele et al. 2024), the whole bundle priced as the swee
 it (:attr:`RunSpec.cost_flops`: the trunk plus every cooldown). The trunk and its branches are
 spaced evenly in log D from the shortest length of the grid: an untuned choice, one bundle per
 trunk length and branch count, so that the greedy sees a few hundred of them, not every subset.
-A new branch on a trunk the store already holds is not offered at its cooldown's price: the
-trainer keeps no stable-phase checkpoint of a finished run (the sweep deletes a run's
-checkpoint once the run is recorded, and a checkpoint resumes only the same config, branch
-points included), so it costs a new trunk, which is what a bundle is.
+A finished WSD run the store keeps a stable-phase checkpoint of (:mod:`.trunks`) also offers
+*continuations*: longer runs at its size that start from that checkpoint, priced at their
+steps after it only (:func:`resumed_candidates`). A cooldown that starts *before* the
+checkpoint cannot start from it (training does not run backwards), so a new, shorter point on
+a finished trunk still costs a new trunk, which is what a bundle is; so does everything on a
+store without kept checkpoints (older stores, deleted files).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from scalinglab.runs import Runs
 from scalinglab.store import Store
 from scalinglab.sweep.design import design_runs, resolve_vocab_size
 from scalinglab.sweep.runspec import RunSpec
 from scalinglab.sweep.spec import parse_spec
-from scalinglab.sweep.spec_values import DesignSpec, SpecError, SweepSpec
+from scalinglab.sweep.spec_values import DesignSpec, Point, SpecError, SweepSpec
+from scalinglab.sweep.trunks import stable_key
+from scalinglab.train.config import TrainConfig
 
 __all__ = [
     "MAX_BRANCHES",
@@ -39,11 +45,14 @@ __all__ = [
     "TOKENS_PER_PARAM_RANGE",
     "Candidate",
     "candidate_family",
+    "design_point",
     "family_candidates",
     "grid_sizes",
     "plain_candidates",
+    "resumed_candidates",
     "spec_table",
     "store_family",
+    "wsd_notes",
 ]
 
 STORE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -121,45 +130,112 @@ def family_candidates(
         )
         try:
             planned = _design_longest_first(replace(family, design=design), vocab)
-            if bundles and len(planned) > 1:
+            if bundles:
                 planned += _bundles(family, planned, vocab)
         except SpecError as exc:
             notes.append(f"N≈{size:.3g} skipped: {exc}")
             continue
-        out += [
-            Candidate(
-                float(r.params),
-                float(r.tokens),
-                r.cost_flops,
-                r,
-                tuple(float(b.tokens) for b in r.branches),
-            )
-            for r in planned
-            if r.key not in known
-            and r.cost_flops <= budget_flops
-            and all(_in_band(r.params, t) for t in (r.tokens, *(b.tokens for b in r.branches)))
-        ]
+        out += _as_candidates(planned, budget_flops, known)
     return out
 
 
-def _bundles(family: SweepSpec, singles: list[RunSpec], vocab: int) -> list[RunSpec]:
+def _as_candidates(planned: list[RunSpec], budget_flops: float, known: set[str]) -> list[Candidate]:
+    """The planned runs not in the store yet, within the budget, every point in the D/N band."""
+    return [
+        Candidate(
+            float(r.params),
+            float(r.tokens),
+            r.cost_flops,
+            r,
+            tuple(float(b.tokens) for b in r.branches),
+        )
+        for r in planned
+        if r.key not in known
+        and r.cost_flops <= budget_flops
+        and all(_in_band(r.params, t) for t in (r.tokens, *(b.tokens for b in r.branches)))
+    ]
+
+
+def resumed_candidates(
+    family: SweepSpec, kept: pd.DataFrame, budget_flops: float, known: set[str]
+) -> list[Candidate]:
+    """Longer runs that continue the store's kept stable-phase checkpoints (see the module).
+
+    For each kept checkpoint (its file present), the grid's lengths at its run's size whose
+    cooldown starts at or after it, designed by the family as ``points`` with the run's warmup
+    pinned (``[N, D, [], {warmup_tokens, resume_tokens}]``), and their bundles with cooldowns
+    branched after the checkpoint; kept only if the family reproduces that run's stable phase
+    exactly (same shape, lr, seed ...), so that the checkpoint really starts them.
+    """
+    family = candidate_family(family)
+    if family.train.schedule != "wsd" or family.command is not None or kept.empty:
+        return []
+    vocab = resolve_vocab_size(family)
+    out: list[Candidate] = []
+    for row in kept[kept["exists"].astype(bool)].itertuples():
+        trunk = TrainConfig.from_dict(json.loads(row.config_json))
+        warmup = trunk.schedule_for_run().warmup_steps * trunk.tokens_per_step
+        n, start = float(row.params), int(row.tokens)
+        points = tuple(
+            (n, float(n * r), (), (warmup, start))
+            for r in _GRID_RATIOS
+            if n * r > row.run_tokens and 6.0 * n * (n * r - start) <= budget_flops
+        )
+        design = _resumable(trunk, points, family.design.min_steps)
+        if not design.points:
+            continue
+        try:
+            planned = design_runs(replace(family, design=design), vocab_size=vocab)[0]
+            planned += _bundles(family, planned, vocab, (warmup, start))
+        except SpecError:
+            continue  # the family no longer builds this size (changed shape options)
+        planned = [r for r in planned if stable_key(r.config_dict) == row.stable_key]
+        out += _as_candidates(planned, budget_flops, known)
+    return out
+
+
+def _resumable(trunk: TrainConfig, points: tuple, min_steps: int) -> DesignSpec:
+    """The points whose cooldown would start at or after the checkpoint, by the trunk's own
+    step and cooldown fraction (the design refuses the others, and one refused point would
+    refuse them all)."""
+    step, fraction = trunk.tokens_per_step, trunk.cooldown_fraction
+    keep = []
+    for p in points:
+        steps = round(p[1] / step)
+        cooldown_start = (steps - max(1, round(fraction * steps))) * step
+        if steps >= min_steps and p[3][1] <= cooldown_start:
+            keep.append(p)
+    return DesignSpec(kind="points", points=tuple(keep), min_steps=min_steps)
+
+
+def _bundles(
+    family: SweepSpec, singles: list[RunSpec], vocab: int, resume: tuple[int, int] | None = None
+) -> list[RunSpec]:
     """One size's WSD bundles: each single run as a trunk, with 1..MAX_BRANCHES cooldowns that
-    end near the shorter singles' lengths, inside the trunk's stable phase."""
+    end near the shorter singles' lengths, inside the trunk's stable phase (and after the
+    checkpoint continued singles ``resume`` from: (warmup, resume) tokens)."""
+    if len(singles) < 2:
+        return []
     singles = sorted(singles, key=lambda r: r.tokens)
     step = singles[0].config_dict["batch_size"] * singles[0].shape.context_length
     floor = family.design.min_steps * step
     # A cooldown branched at step b ends at the smallest S with S − round(f·S) = b, so to end
     # where a shorter single ends, branch where that single's own cooldown starts.
     starts = [r.tokens - (r.decay_tokens or 0) for r in singles]
-    points: list[tuple[float, float, tuple[int, ...]]] = []
+    points: list[Point] = []
     for j, trunk in enumerate(singles):
         assert trunk.warmup_tokens is not None and trunk.decay_tokens is not None
-        lo, hi = max(floor, trunk.warmup_tokens), trunk.tokens - trunk.decay_tokens
+        lo, hi = (
+            max(floor, trunk.warmup_tokens, resume[1] if resume else 0),
+            trunk.tokens - trunk.decay_tokens,
+        )
         fits = sorted({b for b in starts[:j] if lo <= b <= hi})
         for k in range(1, min(MAX_BRANCHES, len(fits)) + 1):
             # The branches and the trunk evenly spaced in log D from the shortest length.
             picks = {fits[int(i)] for i in np.linspace(0, len(fits), k + 1)[:-1]}
-            point = (float(trunk.params), float(trunk.tokens), tuple(sorted(picks)))
+            point: Point = (float(trunk.params), float(trunk.tokens), tuple(sorted(picks)))
+            if resume is not None:
+                point = (*point, resume)
             if point not in points:
                 points.append(point)
     if not points:
@@ -219,14 +295,24 @@ def spec_table(spec_dict: dict[str, Any]) -> dict[str, Any]:
     for table in ("data", "model", "train", "budget", "execution", "design"):
         if clean(spec_dict[table]):
             out[table] = clean(spec_dict[table])
+    if out.get("design", {}).get("points"):
+        # A resumed point's (warmup, resume) pair reads back as the table the loader takes.
+        out["design"]["points"] = [
+            [*p[:3], {"warmup_tokens": p[3][0], "resume_tokens": p[3][1]}] if len(p) == 4 else p
+            for p in out["design"]["points"]
+        ]
     return out
 
 
-def store_family(store_path: Path) -> tuple[SweepSpec | None, list[str], set[str], list]:
-    """The store's latest sweep spec, its sweeps' names, every key and the unfinished (N, D)."""
+def store_family(
+    store_path: Path,
+) -> tuple[SweepSpec | None, list[str], set[str], list, pd.DataFrame]:
+    """The store's latest sweep spec, its sweeps' names, every key, the unfinished (N, D) and
+    the stable-phase checkpoints it keeps."""
     with Store(store_path, readonly=True) as store:
         sweeps = store.sweeps()
         rows = store.runs()
+        kept = store.kept_checkpoints()
         recorded = None
         if len(sweeps):
             recorded = store.sweep_spec(sweeps.sort_values("updated_at").iloc[-1]["name"])
@@ -238,4 +324,39 @@ def store_family(store_path: Path) -> tuple[SweepSpec | None, list[str], set[str
         open_rows["params_non_embedding"],
     )
     pending = list(zip(count.astype(float), open_rows["tokens"].astype(float), strict=True))
-    return family, list(sweeps["name"]), set(rows["key"]), pending
+    return family, list(sweeps["name"]), set(rows["key"]), pending, kept
+
+
+def wsd_notes(candidates: list[Candidate]) -> list[str]:
+    """What the WSD candidates cost, for the suggestion's notes."""
+    notes = []
+    if any(c.branches for c in candidates):
+        notes.append(
+            "WSD: a trunk and its cooldowns are one candidate at their whole cost; a new "
+            "cooldown before a finished trunk's kept checkpoint (or on a trunk with none) "
+            "costs a new trunk"
+        )
+    resumed = sum(bool(c.run and c.run.resume_tokens) for c in candidates)
+    if resumed:
+        notes.append(
+            f"WSD: {resumed} candidates continue a finished run from its kept stable-phase "
+            "checkpoint and cost only their steps after it"
+        )
+    return notes
+
+
+def design_point(run: RunSpec) -> Point:
+    """A chosen run as a ``points`` design's point: with its branch points if it has any, and
+    the warmup and checkpoint it resumes from if it continues a kept stable phase."""
+    branches = tuple(b.branch_tokens for b in run.branches)
+    if run.resume_tokens:
+        assert run.warmup_tokens is not None
+        return (
+            float(run.params),
+            float(run.tokens),
+            branches,
+            (run.warmup_tokens, run.resume_tokens),
+        )
+    if branches:
+        return (float(run.params), float(run.tokens), branches)
+    return (float(run.params), float(run.tokens))

@@ -321,7 +321,7 @@ def check_runner(sweep: Any) -> None:
                 "'wsd' branches cooldowns inside scalinglab's trainer; a command run needs "
                 "'grid' or 'isoflop'",
             )
-        if sweep.design.kind == "points" and any(len(p) == 3 for p in sweep.design.points):
+        if sweep.design.kind == "points" and any(len(p) >= 3 for p in sweep.design.points):
             raise key_error(
                 "design.points",
                 "a point with cooldown branches needs scalinglab's trainer; a command run "

@@ -214,6 +214,7 @@ def _make_run(
     *,
     compute_level: float | None = None,
     branch_points: Sequence[int] = (),
+    resume: tuple[int, int] | None = None,
 ) -> RunSpec:
     spec = ctx.spec
     basis, method = spec.model.param_basis, spec.model.flops_method
@@ -225,13 +226,16 @@ def _make_run(
         canonical = _command_config(ctx, shape, params, tokens)
     else:
         canonical = _trainer_config(ctx, shape, tokens, branch_points)
+        if resume is not None:  # the warmup of the run whose stable phase it continues
+            canonical = _canonical_config({**canonical, "warmup_tokens": resume[0]})
         warmup, decay = _schedule_tokens(canonical)
     key = run_key(canonical)
     branches = []
     for b in branch_points:
         end = _cooldown_end(b, ctx.cooldown_fraction, ctx.step_tokens)
         branches.append(BranchSpec(branch_key(key, b), int(b), int(end), per_token * end))
-    cost_tokens = tokens + sum(br.tokens - br.branch_tokens for br in branches)
+    resume_tokens = 0 if resume is None else resume[1]
+    cost_tokens = tokens + sum(br.tokens - br.branch_tokens for br in branches) - resume_tokens
     return RunSpec(
         key=key,
         config=json.dumps(canonical, sort_keys=True, separators=(",", ":")),
@@ -250,6 +254,7 @@ def _make_run(
         schedule=canonical.get("schedule"),
         warmup_tokens=warmup,
         decay_tokens=decay,
+        resume_tokens=resume_tokens,
     )
 
 
@@ -407,21 +412,44 @@ def _points(ctx: _Context) -> list[RunSpec]:
                 field="design.points",
             )
         branches: tuple[int, ...] = ()
-        if len(point) == 3:
+        resume = None
+        if len(point) >= 3:
             if ctx.schedule != "wsd":
                 raise SpecError(
-                    f"{key}[2]: cooldown branches need train.schedule = 'wsd', got "
-                    f"{ctx.schedule!r}",
+                    f"{key}[2]: cooldown branches need train.schedule = 'wsd' (so does a "
+                    f"resumed run), got {ctx.schedule!r}",
                     field="train.schedule",
                 )
             branches = tuple(_branch_points(ctx, point[2], steps, f"{key}[2]"))
+        if len(point) == 4:
+            resume = _resume_point(ctx, point[3], steps, branches, f"{key}[3]")
         run = (shapes[target], steps * ctx.step_tokens, branches)
         if run in seen:
             ctx.notes.append(f"{key} snaps to a run already planned")
             continue
         seen.add(run)
-        runs.append(_make_run(ctx, run[0], run[1], branch_points=branches))
+        runs.append(_make_run(ctx, run[0], run[1], branch_points=branches, resume=resume))
     return runs
+
+
+def _resume_point(
+    ctx: _Context, resume: tuple[int, int], steps: int, branches: Sequence[int], key: str
+) -> tuple[int, int]:
+    """A resumed point's (warmup, resume) tokens, checked against the run of ``steps`` steps:
+    whole steps, the checkpoint at or before its cooldown start and every branch point."""
+    warmup, start = resume
+    cooldown_start = (steps - max(1, round(ctx.cooldown_fraction * steps))) * ctx.step_tokens
+    problem = None
+    if warmup % ctx.step_tokens or start % ctx.step_tokens:
+        problem = f"is not a whole number of steps of {ctx.step_tokens} tokens"
+    elif start > cooldown_start:
+        problem = f"is past the run's cooldown start ({cooldown_start} tokens)"
+    elif branches and branches[0] < start:
+        problem = f"is past the branch point {branches[0]}, which it cannot reach"
+    if problem:
+        where = f"{key}.resume_tokens"
+        raise SpecError(f"{where}: ({warmup}, {start}) {problem}", field=where)
+    return warmup, start
 
 
 def _branch_points(ctx: _Context, raw: Sequence[float], steps: int, key: str) -> list[int]:

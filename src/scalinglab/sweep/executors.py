@@ -54,6 +54,7 @@ from scalinglab.sweep.budget import Plan, makespan_s
 from scalinglab.sweep.command_backend import CommandBackend
 from scalinglab.sweep.gpus import gpu_slots
 from scalinglab.sweep.runspec import RunSpec
+from scalinglab.sweep.trunks import find_start, keep, trunk_of
 
 __all__ = [
     "EXECUTORS",
@@ -188,7 +189,9 @@ def run_sweep(
         Ray only: where a private instance keeps its files.
     checkpoint_root
         Where runs checkpoint so that a killed run resumes mid-way (``None``: no
-        checkpoints; a finished run's checkpoint is deleted once it is recorded).
+        checkpoints; a finished run's checkpoint is deleted once it is recorded, but a WSD
+        run's stable-phase state is kept in the store's area, :mod:`.trunks`). A WSD run
+        whose stable phase the store keeps a checkpoint of starts from it, with or without.
     train_fn
         The training function (default :func:`scalinglab.train.trainer.train`); it must be
         importable by the workers. Tests pass cheap stand-ins.
@@ -359,7 +362,12 @@ def _drive(
                 run = todo.popleft()
                 attempts[run.key] = attempts.get(run.key, 0) + 1
                 store.mark_running(run.key, threads=threads, worker=executor)
-                handle = backend.submit(run, checkpoint_dir(run))
+                # Read again each time: a trunk finished earlier in this sweep counts too.
+                start = None if command is not None else find_start(store.kept_checkpoints(), run)
+                if start is None:
+                    handle = backend.submit(run, checkpoint_dir(run))
+                else:
+                    handle = backend.submit(run, checkpoint_dir(run), start.path)
                 inflight[handle] = _Flight(run, attempts[run.key])
                 emit(RunEvent("started", run, attempts[run.key]))
             for key, point in backend.progress():
@@ -377,7 +385,14 @@ def _drive(
                     deterministic = True
                 if outcome.result is not None:
                     try:
-                        store.record_result(run, outcome.result)
+                        # The kept checkpoint moves into the store's area before the run is
+                        # recorded with it: killed in between, the rerun records it then.
+                        kept = None if command is not None else keep(store, run, outcome.result)
+                        resumed = int(outcome.result.get("resumed_tokens") or 0)
+                        trunk = (
+                            trunk_of(store.kept_checkpoints(), run, resumed) if resumed else None
+                        )
+                        store.record_result(run, outcome.result, kept=kept, trunk_key=trunk)
                     except Exception as exc:  # a result the store cannot take is a failure
                         outcome = Outcome(None, f"recording failed: {type(exc).__name__}: {exc}")
                     else:

@@ -71,6 +71,10 @@ class RunSpec:
         The learning-rate schedule as the trainer resolves it: warmup length, and the decay
         horizon (the whole run for cosine, whose cycle should match the run (Hoffmann et al.
         2022); the final cooldown for WSD).
+    resume_tokens
+        WSD: tokens another run already trained for this one, whose kept stable-phase
+        checkpoint it is planned to start from (:mod:`.trunks`); not part of the key (the
+        result is the same either way), and not counted in ``cost_flops``.
     """
 
     key: str
@@ -90,6 +94,7 @@ class RunSpec:
     schedule: str | None = None
     warmup_tokens: int | None = None
     decay_tokens: int | None = None
+    resume_tokens: int = 0
 
     @property
     def config_dict(self) -> dict[str, Any]:
@@ -98,8 +103,10 @@ class RunSpec:
 
     @property
     def cost_tokens(self) -> int:
-        """Tokens the run trains in all: its own length plus every cooldown's."""
-        return self.tokens + sum(b.tokens - b.branch_tokens for b in self.branches)
+        """Tokens the run trains in all: its own length plus every cooldown's, less what a kept
+        checkpoint it starts from already trained."""
+        cooldowns = sum(b.tokens - b.branch_tokens for b in self.branches)
+        return self.tokens + cooldowns - self.resume_tokens
 
     @property
     def points(self) -> int:

@@ -83,26 +83,54 @@ def _points(t: dict[str, Any], min_steps: int) -> DesignSpec:
     out: list[Point] = []
     for i, pair in enumerate(points):
         key = f"design.points[{i}]"
-        if not isinstance(pair, list) or len(pair) not in (2, 3):
+        if not isinstance(pair, list) or len(pair) not in (2, 3, 4):
             raise key_error(
-                key, f"must be [params, tokens] or [params, tokens, [branch_tokens]], got {pair!r}"
+                key,
+                "must be [params, tokens], [params, tokens, [branch_tokens]] or [params, "
+                f"tokens, [branch_tokens], {{warmup_tokens, resume_tokens}}], got {pair!r}",
             )
         params, tokens = as_number(f"{key}[0]", pair[0]), as_number(f"{key}[1]", pair[1])
         if len(pair) == 2:
             out.append((params, tokens))
             continue
         # A third element: where WSD cooldowns branch off this run's stable phase (tokens).
-        branches = as_number_list(f"{key}[2]", pair[2], integer=True)
-        if branches[-1] >= tokens:
+        branches: tuple[float, ...] = ()
+        if len(pair) == 3 or pair[2] != []:  # a resumed run may branch nothing
+            branches = as_number_list(f"{key}[2]", pair[2], integer=True)
+        if branches and branches[-1] >= tokens:
             raise key_error(
                 f"{key}[2]",
                 f"every branch point must be < the run's tokens ({tokens:g}), got {branches[-1]}",
             )
-        out.append((params, tokens, tuple(int(b) for b in branches)))
+        if len(pair) == 3:
+            out.append((params, tokens, tuple(int(b) for b in branches)))
+            continue
+        start = _resume(f"{key}[3]", pair[3], tokens)
+        out.append((params, tokens, tuple(int(b) for b in branches), start))
     if len(set(out)) != len(out):
         raise key_error("design.points", "has repeated points")
-    _cap("design.points", sum(1 + len(p[2]) if len(p) == 3 else 1 for p in out))
+    _cap("design.points", sum(1 + len(p[2]) if len(p) >= 3 else 1 for p in out))
     return DesignSpec(kind="points", points=tuple(out), min_steps=min_steps)
+
+
+def _resume(key: str, value: Any, tokens: float) -> tuple[int, int]:
+    """A point's fourth element: ``{warmup_tokens = W, resume_tokens = R}``, a WSD run that
+    continues a kept stable-phase checkpoint at R tokens of a run that warmed up for W."""
+    if not isinstance(value, dict):
+        raise key_error(key, f"must be a table {{warmup_tokens, resume_tokens}}, got {value!r}")
+    check_keys(key, value, ("warmup_tokens", "resume_tokens"))
+    for name in ("warmup_tokens", "resume_tokens"):
+        if name not in value:
+            raise key_error(f"{key}.{name}", "missing")
+    warmup = as_integer(f"{key}.warmup_tokens", value["warmup_tokens"], minimum=0)
+    resume = as_integer(f"{key}.resume_tokens", value["resume_tokens"])
+    if not warmup <= resume < tokens:
+        raise key_error(
+            f"{key}.resume_tokens",
+            f"must lie between warmup_tokens ({warmup}) and the run's tokens ({tokens:g}), "
+            f"got {resume}",
+        )
+    return warmup, resume
 
 
 def _isoflop(t: dict[str, Any], min_steps: int) -> DesignSpec:

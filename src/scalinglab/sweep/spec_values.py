@@ -46,8 +46,14 @@ SHAPE_OPTIONS = (
 
 
 # A ``points`` design's point: (params, tokens), or (params, tokens, branch_tokens) for a WSD
-# run with cooldowns branched off its stable phase at those token counts.
-Point = tuple[float, float] | tuple[float, float, tuple[int, ...]]
+# run with cooldowns branched off its stable phase at those token counts, or with a fourth
+# element (warmup_tokens, resume_tokens) for a WSD run that continues a kept stable-phase
+# checkpoint (scalinglab.train.checkpoints) at resume_tokens, its warmup pinned to the trunk's.
+Point = (
+    tuple[float, float]
+    | tuple[float, float, tuple[int, ...]]
+    | tuple[float, float, tuple[int, ...], tuple[int, int]]
+)
 
 
 class SpecError(ScalingLabError):
@@ -184,7 +190,10 @@ class DesignSpec:
     ``points``: the listed ``[params, tokens]`` pairs, one run each (what ``sweep suggest``
     writes); a point ``[params, tokens, [b1, b2, ...]]`` is one WSD run (``train.schedule =
     "wsd"``) with a cooldown branched off its stable phase at each ``b`` tokens, as ``wsd`` does
-    for every size.
+    for every size. A fourth element ``{warmup_tokens = W, resume_tokens = R}`` makes the run
+    continue the stable phase of a finished WSD run the store keeps a checkpoint of (at R
+    tokens, after a warmup of W tokens): it costs its tokens after R only (``sweep suggest``
+    writes these; ``sweep run`` trains from scratch if the checkpoint is gone).
     """
 
     kind: str

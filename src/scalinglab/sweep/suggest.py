@@ -56,16 +56,18 @@ from scalinglab.sweep.candidates import (
     TOKENS_PER_PARAM_RANGE,
     Candidate,
     candidate_family,
+    design_point,
     family_candidates,
     grid_sizes,
     plain_candidates,
+    resumed_candidates,
     spec_table,
     store_family,
+    wsd_notes,
 )
 from scalinglab.sweep.information import Target, TargetError
-from scalinglab.sweep.runspec import RunSpec
 from scalinglab.sweep.spec import load_spec
-from scalinglab.sweep.spec_values import DesignSpec, Point, SweepSpec
+from scalinglab.sweep.spec_values import DesignSpec, SweepSpec
 
 __all__ = [
     "TOKENS_PER_PARAM_RANGE",
@@ -156,6 +158,8 @@ class Suggestion:
                         for b in (p.candidate.run.branches if p.candidate.run else ())
                     ],
                     "cost_flops": p.candidate.cost_flops,
+                    # Continues a kept stable-phase checkpoint at this many tokens (0: no).
+                    "resume_tokens": p.candidate.run.resume_tokens if p.candidate.run else 0,
                     "share": p.share,
                     "key": p.candidate.run.key if p.candidate.run else None,
                     "n_layer": p.candidate.run.shape.n_layer if p.candidate.run else None,
@@ -377,13 +381,6 @@ def write_spec(suggestion: Suggestion, path: str | Path) -> SweepSpec:
     return suggestion.spec
 
 
-def _point(run: RunSpec) -> Point:
-    """A chosen run as a ``points`` design's point: with its branch points if it has any."""
-    if run.branches:
-        return (float(run.params), float(run.tokens), tuple(b.branch_tokens for b in run.branches))
-    return (float(run.params), float(run.tokens))
-
-
 def suggest(
     source: str | Path | Runs | pd.DataFrame,
     target: Target | str,
@@ -445,12 +442,12 @@ def suggest(
         raise SuggestError(
             f"step_tokens must be a whole number ≥ 1, got {step_tokens!r}", field="step_tokens"
         )
-    family, sweeps, known, pending = None, [], set(), []
+    family, sweeps, known, pending, kept = None, [], set(), [], pd.DataFrame()
     store_path = None
     if isinstance(source, str | Path) and Path(source).suffix.lower() in STORE_SUFFIXES:
         store_path = Path(source)
         runs = load_runs(store_path)
-        family, sweeps, known, pending = store_family(store_path)
+        family, sweeps, known, pending, kept = store_family(store_path)
     else:
         runs = as_runs(source)
     if spec is not None:
@@ -465,12 +462,8 @@ def suggest(
     if family is not None:
         family = candidate_family(family)
         candidates = family_candidates(family, grid, budget_flops, known, notes)
-        if any(c.branches for c in candidates):
-            notes.append(
-                "WSD: a trunk and its cooldowns are one candidate at their whole cost; a new "
-                "cooldown on a finished trunk costs a new trunk (no stable-phase checkpoint "
-                "is kept)"
-            )
+        candidates += resumed_candidates(family, kept, budget_flops, known)
+        notes += wsd_notes(candidates)
     else:
         candidates = plain_candidates(grid, step_tokens, runs, budget_flops)
     with warnings.catch_warnings(record=True) as caught:
@@ -492,7 +485,7 @@ def suggest(
             budget=replace(family.budget, flops=float(budget_flops), wall_clock_s=None),
             design=DesignSpec(
                 kind="points",
-                points=tuple(_point(r) for r in chosen),
+                points=tuple(design_point(r) for r in chosen),
                 min_steps=family.design.min_steps,
             ),
         )

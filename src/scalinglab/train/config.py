@@ -17,7 +17,7 @@ from scalinglab.counting import TransformerShape
 from scalinglab.errors import ScalingLabError
 from scalinglab.train.schedule import SCHEDULES, Schedule
 
-__all__ = ["DEVICES", "PRECISIONS", "TrainConfig"]
+__all__ = ["CHECKPOINT_NAME", "DEVICES", "PRECISIONS", "STABLE_NAME", "TrainConfig"]
 
 # "bf16": autocast; "bf16-matmul": fp32 tensors with bf16 matmuls in oneDNN (CPU); "auto" times
 # them on a CPU with bf16 units (see scalinglab.train.device).
@@ -32,6 +32,20 @@ _SCHEDULE_FIELDS = {"kind": "schedule", "peak_lr": "lr", "total_steps": "tokens"
 # steps or more is long enough to repay a compile of that order if compiled steps are faster.
 # benchmarks/gpu_train.py measures the step with and without compile on a GPU.
 COMPILE_MIN_STEPS = 1000
+# A run's checkpoint files in its checkpoint folder (scalinglab.train.checkpoints), named here
+# so that the sweep finds them without importing torch.
+CHECKPOINT_NAME = "checkpoint.pt"
+STABLE_NAME = "stable.pt"
+# What a run's length changes but its stable-phase state does not (see stable_phase): the
+# evaluation and logging cadences default to fractions of the run, so they go too.
+_LENGTH_FIELDS = (
+    "tokens",
+    "branch_tokens",
+    "threads",
+    "warmup_tokens",
+    "eval_interval_tokens",
+    "log_interval_tokens",
+)
 
 
 @dataclass(frozen=True)
@@ -228,6 +242,26 @@ class TrainConfig:
                     field="branch_tokens",
                 )
         return tuple(steps)
+
+    def stable_phase(self) -> dict[str, Any]:
+        """What a WSD run's state in its stable phase depends on: the config without its
+        length, branch points, threads and logging cadence, with the warmup in resolved steps.
+
+        Two WSD configs with equal stable phases have the same model and optimiser state at
+        every step up to the earlier of their cooldown starts (:mod:`.checkpoints`).
+
+        Raises
+        ------
+        ValueError
+            The schedule is not WSD (a cosine run's lr depends on its length from step 0).
+        """
+        if self.schedule != "wsd":
+            raise ValueError(f"only a WSD run has a stable phase, not {self.schedule!r}")
+        d = self.to_dict()
+        for name in _LENGTH_FIELDS:
+            d.pop(name)
+        d["warmup_steps"] = self.schedule_for_run().warmup_steps
+        return d
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; :meth:`from_dict` rebuilds an equal config."""

@@ -52,6 +52,9 @@ class TrainResult:
     ``tokens_per_s`` and ``mfu`` use the time spent in training steps of the main run
     (evaluation, checkpoints and branches excluded); ``wall_s`` is the whole call, summed over
     resumptions. ``mfu`` = per-operation FLOP/s over the device's measured peak.
+    ``resumed_tokens``: tokens of the run trained by another run, whose stable-phase
+    checkpoint this one started from (0 when it trained from step 0); its curve, times and
+    speed cover the whole run, that part included.
     """
 
     config: TrainConfig
@@ -69,6 +72,7 @@ class TrainResult:
     precision: str
     wall_s: float
     versions: Mapping[str, str] = field(default_factory=dict)
+    resumed_tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (config included)."""

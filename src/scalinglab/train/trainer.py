@@ -31,32 +31,34 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from scalinglab._version import __version__
 from scalinglab.counting import count_params, flops_per_token
-from scalinglab.errors import ScalingLabError
 from scalinglab.outputs import check_output
+from scalinglab.train.checkpoints import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    STABLE_NAME,
+    save_state,
+    starting_state,
+)
 from scalinglab.train.config import TrainConfig
 from scalinglab.train.corpus import Corpus, load_corpus
 from scalinglab.train.device import Runtime, default_threads, resolve_runtime
 from scalinglab.train.model import GPT, GPTConfig
 from scalinglab.train.results import BranchResult, CurvePoint, TrainResult
 
-__all__ = ["train"]
+__all__ = ["CHECKPOINT_NAME", "STABLE_NAME", "train"]
 
-CHECKPOINT_NAME = "checkpoint.pt"
-_CHECKPOINT_FORMAT = 1
 _EVAL_WINDOW_SEED = 0x5CA1E  # fixed: every run of a sweep validates on the same windows
 
 
@@ -263,24 +265,6 @@ def _optimizer(model: GPT, config: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), fused=True)
 
 
-def _save(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically: a temporary file in the same folder, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # make the rename itself durable
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
 def _versions() -> dict[str, str]:
     return {
         "torch": str(torch.__version__),
@@ -295,6 +279,7 @@ def train(
     *,
     checkpoint_dir: Path | str | None = None,
     on_progress: Callable[[CurvePoint], None] | None = None,
+    resume_from: Path | str | None = None,
 ) -> TrainResult:
     """Train the model ``config`` describes and return its curve and final validation loss.
 
@@ -303,11 +288,16 @@ def train(
     config
         The run.
     checkpoint_dir
-        Where to keep ``checkpoint.pt``, written atomically at every evaluation. If it holds a
-        checkpoint of this config, training resumes from it; if that run had finished, its
-        result is returned without training.
+        Where to keep ``checkpoint.pt``, written atomically at every evaluation, and for a WSD
+        run ``stable.pt``, its state at the end of its stable phase (:mod:`.checkpoints`). If
+        it holds a checkpoint of this config, training resumes from it; if that run had
+        finished, its result is returned without training.
     on_progress
         Called with every new curve point (about 100 per run, plus evaluations).
+    resume_from
+        A ``stable.pt`` of another WSD run with this run's stable phase, at or before this
+        run's cooldown start: training starts from it instead of from step 0 (when
+        ``checkpoint_dir`` holds no checkpoint of this run yet).
 
     Returns
     -------
@@ -316,12 +306,12 @@ def train(
     Raises
     ------
     ValueError
-        If the corpus vocabulary exceeds the model's, the device is unavailable, or the
-        checkpoint belongs to another config.
+        If the corpus vocabulary exceeds the model's, the device is unavailable, the
+        checkpoint belongs to another config, or ``resume_from`` cannot start this run.
     """
     previous_threads = torch.get_num_threads()
     try:
-        return _train(config, checkpoint_dir, on_progress)
+        return _train(config, checkpoint_dir, on_progress, resume_from)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -330,27 +320,17 @@ def _train(
     config: TrainConfig,
     checkpoint_dir: Path | str | None,
     on_progress: Callable[[CurvePoint], None] | None,
+    resume_from: Path | str | None,
 ) -> TrainResult:
     t_start = time.perf_counter()
     if checkpoint_dir is not None:  # a file, or a folder we cannot write: refused before training
         check_output(checkpoint_dir, field="checkpoint_dir", folder=True)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    state: dict[str, Any] | None = None
-    if ckpt_path is not None and ckpt_path.exists():
-        try:
-            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-            theirs = {k: v for k, v in state["config"].items() if k != "threads"}
-        except Exception as exc:  # torch raises many types for a damaged or foreign file
-            raise ScalingLabError(
-                f"{ckpt_path}: not a scalinglab checkpoint ({type(exc).__name__}); move it away "
-                "to train from scratch",
-                field="checkpoint_dir",
-            ) from None
-        mine = {k: v for k, v in config.to_dict().items() if k != "threads"}
-        if mine != theirs:
-            raise ValueError(f"{ckpt_path} holds a checkpoint of a different config")
-        if state.get("done"):
-            return TrainResult.from_dict(state["result"])
+    state = starting_state(config, ckpt_path, resume_from)
+    if state is not None and state.get("done"):
+        return TrainResult.from_dict(state["result"])
+    resumed_tokens = int(state.get("resumed_tokens", 0)) if state else 0
+    stable_path = ckpt_path.with_name(STABLE_NAME) if ckpt_path is not None else None
 
     corpus = load_corpus(
         config.corpus,
@@ -372,6 +352,8 @@ def _train(
     eval_every = max(1, round((config.eval_interval_tokens or total * tps / 10) / tps))
     log_every = max(1, round((config.log_interval_tokens or total * tps / 100) / tps))
     branch_steps = config.branch_steps()
+    # WSD: the last step of the stable phase; the state before it is kept (see .checkpoints).
+    stable_end = schedule.cooldown_start if schedule.kind == "wsd" else -1
 
     device_type = config.device.split(":")[0]
     threads = config.threads or default_threads()
@@ -416,14 +398,16 @@ def _train(
         def wall() -> float:
             return wall_before + time.perf_counter() - t_start
 
-        def checkpoint(done: bool = False, result: TrainResult | None = None) -> None:
-            if ckpt_path is None:
+        def checkpoint(
+            done: bool = False, result: TrainResult | None = None, path: Path | None = ckpt_path
+        ) -> None:
+            if path is None:
                 return
-            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-            _save(
-                ckpt_path,
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_state(
+                path,
                 {
-                    "format": _CHECKPOINT_FORMAT,
+                    "format": CHECKPOINT_FORMAT,
                     "config": config.to_dict(),
                     "step": step,
                     "model": model.state_dict(),
@@ -437,6 +421,8 @@ def _train(
                     "curve": [dataclasses.asdict(p) for p in curve],
                     "branches": [dataclasses.asdict(b) for b in branches],
                     "precision": runtime.precision,
+                    "resumed_tokens": resumed_tokens,
+                    "stable": path == stable_path,
                     "done": done,
                     "result": result.to_dict() if result is not None else None,
                 },
@@ -476,6 +462,8 @@ def _train(
                 branches.append(run_branch(step))
                 checkpoint()
                 segment = time.perf_counter()
+            if step == stable_end and stable_path is not None and not stable_path.exists():
+                checkpoint(path=stable_path)  # once: the state every longer run shares
             lr = schedule.lr(step)
             loss_sum += stepper(*batches(step), lr)
             n_summed += 1
@@ -528,6 +516,7 @@ def _train(
             precision=runtime.precision,
             wall_s=wall(),
             versions=_versions(),
+            resumed_tokens=resumed_tokens,
         )
         checkpoint(done=True, result=result)
         return result
