@@ -410,12 +410,11 @@ def report(pred: pd.DataFrame, alloc: pd.DataFrame, procs: Sequence[str], defaul
     if not alloc.empty:
         print("\nAllocation: |log10| error of the planned N_opt against the set's optimum")
         print(fmt(allocation(alloc)))
-    if not {default, FALLBACK} <= set(procs):
+    missing = [p for p in dict.fromkeys((FALLBACK, default)) if p not in procs]
+    if missing:
         # The choice falls back to the published recipe, and calibrates the default's intervals:
         # without their predictions neither can be made.
-        print(
-            f"\nDefault and leave-one-set-out: need {FALLBACK} and {default} among the procedures"
-        )
+        print(f"\nDefault and leave-one-set-out: need {' and '.join(missing)} among the procedures")
     else:
         _choice_tables(pred, alloc, procs, default)
     if "gpt3" in set(pred["set"]):
