@@ -32,12 +32,15 @@ extreme; 200 cost a fit about 20 % more.)
 
 Choices made by looking at this benchmark are re-made on half of it and checked on the other:
 half A (choose) is Chinchilla and the 8 Porian configurations of even index in sorted order,
-half B (check) the 7 of odd index. Two choices were made so, and the benchmark reruns the
-rejected option beside the kept one and prints both by half:
+half B (check) the 7 of odd index (``--half`` runs one). Two choices were made so, and the
+benchmark reruns the rejected option beside the kept one and prints both by half:
 
 - the D/N band of suggest's candidates, (5, 200) against none (every run of the pool);
 - ranking candidates with the bootstrap ensemble's covariance (what a fit with a bootstrap
-  gives ``choose_runs``) against the Fisher covariance.
+  gives ``choose_runs``) against the Fisher covariance, and against three rankings tried for
+  the Porian shortfall and rejected on half A (``adaptive_rankings.py``): the target's sandwich
+  (robust, leverage-aware) variance, the ensemble's own predictions (an ensemble Kalman update),
+  and the ensemble with a new run's noise in the ensemble's units.
 
 It also prints what the measurement of why suggest falls short on Porian needs: over every
 suggest round, the width ratio the suggestion predicted (its Fisher sd after / now) against the
@@ -46,8 +49,8 @@ the lower budgets; how much IsoFLOP's own width shrinks over its last doubling o
 wrong the law is across a Porian pool's budgets (mean residual per budget, and the target error
 of the law fitted to all budgets against the upper half only).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/adaptive_design.py [--configs 4] \
-        [--no-alternatives] [--json out.json]
+    PYTHONPATH=src .venv/bin/python benchmarks/adaptive_design.py [--configs 4] [--half A] \
+        [--no-alternatives | --alternative NAME ...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from adaptive_rankings import ranking
 
 from scalinglab import Fit, fit, load_runs
 from scalinglab.sweep import information as info
@@ -110,10 +114,17 @@ class Variant:
     name: str
     band: bool = True
     ensemble: bool = True
+    rank: str = "ensemble"
 
 
 KEPT = Variant("suggest")
-ALTERNATIVES = (Variant("no band", band=False), Variant("Fisher rank", ensemble=False))
+ALTERNATIVES = (
+    Variant("no band", band=False),
+    Variant("Fisher rank", ensemble=False),
+    Variant("sandwich rank", rank="sandwich"),
+    Variant("matched ensemble", rank="matched"),
+    Variant("ensemble members", rank="members"),
+)
 
 
 def _chinchilla() -> Case:
@@ -219,9 +230,10 @@ def _suggest(
             for i in free
         ]
         ranked_by = fitted if variant.ensemble else replace(fitted, bootstrap_params=None)
-        s = choose_runs(
-            ranked_by, runs, case.target, min(total / ROUNDS, total - spent), cands, k=K
-        )
+        with ranking(variant.rank, ranked_by, runs, case.target, [c.points[0] for c in cands]):
+            s = choose_runs(
+                ranked_by, runs, case.target, min(total / ROUNDS, total - spent), cands, k=K
+            )
         if not s.proposals:
             break
         index = {(c.params, c.tokens): i for c, i in zip(cands, free, strict=True)}
@@ -308,7 +320,7 @@ def _met(curve: list[tuple[float, float, float]], iso: list[tuple[float, float, 
     return any(c[0] <= total / 2 and c[1] <= w_iso and c[2] <= e_iso for c in curve)
 
 
-def run_case(case: Case, alternatives: bool = True) -> dict:
+def run_case(case: Case, alternatives: tuple[Variant, ...] = ALTERNATIVES) -> dict:
     t0 = time.perf_counter()
     iso = _isoflop(case)
     total, w_iso, e_iso = iso[-1]
@@ -324,7 +336,7 @@ def run_case(case: Case, alternatives: bool = True) -> dict:
     rnd_half = np.mean([_at(r, total / 2) for r in rnd], axis=0)
     rnd_full = np.mean([r[-1][1:] for r in rnd], axis=0)
     others = {}
-    for variant in ALTERNATIVES if alternatives else ():
+    for variant in alternatives:
         curve, _ = _suggest(case, total, variant)
         others[variant.name] = {
             "met": _met(curve, iso),
@@ -394,9 +406,12 @@ def _summary(rows: list[dict]) -> None:
         f"{sum(e < 1 for e in equal)}/{len(rows)}, median width ratio {np.median(equal):.2f}"
     )
     own = [r["isoflop_half_width"] / r["isoflop_width"] for r in rows]
+    chin = [o for o, r in zip(own, rows, strict=True) if r["case"] == "chinchilla"]
+    own = [o for o, r in zip(own, rows, strict=True) if r["case"] != "chinchilla"]
     print(
-        f"IsoFLOP's own width at ½ its compute / at all of it: chinchilla {own[0]:.2f}, "
-        f"porian median {np.median(own[1:]) if len(own) > 1 else float('nan'):.2f} (the "
+        f"IsoFLOP's own width at ½ its compute / at all of it: chinchilla "
+        f"{chin[0] if chin else float('nan'):.2f}, "
+        f"porian median {np.median(own) if own else float('nan'):.2f} (the "
         "factor by which a design must beat IsoFLOP at equal compute to meet the target)"
     )
     rules = [rule for r in rows for rule in r["rules"]]
@@ -406,7 +421,7 @@ def _summary(rows: list[dict]) -> None:
         f"{np.median([r['low_runs'] for r in rows]):.0%} of its runs, "
         f"{np.median([r['low_flops'] for r in rows]):.1%} of its compute"
     )
-    porian = rows[1:]
+    porian = [r for r in rows if r["case"] != "chinchilla"]
     if porian:
         print(
             "the law fitted to a Porian pool's every budget: largest mean log residual of one "
@@ -436,22 +451,32 @@ def main() -> None:
         "--no-alternatives", action="store_true", help="skip the rejected options' reruns"
     )
     parser.add_argument("--json", type=Path, help="write every curve here")
+    parser.add_argument("--half", choices=("A", "B"), help="run one half only")
+    parser.add_argument(
+        "--alternative", action="append", help="rerun only this rejected option (repeatable)"
+    )
     args = parser.parse_args()
+    alternatives = tuple(
+        v
+        for v in ALTERNATIVES
+        if not args.no_alternatives and (not args.alternative or v.name in args.alternative)
+    )
     porian = pd.read_csv(DATA / "porian_isoflop" / "porian_isoflop_points.csv")
     configs = sorted(porian["config"].unique())
     cases = [_chinchilla()] + [
         _porian(c, porian, "AB"[i % 2]) for i, c in enumerate(configs[: args.configs])
     ]
+    cases = [c for c in cases if args.half in (None, c.half)]
     t0, cpu0 = time.perf_counter(), time.process_time()
     rows = []
     head = (
         f"{'case':40s} {'½'} {'iso width':>9s} {'iso err':>8s} | {'sugg reach':>10s} "
         f"{'err then':>8s} | width@½: {'sugg':>6s} {'iso':>6s} {'rand':>6s} | err@½: "
-        f"{'sugg':>6s} {'rand':>6s} | met (no band, Fisher rank)"
+        f"{'sugg':>6s} {'rand':>6s} | met ({', '.join(v.name for v in alternatives)})"
     )
     print(head)
     for case in cases:
-        r = run_case(case, alternatives=not args.no_alternatives)
+        r = run_case(case, alternatives)
         rows.append(r)
         reach = (
             "never"
@@ -469,10 +494,11 @@ def main() -> None:
             flush=True,
         )
     met = sum(r["met"] for r in rows)
-    porian_met = sum(r["met"] for r in rows[1:])
+    porian = [r["met"] for r in rows if r["case"] != "chinchilla"]
+    chinchilla = ["yes" if r["met"] else "no" for r in rows if r["case"] == "chinchilla"]
     print(
-        f"\ntarget met: {met}/{len(rows)} (chinchilla: {'yes' if rows[0]['met'] else 'no'}; "
-        f"porian {porian_met}/{len(rows) - 1}); {time.perf_counter() - t0:.0f} s wall, "
+        f"\ntarget met: {met}/{len(rows)} (chinchilla: {chinchilla[0] if chinchilla else '-'}; "
+        f"porian {sum(porian)}/{len(porian)}); {time.perf_counter() - t0:.0f} s wall, "
         f"{time.process_time() - cpu0:.0f} s CPU"
     )
     ratio = [r["suggest_half_width"] / r["isoflop_width"] for r in rows]
