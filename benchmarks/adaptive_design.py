@@ -169,6 +169,16 @@ def _porian(config: str, frame: pd.DataFrame, half: str) -> Case:
     )
 
 
+def load_cases(configs: int = 15, half: str | None = None) -> list[Case]:
+    """Chinchilla and the first ``configs`` Porian configurations (of ``half`` only, if given)."""
+    porian = pd.read_csv(DATA / "porian_isoflop" / "porian_isoflop_points.csv")
+    names = sorted(porian["config"].unique())
+    cases = [_chinchilla()] + [
+        _porian(c, porian, "AB"[i % 2]) for i, c in enumerate(names[:configs])
+    ]
+    return [c for c in cases if half in (None, c.half)]
+
+
 def _seed(pool: pd.DataFrame) -> np.ndarray:
     """SEED_RUNS runs of the two lowest levels, evenly spread in log N."""
     low = pool[pool["level"].isin(sorted(pool["level"].unique())[:2])].sort_values("params")
@@ -176,7 +186,7 @@ def _seed(pool: pd.DataFrame) -> np.ndarray:
     return low.index.to_numpy()[picks]
 
 
-def _measure(case: Case, chosen: np.ndarray) -> tuple[float, float, object]:
+def measure(case: Case, chosen: np.ndarray) -> tuple[float, float, object]:
     """Width of the target's 95 % bootstrap interval (relative) and its actual error.
 
     The width is the fit engine's own (percentile bootstrap by run), not the delta method that
@@ -194,19 +204,28 @@ def _measure(case: Case, chosen: np.ndarray) -> tuple[float, float, object]:
     return (hi - lo) / value, abs(value - case.truth) / case.truth, (fitted, runs)
 
 
+def iso_points(case: Case, level: float) -> list[int]:
+    """The IsoFLOP design's runs at ``level``: the nearest to each of its 5 sizes, in order."""
+    at = case.runs[case.runs["level"] == level]
+    n_star = np.sqrt(level / (6.0 * 20.0))
+    out: list[int] = []
+    for target in n_star * 10.0 ** np.linspace(-0.5, 0.5, 5):
+        i = int((np.log(at["params"] / target)).abs().idxmin())
+        if i not in out:
+            out.append(i)
+    return out
+
+
 def _isoflop(case: Case) -> list[tuple[float, float, float]]:
     chosen = list(case.seed)
-    out = [(0.0, *_measure(case, np.array(chosen))[:2])]
+    out = [(0.0, *measure(case, np.array(chosen))[:2])]
     spent = 0.0
     for level in sorted(case.runs["level"].unique()):
-        at = case.runs[case.runs["level"] == level]
-        n_star = np.sqrt(level / (6.0 * 20.0))
-        for target in n_star * 10.0 ** np.linspace(-0.5, 0.5, 5):
-            i = int((np.log(at["params"] / target)).abs().idxmin())
+        for i in iso_points(case, level):
             if i not in chosen:
                 chosen.append(i)
                 spent += float(case.runs.loc[i, "flops"])
-        out.append((spent, *_measure(case, np.array(chosen))[:2]))
+        out.append((spent, *measure(case, np.array(chosen))[:2]))
     return out
 
 
@@ -216,7 +235,7 @@ def _suggest(
     """The suggest curve and, per round, (predicted, realised) width ratio; ``record`` gets
     the runs bought (pool indices) and each round's rule."""
     chosen = list(case.seed)
-    width, error, (fitted, runs) = _measure(case, np.array(chosen))
+    width, error, (fitted, runs) = measure(case, np.array(chosen))
     out, rounds, rules, spent = [(0.0, width, error)], [], [], 0.0
     allowed = case.in_band if variant.band else set(case.runs.index)
     while spent < total * 0.999:
@@ -241,7 +260,7 @@ def _suggest(
             chosen.append(index[(p.candidate.params, p.candidate.tokens)])
             spent += p.candidate.cost_flops
         before = width
-        width, error, (fitted, runs) = _measure(case, np.array(chosen))
+        width, error, (fitted, runs) = measure(case, np.array(chosen))
         out.append((spent, width, error))
         if s.sd_now > 0 and before > 0:
             rounds.append((s.sd_after / s.sd_now, width / before, _ensemble_ratio(ranked_by, s)))
@@ -255,7 +274,7 @@ def _random(case: Case, total: float, seed: int) -> list[tuple[float, float, flo
     rng = np.random.default_rng(seed)
     order = [i for i in rng.permutation(case.runs.index) if i not in case.seed]
     chosen, spent = list(case.seed), 0.0
-    out = [(0.0, *_measure(case, np.array(chosen))[:2])]
+    out = [(0.0, *measure(case, np.array(chosen))[:2])]
     for _ in range(ROUNDS):
         budget = min(total / ROUNDS, total - spent)
         for i in list(order):
@@ -265,7 +284,7 @@ def _random(case: Case, total: float, seed: int) -> list[tuple[float, float, flo
                 order.remove(i)
                 spent += cost
                 budget -= cost
-        out.append((spent, *_measure(case, np.array(chosen))[:2]))
+        out.append((spent, *measure(case, np.array(chosen))[:2]))
     return out
 
 
@@ -461,12 +480,7 @@ def main() -> None:
         for v in ALTERNATIVES
         if not args.no_alternatives and (not args.alternative or v.name in args.alternative)
     )
-    porian = pd.read_csv(DATA / "porian_isoflop" / "porian_isoflop_points.csv")
-    configs = sorted(porian["config"].unique())
-    cases = [_chinchilla()] + [
-        _porian(c, porian, "AB"[i % 2]) for i, c in enumerate(configs[: args.configs])
-    ]
-    cases = [c for c in cases if args.half in (None, c.half)]
+    cases = load_cases(args.configs, args.half)
     t0, cpu0 = time.perf_counter(), time.process_time()
     rows = []
     head = (

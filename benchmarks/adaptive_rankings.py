@@ -17,8 +17,8 @@ nothing else: the same candidates, budget, k, the two greedy passes and the Fish
 - ``matched``: the kept ensemble rule with a new run's noise inflated to the ensemble's units:
   σ²c, c = gᵀΣ_ens g / gᵀΣ_Fisher g (the ensemble is wider than Fisher by c along the target).
 
-Kept out of ``src``: each was measured worse than, or no better than, the kept rule on the
-benchmark's half A (README, "sweep suggest").
+Kept out of ``src``: none met the issue's target on more data sets than the kept rule on both
+halves of the benchmark (README, "sweep suggest"), so none replaced it.
 """
 
 from __future__ import annotations
