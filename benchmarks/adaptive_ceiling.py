@@ -27,10 +27,11 @@ import time
 
 import numpy as np
 import pandas as pd
-from adaptive_design import Case, _ensemble, iso_points, load_cases, measure
+from adaptive_cases import Case, iso_points, load_cases, measure
 from adaptive_rankings import Sandwich
 
 from scalinglab.sweep import information as info
+from scalinglab.sweep.suggest import _ensemble
 
 DESIGNS = ("iso half", "top only", "top3+below", "two below")
 
