@@ -32,12 +32,15 @@ extreme; 200 cost a fit about 20 % more.)
 
 Choices made by looking at this benchmark are re-made on half of it and checked on the other:
 half A (choose) is Chinchilla and the 8 Porian configurations of even index in sorted order,
-half B (check) the 7 of odd index. Two choices were made so, and the benchmark reruns the
-rejected option beside the kept one and prints both by half:
+half B (check) the 7 of odd index (``--half`` runs one). Two choices were made so, and the
+benchmark reruns the rejected option beside the kept one and prints both by half:
 
 - the D/N band of suggest's candidates, (5, 200) against none (every run of the pool);
 - ranking candidates with the bootstrap ensemble's covariance (what a fit with a bootstrap
-  gives ``choose_runs``) against the Fisher covariance.
+  gives ``choose_runs``) against the Fisher covariance, and against three rankings tried for
+  the Porian shortfall and rejected on half A (``adaptive_rankings.py``): the target's sandwich
+  (robust, leverage-aware) variance, the ensemble's own predictions (an ensemble Kalman update),
+  and the ensemble with a new run's noise in the ensemble's units.
 
 It also prints what the measurement of why suggest falls short on Porian needs: over every
 suggest round, the width ratio the suggestion predicted (its Fisher sd after / now) against the
@@ -46,8 +49,8 @@ the lower budgets; how much IsoFLOP's own width shrinks over its last doubling o
 wrong the law is across a Porian pool's budgets (mean residual per budget, and the target error
 of the law fitted to all budgets against the upper half only).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/adaptive_design.py [--configs 4] \
-        [--no-alternatives] [--json out.json]
+    PYTHONPATH=src .venv/bin/python benchmarks/adaptive_design.py [--configs 4] [--half A] \
+        [--no-alternatives | --alternative NAME ...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -60,47 +63,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from adaptive_cases import FIT, Case, iso_points, load_cases, measure
+from adaptive_rankings import ranking
 
 from scalinglab import Fit, fit, load_runs
 from scalinglab.sweep import information as info
-from scalinglab.sweep.suggest import (
-    TOKENS_PER_PARAM_RANGE,
-    Candidate,
-    Suggestion,
-    Target,
-    _add_runs,
-    _ensemble,
-    choose_runs,
-)
+from scalinglab.sweep.suggest import Candidate, Suggestion, _add_runs, _ensemble, choose_runs
 
-HERE = Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "data"
-CHINCHILLA_LEVELS = np.array([6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21])
 ROUNDS = 8  # suggest/random round budget = IsoFLOP total / ROUNDS
 K = 4
-SEED_RUNS = 8
 RANDOM_DRAWS = 2
-# A fit per round: fewer refined starts than the CLI's default (same optimum on these data,
-# checked by the objective values printed with --check) to keep the benchmark to minutes.
-FIT = {"refine": 8, "bootstrap": 200}
-
-
-@dataclass
-class Case:
-    name: str
-    runs: pd.DataFrame  # the pool: params, tokens, flops, loss, level
-    seed: np.ndarray  # indices into runs
-    target: Target
-    truth: float
-    half: str = "A"  # A: choices made here; B: checked here
-
-    @property
-    def in_band(self) -> set[int]:
-        """Runs suggest may choose: D/N inside the band its own candidate grid spans."""
-        ratio = self.runs["tokens"] / self.runs["params"]
-        lo, hi = TOKENS_PER_PARAM_RANGE
-        return set(self.runs.index[(ratio >= lo) & (ratio <= hi)])
 
 
 @dataclass(frozen=True)
@@ -110,92 +82,29 @@ class Variant:
     name: str
     band: bool = True
     ensemble: bool = True
+    rank: str = "ensemble"
 
 
 KEPT = Variant("suggest")
-ALTERNATIVES = (Variant("no band", band=False), Variant("Fisher rank", ensemble=False))
-
-
-def _chinchilla() -> Case:
-    frame = pd.read_csv(DATA / "chinchilla_epoch" / "chinchilla_epoch_nd.csv")
-    frame = frame[frame["in_epoch_fit"]].rename(
-        columns={"N": "params", "D": "tokens", "C": "flops"}
-    )
-    held = frame[frame["flops"] > 2e21]
-    best = held.loc[held["loss"].idxmin()]
-    # Truth: the law fitted to all 240 runs (held-out ones included) at the target; one
-    # digitised run's loss is noisier than the designs' differences.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        everything = fit("chinchilla", load_runs(frame[["params", "tokens", "flops", "loss"]]))
-    truth = float(everything.predict(params=best["params"], tokens=best["tokens"]))
-    pool = frame[frame["flops"] <= 2e21].reset_index(drop=True)
-    nearest = np.abs(np.log(pool["flops"].to_numpy()[:, None] / CHINCHILLA_LEVELS)).argmin(axis=1)
-    pool["level"] = CHINCHILLA_LEVELS[nearest]
-    return Case(
-        "chinchilla",
-        pool[["params", "tokens", "flops", "loss", "level"]],
-        _seed(pool),
-        Target.predict(float(best["params"]), float(best["tokens"])),
-        truth,
-    )
-
-
-def _porian(config: str, frame: pd.DataFrame, half: str) -> Case:
-    g = frame[frame["config"] == config].rename(columns={"N": "params", "D": "tokens"})
-    top = g["flops"].max()
-    opt = g[g["flops"] == top].iloc[0]
-    pool = g[g["flops"] < top].copy()
-    pool["level"] = pool["flops"]
-    pool = pool[["params", "tokens", "flops", "loss", "level"]].reset_index(drop=True)
-    return Case(
-        config,
-        pool,
-        _seed(pool),
-        Target.predict(float(opt["N_opt_paper"]), float(opt["D_opt_paper"])),
-        float(opt["loss_opt_paper"]),
-        half,
-    )
-
-
-def _seed(pool: pd.DataFrame) -> np.ndarray:
-    """SEED_RUNS runs of the two lowest levels, evenly spread in log N."""
-    low = pool[pool["level"].isin(sorted(pool["level"].unique())[:2])].sort_values("params")
-    picks = np.unique(np.linspace(0, len(low) - 1, SEED_RUNS).round().astype(int))
-    return low.index.to_numpy()[picks]
-
-
-def _measure(case: Case, chosen: np.ndarray) -> tuple[float, float, object]:
-    """Width of the target's 95 % bootstrap interval (relative) and its actual error.
-
-    The width is the fit engine's own (percentile bootstrap by run), not the delta method that
-    suggest chooses with: a degenerate fit can have a tiny delta-method width, and the measure
-    must not favour the design that optimises it.
-    """
-    runs = load_runs(case.runs.iloc[np.sort(chosen)][["params", "tokens", "flops", "loss"]])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fitted = fit("chinchilla", runs, **FIT)
-    point = {"params": case.target.params, "tokens": case.target.tokens}
-    value = float(fitted.predict(**point))
-    boot = np.exp(fitted.log_predict_bootstrap(**point))
-    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
-    return (hi - lo) / value, abs(value - case.truth) / case.truth, (fitted, runs)
+ALTERNATIVES = (
+    Variant("no band", band=False),
+    Variant("Fisher rank", ensemble=False),
+    Variant("sandwich rank", rank="sandwich"),
+    Variant("matched ensemble", rank="matched"),
+    Variant("ensemble members", rank="members"),
+)
 
 
 def _isoflop(case: Case) -> list[tuple[float, float, float]]:
     chosen = list(case.seed)
-    out = [(0.0, *_measure(case, np.array(chosen))[:2])]
+    out = [(0.0, *measure(case, np.array(chosen))[:2])]
     spent = 0.0
     for level in sorted(case.runs["level"].unique()):
-        at = case.runs[case.runs["level"] == level]
-        n_star = np.sqrt(level / (6.0 * 20.0))
-        for target in n_star * 10.0 ** np.linspace(-0.5, 0.5, 5):
-            i = int((np.log(at["params"] / target)).abs().idxmin())
+        for i in iso_points(case, level):
             if i not in chosen:
                 chosen.append(i)
                 spent += float(case.runs.loc[i, "flops"])
-        out.append((spent, *_measure(case, np.array(chosen))[:2]))
+        out.append((spent, *measure(case, np.array(chosen))[:2]))
     return out
 
 
@@ -205,7 +114,7 @@ def _suggest(
     """The suggest curve and, per round, (predicted, realised) width ratio; ``record`` gets
     the runs bought (pool indices) and each round's rule."""
     chosen = list(case.seed)
-    width, error, (fitted, runs) = _measure(case, np.array(chosen))
+    width, error, (fitted, runs) = measure(case, np.array(chosen))
     out, rounds, rules, spent = [(0.0, width, error)], [], [], 0.0
     allowed = case.in_band if variant.band else set(case.runs.index)
     while spent < total * 0.999:
@@ -219,9 +128,10 @@ def _suggest(
             for i in free
         ]
         ranked_by = fitted if variant.ensemble else replace(fitted, bootstrap_params=None)
-        s = choose_runs(
-            ranked_by, runs, case.target, min(total / ROUNDS, total - spent), cands, k=K
-        )
+        with ranking(variant.rank, ranked_by, runs, case.target, [c.points[0] for c in cands]):
+            s = choose_runs(
+                ranked_by, runs, case.target, min(total / ROUNDS, total - spent), cands, k=K
+            )
         if not s.proposals:
             break
         index = {(c.params, c.tokens): i for c, i in zip(cands, free, strict=True)}
@@ -229,7 +139,7 @@ def _suggest(
             chosen.append(index[(p.candidate.params, p.candidate.tokens)])
             spent += p.candidate.cost_flops
         before = width
-        width, error, (fitted, runs) = _measure(case, np.array(chosen))
+        width, error, (fitted, runs) = measure(case, np.array(chosen))
         out.append((spent, width, error))
         if s.sd_now > 0 and before > 0:
             rounds.append((s.sd_after / s.sd_now, width / before, _ensemble_ratio(ranked_by, s)))
@@ -243,7 +153,7 @@ def _random(case: Case, total: float, seed: int) -> list[tuple[float, float, flo
     rng = np.random.default_rng(seed)
     order = [i for i in rng.permutation(case.runs.index) if i not in case.seed]
     chosen, spent = list(case.seed), 0.0
-    out = [(0.0, *_measure(case, np.array(chosen))[:2])]
+    out = [(0.0, *measure(case, np.array(chosen))[:2])]
     for _ in range(ROUNDS):
         budget = min(total / ROUNDS, total - spent)
         for i in list(order):
@@ -253,7 +163,7 @@ def _random(case: Case, total: float, seed: int) -> list[tuple[float, float, flo
                 order.remove(i)
                 spent += cost
                 budget -= cost
-        out.append((spent, *_measure(case, np.array(chosen))[:2]))
+        out.append((spent, *measure(case, np.array(chosen))[:2]))
     return out
 
 
@@ -308,7 +218,7 @@ def _met(curve: list[tuple[float, float, float]], iso: list[tuple[float, float, 
     return any(c[0] <= total / 2 and c[1] <= w_iso and c[2] <= e_iso for c in curve)
 
 
-def run_case(case: Case, alternatives: bool = True) -> dict:
+def run_case(case: Case, alternatives: tuple[Variant, ...] = ALTERNATIVES) -> dict:
     t0 = time.perf_counter()
     iso = _isoflop(case)
     total, w_iso, e_iso = iso[-1]
@@ -324,7 +234,7 @@ def run_case(case: Case, alternatives: bool = True) -> dict:
     rnd_half = np.mean([_at(r, total / 2) for r in rnd], axis=0)
     rnd_full = np.mean([r[-1][1:] for r in rnd], axis=0)
     others = {}
-    for variant in ALTERNATIVES if alternatives else ():
+    for variant in alternatives:
         curve, _ = _suggest(case, total, variant)
         others[variant.name] = {
             "met": _met(curve, iso),
@@ -394,9 +304,12 @@ def _summary(rows: list[dict]) -> None:
         f"{sum(e < 1 for e in equal)}/{len(rows)}, median width ratio {np.median(equal):.2f}"
     )
     own = [r["isoflop_half_width"] / r["isoflop_width"] for r in rows]
+    chin = [o for o, r in zip(own, rows, strict=True) if r["case"] == "chinchilla"]
+    own = [o for o, r in zip(own, rows, strict=True) if r["case"] != "chinchilla"]
     print(
-        f"IsoFLOP's own width at ½ its compute / at all of it: chinchilla {own[0]:.2f}, "
-        f"porian median {np.median(own[1:]) if len(own) > 1 else float('nan'):.2f} (the "
+        f"IsoFLOP's own width at ½ its compute / at all of it: chinchilla "
+        f"{chin[0] if chin else float('nan'):.2f}, "
+        f"porian median {np.median(own) if own else float('nan'):.2f} (the "
         "factor by which a design must beat IsoFLOP at equal compute to meet the target)"
     )
     rules = [rule for r in rows for rule in r["rules"]]
@@ -406,7 +319,7 @@ def _summary(rows: list[dict]) -> None:
         f"{np.median([r['low_runs'] for r in rows]):.0%} of its runs, "
         f"{np.median([r['low_flops'] for r in rows]):.1%} of its compute"
     )
-    porian = rows[1:]
+    porian = [r for r in rows if r["case"] != "chinchilla"]
     if porian:
         print(
             "the law fitted to a Porian pool's every budget: largest mean log residual of one "
@@ -436,22 +349,27 @@ def main() -> None:
         "--no-alternatives", action="store_true", help="skip the rejected options' reruns"
     )
     parser.add_argument("--json", type=Path, help="write every curve here")
+    parser.add_argument("--half", choices=("A", "B"), help="run one half only")
+    parser.add_argument(
+        "--alternative", action="append", help="rerun only this rejected option (repeatable)"
+    )
     args = parser.parse_args()
-    porian = pd.read_csv(DATA / "porian_isoflop" / "porian_isoflop_points.csv")
-    configs = sorted(porian["config"].unique())
-    cases = [_chinchilla()] + [
-        _porian(c, porian, "AB"[i % 2]) for i, c in enumerate(configs[: args.configs])
-    ]
+    alternatives = tuple(
+        v
+        for v in ALTERNATIVES
+        if not args.no_alternatives and (not args.alternative or v.name in args.alternative)
+    )
+    cases = load_cases(args.configs, args.half)
     t0, cpu0 = time.perf_counter(), time.process_time()
     rows = []
     head = (
         f"{'case':40s} {'½'} {'iso width':>9s} {'iso err':>8s} | {'sugg reach':>10s} "
         f"{'err then':>8s} | width@½: {'sugg':>6s} {'iso':>6s} {'rand':>6s} | err@½: "
-        f"{'sugg':>6s} {'rand':>6s} | met (no band, Fisher rank)"
+        f"{'sugg':>6s} {'rand':>6s} | met ({', '.join(v.name for v in alternatives)})"
     )
     print(head)
     for case in cases:
-        r = run_case(case, alternatives=not args.no_alternatives)
+        r = run_case(case, alternatives)
         rows.append(r)
         reach = (
             "never"
@@ -469,10 +387,11 @@ def main() -> None:
             flush=True,
         )
     met = sum(r["met"] for r in rows)
-    porian_met = sum(r["met"] for r in rows[1:])
+    porian = [r["met"] for r in rows if r["case"] != "chinchilla"]
+    chinchilla = ["yes" if r["met"] else "no" for r in rows if r["case"] == "chinchilla"]
     print(
-        f"\ntarget met: {met}/{len(rows)} (chinchilla: {'yes' if rows[0]['met'] else 'no'}; "
-        f"porian {porian_met}/{len(rows) - 1}); {time.perf_counter() - t0:.0f} s wall, "
+        f"\ntarget met: {met}/{len(rows)} (chinchilla: {chinchilla[0] if chinchilla else '-'}; "
+        f"porian {sum(porian)}/{len(porian)}); {time.perf_counter() - t0:.0f} s wall, "
         f"{time.process_time() - cpu0:.0f} s CPU"
     )
     ratio = [r["suggest_half_width"] / r["isoflop_width"] for r in rows]
