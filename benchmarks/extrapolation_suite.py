@@ -53,13 +53,15 @@ def planned_n_opt(pf, flops: float) -> float:
 
 
 # Candidates of the default: the published recipe, the choices of issue 8 (auto and what it
-# chooses among) and the curve-aware recipe.
+# chooses among), the curve-aware recipe, and the two frontier hedges added since.
 CANDIDATES = (
     "plain",
     "compute-weighted",
     "frontier",
+    "soft-frontier",
     "kaplan-frontier",
     "average-frontier",
+    "stacked-frontier",
     "auto",
     "curves",
 )
