@@ -24,7 +24,7 @@ halves of the benchmark (README, "sweep suggest"), so none replaced it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -36,33 +36,6 @@ from scalinglab.sweep import suggest as suggest_module
 from scalinglab.sweep.information import PRIOR_SD, Target
 
 RANKS = ("ensemble", "sandwich", "members", "matched")
-
-
-def _pick(
-    start: float,
-    drops: Callable[[], np.ndarray],
-    bought: Callable[[int], None],
-    cost: np.ndarray,
-    budget: float,
-    k: int,
-    per_flop: bool,
-) -> list[tuple[int, float]]:
-    """The greedy of ``choose_runs`` (its contract: picks and the drop each made) over a
-    variance model given as ``drops()`` (per candidate, now) and ``bought(i)`` (update);
-    ``start`` is the target's variance before any pick."""
-    free = np.ones(len(cost), dtype=bool)
-    left, picked = budget, []
-    for _ in range(k):
-        drop = drops()
-        ok = free & (cost <= left) & (drop > 1e-9 * start)
-        if not ok.any():
-            break
-        i = int(np.argmax(np.where(ok, drop / cost if per_flop else drop, -np.inf)))
-        picked.append((i, float(drop[i])))
-        bought(i)
-        free[i] = False
-        left -= cost[i]
-    return picked
 
 
 class Sandwich:
@@ -140,7 +113,7 @@ def ranking(
             return original(sigma, grad, a / math.sqrt(c), groups, cost, budget, k, per_flop)
         if rank == "sandwich":
             state = Sandwich(jac / scale, standardised)
-            return _pick(
+            return info.pick_greedily(
                 state.variance(grad),
                 lambda: state.variance(grad) - state.after(grad, a),
                 lambda i: state.add(a[i]),
@@ -159,7 +132,7 @@ def ranking(
             c = cov[0]
             cov[0] = c - np.outer(c[:, 1 + i], c[1 + i]) / (c[1 + i, 1 + i] + scale**2)
 
-        return _pick(cov[0][0, 0], drops, bought, cost, budget, k, per_flop)
+        return info.pick_greedily(cov[0][0, 0], drops, bought, cost, budget, k, per_flop)
 
     suggest_module._greedy = greedy
     try:

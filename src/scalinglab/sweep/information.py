@@ -12,6 +12,8 @@ whatever its loss turns out to be, so the target's variance after it follows in 
 
 A WSD bundle (a trunk and its cooldowns, several points bought at once) adds the sum of its
 points' terms; its drop is the rank-k form of the same update (:func:`group_drops`).
+:func:`pick_greedily` spends a budget on the largest drops, one pick at a time, over this model
+or any other that says each candidate's drop now and updates itself after a pick.
 
 This is why we chose it over refitting a bootstrap ensemble per candidate: scoring a few hundred
 candidates costs one Jacobian each (milliseconds) instead of a few hundred bootstrap fits
@@ -23,7 +25,7 @@ reason.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +41,7 @@ __all__ = [
     "gradient",
     "group_drops",
     "jacobian",
+    "pick_greedily",
     "posterior",
     "residual_scale",
 ]
@@ -236,3 +239,31 @@ def add_points(sigma: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Σ after the points of Jacobian rows ``rows`` (j/σ): Σ − ΣAᵀ(I + AΣAᵀ)⁻¹AΣ."""
     sa = rows @ sigma
     return sigma - sa.T @ np.linalg.solve(np.eye(len(rows)) + sa @ rows.T, sa)
+
+
+def pick_greedily(
+    start: float,
+    drops: Callable[[], np.ndarray],
+    bought: Callable[[int], None],
+    cost: np.ndarray,
+    budget: float,
+    k: int,
+    per_flop: bool,
+) -> list[tuple[int, float]]:
+    """Budgeted greedy over a variance model: up to ``k`` candidates, each the one whose
+    ``drops()`` (the target variance each would remove now) is largest (per FLOP if
+    ``per_flop``) among those the budget left still affords; ``bought(i)`` updates the model.
+    ``start`` is the target's variance before any pick. Returns the picks and each one's drop."""
+    free = np.ones(len(cost), dtype=bool)
+    left, picked = budget, []
+    for _ in range(k):
+        drop = drops()
+        ok = free & (cost <= left) & (drop > 1e-9 * start)
+        if not ok.any():
+            break
+        i = int(np.argmax(np.where(ok, drop / cost if per_flop else drop, -np.inf)))
+        picked.append((i, float(drop[i])))
+        bought(i)
+        free[i] = False
+        left -= cost[i]
+    return picked

@@ -185,23 +185,23 @@ def _greedy(
     k: int,
     per_flop: bool,
 ) -> list[tuple[int, float]]:
-    """Candidates picked and the variance each removed; candidate i is the rows ``groups[i]``
-    of ``a`` (the j/σ of its points: one run, or a WSD trunk and its branches)."""
-    free = np.ones(len(cost), dtype=bool)
-    left, picked = budget, []
-    var_start = float(grad @ sigma @ grad)
-    for _ in range(k):
-        drop = info.group_drops(sigma, grad, a, groups)
-        ok = free & (cost <= left) & (drop > 1e-9 * var_start)
-        if not ok.any():
-            break
-        score = np.where(ok, drop / cost if per_flop else drop, -np.inf)
-        i = int(np.argmax(score))
-        picked.append((i, float(drop[i])))
-        sigma = info.add_points(sigma, a[groups[i]])
-        free[i] = False
-        left -= cost[i]
-    return picked
+    """``info.pick_greedily`` over the linearised model: covariance ``sigma``; candidate i is
+    the rows ``groups[i]`` of ``a`` (the j/σ of its points: one run, or a WSD trunk and its
+    branches)."""
+    state = [sigma]
+
+    def bought(i: int) -> None:
+        state[0] = info.add_points(state[0], a[groups[i]])
+
+    return info.pick_greedily(
+        float(grad @ sigma @ grad),
+        lambda: info.group_drops(state[0], grad, a, groups),
+        bought,
+        cost,
+        budget,
+        k,
+        per_flop,
+    )
 
 
 def choose_runs(
