@@ -68,6 +68,22 @@ ColumnMap = Annotated[
         help="Map a canonical column to yours, e.g. -c params='Model Size' (repeatable).",
     ),
 ]
+StoreSweep = Annotated[
+    str | None,
+    typer.Option("--sweep", help="From a store: only this sweep's runs (default: every sweep)."),
+]
+CurveSchedule = Annotated[
+    str | None,
+    typer.Option(
+        "--schedule",
+        help="How the training curves' schedule is read, for every run (with --curves; in "
+        "backtest, with the procedure curves): decay (only each run's end counts: cosine, WSD "
+        "cooldowns), constant (every checkpoint; a stored WSD run: its "
+        "run ends only), shared (every run follows the same schedule in tokens). Default: each "
+        "run's own (the table's schedule column; a store's wsd, cosine, linear read as decay), "
+        "else decay.",
+    ),
+]
 
 
 def api_default(function: Callable[..., Any], name: str) -> Any:

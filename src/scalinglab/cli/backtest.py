@@ -14,7 +14,9 @@ from scalinglab import procedures
 from scalinglab.cli._common import (
     RUNS_OPTIONS,
     ColumnMap,
+    CurveSchedule,
     DropTopLoss,
+    StoreSweep,
     api_default,
     column_mapping,
     console,
@@ -28,7 +30,7 @@ from scalinglab.cli._common import (
 from scalinglab.errors import ScalingLabError
 from scalinglab.fitting import FitWarning
 from scalinglab.outputs import atomic_path
-from scalinglab.procedures import PROCEDURES, SCHEDULES
+from scalinglab.procedures import PROCEDURES
 from scalinglab.runs import RunsWarning, load_runs
 
 # The API's arguments whose options are named otherwise; the rest map by name (cli._common).
@@ -73,15 +75,8 @@ def backtest(
             f"{' and '.join(_default('procedures'))}). See --list-procedures.",
         ),
     ] = None,
-    sweep: str | None = typer.Option(
-        None, "--sweep", help="From a store: only this sweep's runs (default: every sweep)."
-    ),
-    schedule: str | None = typer.Option(
-        None,
-        "--schedule",
-        help=f"With --procedure curves: {', '.join(SCHEDULES)} for every run (as in `fit "
-        "--curves`). Default: each run's own, else decay.",
-    ),
+    sweep: StoreSweep = None,
+    schedule: CurveSchedule = None,
     group_by: str | None = typer.Option(
         None, "--group-by", "-g", help="Backtest each value of this column separately."
     ),

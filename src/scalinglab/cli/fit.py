@@ -16,7 +16,9 @@ from scalinglab import fitting
 from scalinglab.cli._common import (
     RUNS_OPTIONS,
     ColumnMap,
+    CurveSchedule,
     DropTopLoss,
+    StoreSweep,
     api_default,
     column_mapping,
     console,
@@ -33,7 +35,7 @@ from scalinglab.errors import ScalingLabError
 from scalinglab.fitting import LOSSES, FitWarning
 from scalinglab.fitting.uncertainty import holdout_split
 from scalinglab.laws import INPUT_NAMES, LAWS, X_CHOICES, get_law
-from scalinglab.procedures import PROCEDURES, SCHEDULES, Planner, fit_procedure, with_planner
+from scalinglab.procedures import PROCEDURES, Planner, fit_procedure, with_planner
 from scalinglab.runs import CANONICAL_COLUMNS, PARAM_BASES, RunsWarning, load_runs
 
 # The law scalinglab fits when none is named: Hoffmann et al.'s (2022) form of N and D.
@@ -125,18 +127,8 @@ def fit(
         "store, every stored run's curve): the checkpoints the schedule makes valid, the "
         "earliest tokens dropped, every run weighing the same (the procedure curves).",
     ),
-    schedule: str | None = typer.Option(
-        None,
-        "--schedule",
-        help=f"With --curves: {', '.join(SCHEDULES)}: decay (only each run's end counts: cosine, "
-        "WSD cooldowns), constant (every checkpoint; a stored WSD run: its run ends only), "
-        "shared (every run follows the same schedule in tokens), for every run. Default: each "
-        "run's own (the table's schedule column; a store's wsd, cosine, linear read as decay), "
-        "else decay.",
-    ),
-    sweep: str | None = typer.Option(
-        None, "--sweep", help="From a store: only this sweep's runs (default: every sweep)."
-    ),
+    schedule: CurveSchedule = None,
+    sweep: StoreSweep = None,
     x: str | None = typer.Option(
         None,
         "--x",

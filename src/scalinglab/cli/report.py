@@ -17,7 +17,9 @@ from rich.table import Table
 from scalinglab.cli._common import (
     GPU_HELP,
     RUNS_OPTIONS,
+    CurveSchedule,
     DropTopLoss,
+    StoreSweep,
     api_default,
     console,
     err_console,
@@ -139,9 +141,7 @@ def report(
         Path | None,
         typer.Option("--figures", help="Also write every figure to this folder as PNG and SVG."),
     ] = None,
-    sweep: Annotated[
-        str | None, typer.Option("--sweep", help="Only this sweep of the store.")
-    ] = None,
+    sweep: StoreSweep = None,
     law: Annotated[
         str | None,
         typer.Option("--law", help=f"Law to fit: {', '.join(LAWS)} ({_API_DEFAULT})."),
@@ -201,14 +201,7 @@ def report(
             "at or below the held-out threshold and predicts the run ends above it.",
         ),
     ] = False,
-    schedule: Annotated[
-        str | None,
-        typer.Option(
-            "--schedule",
-            help=f"With --curves: {', '.join(SCHEDULES)}, for every run (default: each run's "
-            "own; a store's wsd, cosine, linear read as decay).",
-        ),
-    ] = None,
+    schedule: CurveSchedule = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Write one self-contained HTML report: figures, fit, held-out errors, plan, runs.
