@@ -9,9 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from scalinglab.runs.table import Runs, RunsError
-from scalinglab.store import StoreError, load_store_runs
-
-_STORES = (".db", ".sqlite", ".sqlite3")
+from scalinglab.store import STORE_SUFFIXES, StoreError, load_store_runs
 
 
 def read_source(
@@ -39,7 +37,7 @@ def read_source(
     path = Path(source)
     name = str(path)
     suffix = "".join(path.suffixes[-1:]).lower()
-    if suffix in _STORES:
+    if suffix in STORE_SUFFIXES:
         if not path.exists():
             raise RunsError(f"{name}: no such store", field="source")
         return _read_store(path, curves, sweep), name
@@ -71,7 +69,7 @@ def read_source(
 
 
 def _is_store(source: object) -> bool:
-    return isinstance(source, str | os.PathLike) and Path(source).suffix.lower() in _STORES
+    return isinstance(source, str | os.PathLike) and Path(source).suffix.lower() in STORE_SUFFIXES
 
 
 def _read_store(path: Path, curves: bool, sweep: str | None) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from scalinglab.store.schema import (
     DEFAULT_STORE,
     SCHEMA_VERSION,
     STATUSES,
+    STORE_SUFFIXES,
     StoreError,
 )
 
@@ -24,6 +25,7 @@ __all__ = [
     "DEFAULT_STORE",
     "SCHEMA_VERSION",
     "STATUSES",
+    "STORE_SUFFIXES",
     "BranchRecord",
     "KeptCheckpoint",
     "RunRecord",

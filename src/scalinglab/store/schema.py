@@ -47,6 +47,7 @@ __all__ = [
     "SCHEMA_3",
     "SCHEMA_VERSION",
     "STATUSES",
+    "STORE_SUFFIXES",
     "StoreError",
     "Transaction",
     "connect",
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 DEFAULT_STORE = "scalinglab.db"
+# A path with one of these suffixes is read as a store, any other as a runs table.
+STORE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 SCHEMA_VERSION = 3
 # "SLAB" in ASCII: marks the file as a scalinglab store (PRAGMA application_id).
 APPLICATION_ID = 0x534C4142

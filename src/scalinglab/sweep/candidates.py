@@ -41,7 +41,6 @@ from scalinglab.train.config import TrainConfig
 
 __all__ = [
     "MAX_BRANCHES",
-    "STORE_SUFFIXES",
     "TOKENS_PER_PARAM_RANGE",
     "Candidate",
     "candidate_family",
@@ -55,7 +54,6 @@ __all__ = [
     "wsd_notes",
 ]
 
-STORE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 # The candidate grid: sizes spaced evenly in log N, and per size D/N from 5 to 200 tokens per
 # parameter, about a decade either side of Chinchilla's optimum (~20, Hoffmann et al. 2022), as
 # far as IsoFLOP arms usually reach. Outside it a law of N and D is least trusted, so the

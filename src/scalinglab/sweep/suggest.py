@@ -50,9 +50,9 @@ from scalinglab.fitting import Fit, fit
 from scalinglab.laws import BaseLaw, get_law
 from scalinglab.outputs import check_output, write_atomic
 from scalinglab.runs import Runs, as_runs, load_runs
+from scalinglab.store import STORE_SUFFIXES
 from scalinglab.sweep import information as info
 from scalinglab.sweep.candidates import (
-    STORE_SUFFIXES,
     TOKENS_PER_PARAM_RANGE,
     Candidate,
     candidate_family,
