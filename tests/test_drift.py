@@ -66,10 +66,12 @@ def test_one_cut_or_only_continuations_give_no_correction():
     assert d.per_efold == 0.0 and d.n_points == 0 and math.isfinite(d.growth)
 
 
-def _grid(bias_per_efold: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """IsoFLOP grids from Hoffmann et al.'s law; above 1e18 FLOP the loss falls
-    ``bias_per_efold`` (log) per e-fold of compute faster than the law (a bias that grows with
-    scale, as GPT-3's). Fit ≤ 1.3e19, truth at 1e20-8e20."""
+def _grid(penalty: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """IsoFLOP grids (seven sizes per budget, 1e17-8e20 FLOP) from Hoffmann et al.'s law, the
+    runs away from each budget's optimum worse than the law by exp(penalty · log2(N/N_opt)²)
+    (hyperparameters tuned at the optimum, as in many sweeps): they pull a fit of every run
+    up, and its over-prediction grows with scale. Fit ≤ 1.3e19; truth: the three runs nearest
+    the optimum at each budget ≥ 1e20 (8-64× beyond)."""
     rng = np.random.default_rng(seed)
     rows = []
     for k in range(14):
@@ -79,11 +81,11 @@ def _grid(bias_per_efold: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFr
             n = n_opt * 2.0 ** (j * 0.75)
             d = c / (6 * n)
             loss = 1.69 + 406.4 / n**0.34 + 410.7 / d**0.28
-            drift = bias_per_efold * max(math.log(c / 1e18), 0.0)
-            loss *= math.exp(-drift + rng.normal(0.0, 0.002))
-            rows.append({"params": n, "tokens": d, "flops": c, "loss": loss})
+            loss *= math.exp(penalty * (j * 0.75) ** 2 + rng.normal(0.0, 0.002))
+            rows.append({"params": n, "tokens": d, "flops": c, "loss": loss, "near": abs(j) <= 1})
     fr = pd.DataFrame(rows)
-    return fr[fr.flops <= 1.3e19], fr[fr.flops >= 1e20]
+    train = fr[fr.flops <= 1.3e19].drop(columns="near")
+    return train, fr[(fr.flops >= 1e20) & fr.near].drop(columns="near")
 
 
 def _fit(name: str, train: pd.DataFrame):
@@ -98,12 +100,12 @@ def _log_error(pf, test: pd.DataFrame) -> float:
 
 
 def test_drift_correction_lowers_a_scale_dependent_over_prediction():
-    train, test = _grid(0.01)
+    train, test = _grid(0.005)
     plain, drift = _fit("plain", train), _fit("plain-drift", train)
-    assert drift.drift is not None and drift.drift.per_efold > 0.003
+    assert drift.drift is not None and drift.drift.per_efold > 0.005
     before, after = _log_error(plain, test), _log_error(drift, test)
-    assert before > 0.01  # the law over-predicts where the loss falls faster
-    assert after < before - 0.005 and abs(after) < abs(before)
+    assert before > 0.03  # the off-optimal runs pull the fit up, more so further out
+    assert abs(after) < 0.02 and after < before - 0.03
     # the correction is in the prediction, the interval and the JSON; within the fitted runs
     # (factor 1) nothing moves
     lo, hi = drift.interval(params=1e10, tokens=2e11)
@@ -128,7 +130,8 @@ def test_drift_procedures_are_registered_on_their_bases():
     for base in ("plain", "frontier", "average-frontier"):
         p, b = get_procedure(f"{base}-drift"), get_procedure(base)
         assert p.drift_correction and not b.drift_correction
-        assert (p.kind, p.members, p.planners, p.bounds) == (b.kind, b.members, b.planners, b.bounds)
+        same = ("kind", "members", "planners", "bounds", "near_frontier", "min_flops_ratio")
+        assert all(getattr(p, f) == getattr(b, f) for f in same)
         assert p.describe()["drift_correction"] is True
     assert not any(PROCEDURES[c].drift_correction for c in PROCEDURES["auto"].candidates)
     with pytest.raises(ProcedureError, match="drift_correction"):

@@ -22,8 +22,8 @@ Why this form, from first principles (nothing here was tuned on the extrapolatio
 - **Errors of one inner cut are one sample.** They share one fit, so its parameter error moves
   them together. The slope's standard error is the cluster-robust one, cuts as clusters (with
   the G/(G−1) small-sample factor), never below the independent-errors one; with a single
-  usable cut there is no error to speak of and no correction. The nested cuts share runs too, so this standard error is still optimistic:
-  another reason to shrink.
+  usable cut there is no error to speak of and no correction. The nested cuts share runs too,
+  so this standard error is still optimistic: another reason to shrink.
 - **New runs only.** The target of an extrapolation is a new, larger run. A later checkpoint of a
   run whose earlier checkpoints were fitted (training curves) is a continuation along that run's
   own learning-rate schedule: its error drifts with how the schedule decays, not with scale
@@ -35,6 +35,12 @@ Why this form, from first principles (nothing here was tuned on the extrapolatio
   one standard error of 0 is not applied at all; a well-measured one almost fully. Its posterior
   variance, shrink · se² per e-fold², joins the prediction interval, and the interval's growth is
   re-measured on the corrected inner errors.
+
+What it assumes: that the fit of all the runs drifts as the inner fits did. That holds for a bias
+the recipe keeps however many runs it sees (off-optimal runs that the law does not describe,
+pulling every fit the same way); it fails for a change of regime inside the fitted range, which
+the fit of all the runs has partly absorbed and the inner fits, seeing less of it, have not: then
+the correction overshoots (README, "The extrapolation suite").
 """
 
 from __future__ import annotations

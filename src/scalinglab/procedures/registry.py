@@ -236,6 +236,9 @@ _SCALES = {
     "kaplan-frontier": 0.88,
     "average-frontier": 0.73,
     "auto": 1.34,
+    "plain-drift": 1.28,
+    "frontier-drift": 1.08,
+    "average-frontier-drift": 0.89,
 }
 # The fits a frontier recipe may plan from (its own, if it tells N from D, is among them): the
 # same set auto chooses its planner from, so a procedure's loss and its plan can come from
