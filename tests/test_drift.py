@@ -130,8 +130,10 @@ def test_drift_procedures_are_registered_on_their_bases():
     for base in ("plain", "frontier", "average-frontier"):
         p, b = get_procedure(f"{base}-drift"), get_procedure(base)
         assert p.drift_correction and not b.drift_correction
-        same = ("kind", "members", "planners", "bounds", "near_frontier", "min_flops_ratio")
+        same = ("kind", "members", "bounds", "near_frontier", "min_flops_ratio")
         assert all(getattr(p, f) == getattr(b, f) for f in same)
+        # the base's own recipe is the drift procedure's own fit, not fitted again to plan
+        assert set(p.planners) == set(b.planners) - {base}
         assert p.describe()["drift_correction"] is True
     assert not any(PROCEDURES[c].drift_correction for c in PROCEDURES["auto"].candidates)
     with pytest.raises(ProcedureError, match="drift_correction"):

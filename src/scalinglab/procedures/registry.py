@@ -367,6 +367,9 @@ _REGISTRY.extend(
         "shrunk by its standard error), the interval widened by the correction's uncertainty",
         drift_correction=True,
         interval_scale=_SCALES.get(f"{base.name}-drift", 1.0),
+        # its own fit is the base recipe's: fitting the base again as a planner would only
+        # cost time
+        planners=tuple(p for p in base.planners if p != base.name),
     )
     for base in [p for p in _REGISTRY if p.name in _DRIFT_BASES]
 )
