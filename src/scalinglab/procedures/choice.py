@@ -25,6 +25,7 @@ from scalinglab.fitting import Fit, FitError, FitWarning
 from scalinglab.fitting.verdicts import exponent_reasons
 from scalinglab.procedures.allocation import planner_for
 from scalinglab.procedures.curves import curve_points
+from scalinglab.procedures.drift import Drift, estimate_drift
 from scalinglab.procedures.errors import BacktestError, ProcedureError
 from scalinglab.procedures.inner import (
     INNER_CUTS,
@@ -254,6 +255,19 @@ def fit_procedure(
         hedge_growth = inner.growth(proc.default, scatter)
         if math.isfinite(hedge_growth) and not growth >= hedge_growth:
             growth = hedge_growth
+    drift: Drift | None = None
+    if chosen.drift_correction and inner is not None:
+        drift = estimate_drift(
+            inner.log_errors[chosen.name],
+            inner.factors[chosen.name],
+            inner.cut_ids[chosen.name],
+            scatter,
+            inner.continued[chosen.name],
+        )
+        # The corrected recipe's growth: its corrected inner errors plus the correction's own
+        # uncertainty (procedures.drift).
+        growth = drift.growth
+        why += "; " + drift.describe()
     reasons: list[str] = []
     for f in fits:
         reasons.extend(exponent_reasons(f.law, f.params, f.diagnostics.get("procedure", f.law)))
@@ -292,6 +306,7 @@ def fit_procedure(
         planner=chosen_planner,
         interval_scale=proc.interval_scale,
         curve_notes=tuple(curve_notes),
+        drift=drift,
     )
     if target:
         v = result.assess(**target)

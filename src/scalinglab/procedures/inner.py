@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
@@ -27,6 +27,7 @@ __all__ = [
     "INNER_CUTS",
     "SCORE_TOLERANCE",
     "InnerBacktest",
+    "extrapolation_growth",
     "inner_backtest",
     "member_weights",
     "runs_inputs",
@@ -48,6 +49,24 @@ def runs_inputs(runs: Runs) -> dict[str, np.ndarray]:
     return {c: runs.column(c).astype(float) for c in ("params", "tokens", "flops")}
 
 
+def extrapolation_growth(log_errors: np.ndarray, factors: np.ndarray, scatter: float) -> float:
+    """Extra log error per e-fold of extrapolation factor: the k of ``k · ln x``.
+
+    k² = Σ max(e² − s², 0) / Σ (ln x)², with s the run-to-run scatter: the part of the inner
+    errors ``log_errors`` (at extrapolation factors ``factors``) the scatter does not explain,
+    spread over the log factors (a ratio of sums, so the far predictions count most). NaN
+    without a finite error beyond the fitted runs.
+    """
+    e = np.asarray(log_errors, dtype=float)
+    x = np.asarray(factors, dtype=float)
+    ok = np.isfinite(e) & (x > 1)
+    if not ok.any():
+        return float("nan")
+    lx2 = np.log(x[ok]) ** 2
+    excess = np.maximum(e[ok] ** 2 - scatter**2, 0.0)
+    return float(math.sqrt(excess.sum() / max(lx2.sum(), 1e-300)))
+
+
 @dataclass(frozen=True)
 class InnerBacktest:
     """Inner backtest of procedures on the fitted runs only.
@@ -67,6 +86,13 @@ class InnerBacktest:
     member_errors:
         Mean |log error| of each single recipe fitted (the members of averages among them),
         pooled over every inner cut: what a backtest-weighted average of them weighs by.
+    cut_ids:
+        For each procedure, which inner cut (an index into ``cuts_flops``) each of its
+        ``log_errors`` comes from: errors of one cut share one fit, so they are not independent.
+    continued:
+        For each procedure, whether each of its ``log_errors`` is a later checkpoint of a run
+        (``run_id``) whose earlier checkpoints were fitted at that cut: a continuation along
+        the run's own schedule, not a prediction of a new run.
     """
 
     errors: Mapping[str, float]
@@ -76,22 +102,15 @@ class InnerBacktest:
     cuts_flops: tuple[float, ...]
     n_scored: int
     member_errors: Mapping[str, float]
+    cut_ids: Mapping[str, np.ndarray] = field(default_factory=dict)
+    continued: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def growth(self, name: str, scatter: float) -> float:
-        """Extra log error per e-fold of extrapolation factor: the k of ``k · ln x``.
-
-        k² = Σ max(e² − s², 0) / Σ (ln x)², with s the run-to-run scatter: the part of the inner
-        errors the scatter does not explain, spread over the log factors (a ratio of sums, so the
-        far predictions count most).
-        """
-        e = np.asarray(self.log_errors.get(name, np.zeros(0)))
-        x = np.asarray(self.factors.get(name, np.zeros(0)))
-        ok = np.isfinite(e) & (x > 1)
-        if not ok.any():
-            return float("nan")
-        lx2 = np.log(x[ok]) ** 2
-        excess = np.maximum(e[ok] ** 2 - scatter**2, 0.0)
-        return float(math.sqrt(excess.sum() / max(lx2.sum(), 1e-300)))
+        """Extra log error per e-fold of extrapolation factor of procedure ``name`` (see
+        :func:`extrapolation_growth`)."""
+        return extrapolation_growth(
+            self.log_errors.get(name, np.zeros(0)), self.factors.get(name, np.zeros(0)), scatter
+        )
 
 
 def _singles(proc: Procedure) -> list[Procedure]:
@@ -178,8 +197,11 @@ def inner_backtest(
     loss = runs.column("loss")
     c_max = float(flops.max())
     frontier = near_frontier_mask(flops, loss, score_tolerance)
+    run_ids = runs.frame["run_id"].to_numpy() if "run_id" in runs.frame else None
     logs: dict[str, list[np.ndarray]] = {p.name: [] for p in procs}
     facs: dict[str, list[np.ndarray]] = {p.name: [] for p in procs}
+    ids: dict[str, list[np.ndarray]] = {p.name: [] for p in procs}
+    cont: list[np.ndarray] = []
     single_errs: dict[str, list[np.ndarray]] = {s.name: [] for s in singles}
     used_cuts: list[float] = []
     n_scored = 0
@@ -221,6 +243,11 @@ def inner_backtest(
             continue  # no recipe can be fitted on so few runs: this origin says nothing
         used_cuts.append(cut)
         n_scored += int(test_mask.sum())
+        cont.append(
+            np.zeros(int(test_mask.sum()), dtype=bool)
+            if run_ids is None
+            else np.isin(run_ids[test_mask], run_ids[train_mask])
+        )
         for p in procs:
             lp = _combine(p, member_logs, member_err)
             if lp is None:
@@ -228,6 +255,7 @@ def inner_backtest(
             else:
                 logs[p.name].append(lp - obs)
             facs[p.name].append(factor)
+            ids[p.name].append(np.full(factor.shape, len(used_cuts) - 1))
     if not used_cuts:
         raise BacktestError(
             f"no inner cut among C_max/{', C_max/'.join(f'{c:g}' for c in cuts)} leaves runs on "
@@ -238,6 +266,8 @@ def inner_backtest(
     log_errors: dict[str, np.ndarray] = {}
     factors: dict[str, np.ndarray] = {}
     cut_errors: dict[str, tuple[float, ...]] = {}
+    cut_ids: dict[str, np.ndarray] = {}
+    continued = np.concatenate(cont)
     for p in procs:
         cut_errors[p.name] = tuple(
             float(np.mean(np.abs(e))) if np.all(np.isfinite(e)) else math.inf for e in logs[p.name]
@@ -245,6 +275,7 @@ def inner_backtest(
         e = np.concatenate(logs[p.name]) if logs[p.name] else np.zeros(0)
         log_errors[p.name] = e
         factors[p.name] = np.concatenate(facs[p.name]) if facs[p.name] else np.zeros(0)
+        cut_ids[p.name] = np.concatenate(ids[p.name]) if ids[p.name] else np.zeros(0, dtype=int)
         errors[p.name] = float(np.mean(np.abs(e))) if e.size and np.all(np.isfinite(e)) else np.inf
     return InnerBacktest(
         errors=MappingProxyType(errors),
@@ -256,4 +287,6 @@ def inner_backtest(
         member_errors=MappingProxyType(
             {k: float(np.mean(np.abs(np.concatenate(v)))) for k, v in single_errs.items() if v}
         ),
+        cut_ids=MappingProxyType(cut_ids),
+        continued=MappingProxyType({p.name: continued for p in procs}),
     )

@@ -31,6 +31,7 @@ from scipy.special import ndtri  # the standard normal quantile; scipy.stats cos
 from scalinglab.counting import FLOPS_PER_PARAM_TOKEN
 from scalinglab.fitting import Fit
 from scalinglab.procedures.allocation import AllocationError, Planner
+from scalinglab.procedures.drift import Drift
 from scalinglab.procedures.errors import BacktestError
 
 __all__ = ["MAX_DISAGREEMENT", "MAX_PROJECTED_ERROR", "ProcedureFit", "Verdict"]
@@ -109,6 +110,12 @@ class ProcedureFit:
         A curve procedure's reading of the curves: how many points of how many runs it fitted,
         and what the schedule left out and why (see
         :func:`~scalinglab.procedures.curve_points`); empty for other procedures.
+    drift:
+        A drift-corrected procedure's correction (:mod:`~scalinglab.procedures.drift`): its
+        log predictions are lowered by ``drift.per_efold · ln x`` beyond the fitted runs, and
+        :attr:`growth` is the corrected one. None for the others. Only the predictions carry
+        it: :attr:`fit` and the planner's fit are the uncorrected members (a correction in
+        compute alone does not move an IsoFLOP optimum).
     """
 
     procedure: str
@@ -127,6 +134,7 @@ class ProcedureFit:
     planner: Planner | None = None
     interval_scale: float = 1.0
     curve_notes: tuple[str, ...] = ()
+    drift: Drift | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inner_errors", MappingProxyType(dict(self.inner_errors)))
@@ -169,13 +177,23 @@ class ProcedureFit:
             raise AllocationError(why, field="procedure")
         return self.planner.fit
 
+    def _log_factor(self, flat: Mapping[str, np.ndarray]) -> np.ndarray:
+        """ln of the extrapolation factor in compute (0 within the fitted runs)."""
+        return np.log(np.maximum(np.asarray(flat["flops"]) / self.max_fitted_flops, 1.0))
+
+    def _drift(self, flat: Mapping[str, np.ndarray]) -> np.ndarray | float:
+        """The drift correction to subtract from log predictions (0 without one)."""
+        return 0.0 if self.drift is None else self.drift.per_efold * self._log_factor(flat)
+
     def log_predict(self, **inputs: ArrayLike) -> np.ndarray:
-        """Weighted mean log prediction at ``inputs`` (flat)."""
+        """Weighted mean log prediction at ``inputs`` (flat), drift-corrected if the procedure
+        is."""
         flat, _ = _flat_inputs(inputs)
-        return np.sum(
+        mean = np.sum(
             [w * f.log_predict(**flat) for w, f in zip(self.weights, self.fits, strict=True)],
             axis=0,
         )
+        return mean - self._drift(flat)
 
     def predict(self, **inputs: ArrayLike) -> float | np.ndarray:
         """Predicted loss, e.g. ``pf.predict(params=7e10, tokens=1.4e12)``."""
@@ -201,16 +219,15 @@ class ProcedureFit:
                 params = np.nanstd(np.where(np.isfinite(draws), draws, np.nan), axis=0)
         else:
             params = np.full(mean.shape, np.nan)
-        factor = np.maximum(np.asarray(flat["flops"]) / self.max_fitted_flops, 1.0)
         growth = 0.0 if not math.isfinite(self.growth) else self.growth
-        extrap = growth * np.log(factor)
+        extrap = growth * self._log_factor(flat)
         return {
-            "mean": mean,
+            "mean": mean - self._drift(flat),
             "parameters": params,
             "members": members,
             "scatter": np.full(mean.shape, self.scatter),
             "extrapolation": extrap,
-            "factor": factor,
+            "factor": np.exp(self._log_factor(flat)),
         }
 
     def interval(
@@ -287,6 +304,7 @@ class ProcedureFit:
             "inner_cuts_flops": list(self.inner_cuts_flops),
             "allocation": None if self.planner is None else self.planner.to_dict(),
             "curve_notes": list(self.curve_notes),
+            "drift": None if self.drift is None else self.drift.to_dict(),
             "members": [
                 {
                     "procedure": f.diagnostics.get("procedure", f.law),

@@ -28,7 +28,7 @@ many starts, the fit engine's wide default bounds.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -98,6 +98,11 @@ class Procedure:
         which its 90 % intervals cover ≥ 90 % of the held-out runs pooled over the suite's sets
         and ≥ 80 % on each (1: not calibrated). The suite prints the scale re-made without each
         set and the coverage it then gives on that set.
+    drift_correction:
+        Correct the prediction by the drift of the recipe's signed error with the extrapolation
+        factor that its inner backtest measured (b · ln x, robust, shrunk by its standard error;
+        see :mod:`scalinglab.procedures.drift`), and widen the interval by the correction's
+        uncertainty.
     planners:
         Recipes fitted only to plan, when the procedure's own fits cannot tell N from D or plan
         further from the IsoFLOP minima measured in the runs (see
@@ -128,6 +133,7 @@ class Procedure:
     early_fraction: float = 0.1
     max_curve_points: int = 16
     interval_scale: float = 1.0
+    drift_correction: bool = False
     planners: tuple[str, ...] = ()
     reference: str = ""
 
@@ -162,6 +168,12 @@ class Procedure:
             raise ProcedureError("max_curve_points must be >= 1", field="max_curve_points")
         if not self.interval_scale > 0:
             raise ProcedureError("interval_scale must be > 0", field="interval_scale")
+        if self.drift_correction and self.kind == "auto":
+            raise ProcedureError(
+                f"drift_correction applies to a single or average recipe, not to auto "
+                f"procedure {self.name!r}",
+                field="drift_correction",
+            )
         object.__setattr__(self, "law_options", MappingProxyType(dict(self.law_options)))
         if self.bounds is not None:
             object.__setattr__(self, "bounds", MappingProxyType(dict(self.bounds)))
@@ -195,6 +207,8 @@ class Procedure:
             )
         if self.planners:
             d["planners"] = list(self.planners)
+        if self.drift_correction:
+            d["drift_correction"] = True
         d["interval_scale"] = self.interval_scale
         if self.reference:
             d["reference"] = self.reference
@@ -222,6 +236,9 @@ _SCALES = {
     "kaplan-frontier": 0.88,
     "average-frontier": 0.73,
     "auto": 1.34,
+    "plain-drift": 1.28,
+    "frontier-drift": 1.08,
+    "average-frontier-drift": 0.89,
 }
 # The fits a frontier recipe may plan from (its own, if it tells N from D, is among them): the
 # same set auto chooses its planner from, so a procedure's loss and its plan can come from
@@ -336,6 +353,26 @@ _REGISTRY: list[Procedure] = [
         weighting="backtest",
     ),
 ]
+# Drift-corrected variants (issue 17, item 4): the base recipe's fits, planners and calibration,
+# its prediction corrected by the drift of its signed error with scale that its own backtest
+# inside the fitted runs measured (procedures.drift). Not candidates of auto: its inner backtest
+# scores the uncorrected recipe, so it cannot tell a corrected one from its base.
+_DRIFT_BASES = ("plain", "frontier", "average-frontier")
+_REGISTRY.extend(
+    replace(
+        base,
+        name=f"{base.name}-drift",
+        summary=f"{base.name}, its prediction corrected by the drift of its signed error with "
+        "the extrapolation factor in its backtest inside the fitted runs (b·ln x, robust, "
+        "shrunk by its standard error), the interval widened by the correction's uncertainty",
+        drift_correction=True,
+        interval_scale=_SCALES.get(f"{base.name}-drift", 1.0),
+        # its own fit is the base recipe's: fitting the base again as a planner would only
+        # cost time
+        planners=tuple(p for p in base.planners if p != base.name),
+    )
+    for base in [p for p in _REGISTRY if p.name in _DRIFT_BASES]
+)
 # Not candidates of auto: stacked-frontier, whose weights come from the same inner backtest that
 # would score it (its inner error is optimistic, the comparison unfair), and broken-frontier,
 # whose fits cost 5–10× the others' (no closed-form Hessian) and which the inner backtest never
