@@ -123,6 +123,9 @@ class Drift:
 
 def _huber_slope(lx: np.ndarray, e: np.ndarray) -> tuple[float, np.ndarray]:
     """Huber M-estimate of b in e = b · lx (IRLS), and the final weights."""
+    # Written here because the libraries at hand do not do it whole: scipy's least_squares
+    # takes a Huber loss at a fixed scale (this one re-estimates the scale by the MAD each
+    # step), and statsmodels' RLM would be a new dependency for one through-the-origin slope.
     b = float(np.sum(lx * e) / np.sum(lx**2))
     w = np.ones_like(e)
     for _ in range(_IRLS_STEPS):
