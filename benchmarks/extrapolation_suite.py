@@ -28,7 +28,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.special import ndtri
-from suite_sets import SETS, SYNTHETIC, Case, gpt3_bias_diagnosis, synthetic_cases
+from suite_sets import (
+    SETS,
+    SYNTHETIC,
+    Case,
+    gpt3_bias_diagnosis,
+    porian_tuning_diagnosis,
+    synthetic_cases,
+)
 
 import scalinglab as sl
 from scalinglab.procedures import optimal_params
@@ -425,6 +432,12 @@ def report(pred: pd.DataFrame, alloc: pd.DataFrame, procs: Sequence[str], defaul
         for r in gpt3_bias_diagnosis().itertuples():
             verdict = "supported" if r.supported else "not supported"
             print(f"  - {r.candidate} [{verdict}]: {r.test}: {r.measured}")
+    if "porian" in set(pred["set"]):
+        r = porian_tuning_diagnosis()
+        verdict = "supported" if r["supported"] else "not supported"
+        print("\nOver-prediction of Porian's large budgets by size tuning (a diagnosis: it reads")
+        print(f"the held-out budgets on purpose):\n  - {r['candidate']} [{verdict}]: {r['test']}:")
+        print(f"    {r['measured']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -86,6 +86,17 @@ def test_synthetic_families_are_seeded_and_split(kind):
     assert len(a.train) >= 40 and len(test) >= 20
 
 
+def test_porian_tuning_diagnosis_pairs_tuned_with_matching_base_configurations(shared_data):
+    from suite_sets import porian_tuning_diagnosis
+
+    r = porian_tuning_diagnosis()
+    # Porian's four tuned configurations each have base ones of the same data, warmup, count
+    # and loss; every error is a percentage of a real fit, not a placeholder.
+    assert r["measured"].count(" vs base ") == 4
+    assert "long warmup" in r["measured"] and "nan" not in r["measured"]
+    assert isinstance(r["supported"], bool)
+
+
 def test_default_choice_must_hold_on_every_set():
     # b is best on x by a hair and far worse on y: the choice is a (least bad on its worst set).
     pred = made_up({"x": 0.01, "y": 0.01})
