@@ -17,6 +17,8 @@
    Fisher model, the sandwich (robust) model of ``adaptive_rankings.py`` and the bootstrap
    ensemble's covariance, over all sets and within each case (logs centred per case).
 
+The search of every design of the pool (not four hand-picked ones) is ``adaptive_search.py``.
+
     PYTHONPATH=src .venv/bin/python benchmarks/adaptive_ceiling.py [--half A]
 """
 
