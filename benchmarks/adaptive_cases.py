@@ -99,6 +99,21 @@ def _seed(pool: pd.DataFrame) -> np.ndarray:
     return low.index.to_numpy()[picks]
 
 
+def fit_design(case: Case, chosen: np.ndarray, bootstrap: int = FIT["bootstrap"]) -> tuple:
+    """The benchmark's fit (Chinchilla's law, Huber) of the runs ``chosen``, and those runs."""
+    runs = load_runs(case.runs.iloc[np.sort(chosen)][["params", "tokens", "flops", "loss"]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = fit("chinchilla", runs, refine=FIT["refine"], bootstrap=bootstrap)
+    return fitted, runs
+
+
+def error(case: Case, fitted) -> float:
+    """The fit's actual error at the target, |prediction − truth| / truth."""
+    value = float(fitted.predict(params=case.target.params, tokens=case.target.tokens))
+    return abs(value - case.truth) / case.truth
+
+
 def measure(case: Case, chosen: np.ndarray) -> tuple[float, float, object]:
     """Width of the target's 95 % bootstrap interval (relative) and its actual error.
 
@@ -106,15 +121,20 @@ def measure(case: Case, chosen: np.ndarray) -> tuple[float, float, object]:
     suggest chooses with: a degenerate fit can have a tiny delta-method width, and the measure
     must not favour the design that optimises it.
     """
-    runs = load_runs(case.runs.iloc[np.sort(chosen)][["params", "tokens", "flops", "loss"]])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fitted = fit("chinchilla", runs, **FIT)
+    fitted, runs = fit_design(case, chosen)
     point = {"params": case.target.params, "tokens": case.target.tokens}
     value = float(fitted.predict(**point))
     boot = np.exp(fitted.log_predict_bootstrap(**point))
     lo, hi = np.nanpercentile(boot, [2.5, 97.5])
-    return (hi - lo) / value, abs(value - case.truth) / case.truth, (fitted, runs)
+    return (hi - lo) / value, error(case, fitted), (fitted, runs)
+
+
+def isoflop_final(case: Case) -> tuple[list[int], float]:
+    """IsoFLOP's final set (seed and every level's design points) and C, the FLOPs of its runs
+    beyond the seed: the compute every fraction in these benchmarks is of."""
+    levels = sorted(case.runs["level"].unique())
+    full = list(dict.fromkeys([*case.seed, *(i for lv in levels for i in iso_points(case, lv))]))
+    return full, float(case.runs.loc[[i for i in full if i not in case.seed], "flops"].sum())
 
 
 def iso_points(case: Case, level: float) -> list[int]:

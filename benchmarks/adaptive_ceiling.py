@@ -17,6 +17,8 @@
    Fisher model, the sandwich (robust) model of ``adaptive_rankings.py`` and the bootstrap
    ensemble's covariance, over all sets and within each case (logs centred per case).
 
+The search of every design of the pool (not four hand-picked ones) is ``adaptive_search.py``.
+
     PYTHONPATH=src .venv/bin/python benchmarks/adaptive_ceiling.py [--half A]
 """
 
@@ -27,7 +29,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from adaptive_cases import Case, iso_points, load_cases, measure
+from adaptive_cases import Case, iso_points, isoflop_final, load_cases, measure
 from adaptive_rankings import Sandwich
 
 from scalinglab.sweep import information as info
@@ -50,9 +52,7 @@ def _designs(case: Case) -> dict[str, list[int]]:
 
 def ceiling(case: Case) -> dict[str, tuple[float, float, float]]:
     """(compute / IsoFLOP's, width, error) of IsoFLOP's final set and each fixed design."""
-    levels = sorted(case.runs["level"].unique())
-    full = [i for level in levels for i in iso_points(case, level)]
-    total = float(case.runs.loc[[i for i in full if i not in case.seed], "flops"].sum())
+    full, total = isoflop_final(case)
     out = {}
     for name, idx in {"iso full": full, **_designs(case)}.items():
         new = [i for i in dict.fromkeys(idx) if i not in case.seed]

@@ -58,15 +58,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from adaptive_cases import FIT, Case, iso_points, load_cases, measure
+from adaptive_cases import Case, error, fit_design, iso_points, load_cases, measure
 from adaptive_rankings import ranking
 
-from scalinglab import Fit, fit, load_runs
+from scalinglab import Fit
 from scalinglab.sweep import information as info
 from scalinglab.sweep.suggest import Candidate, Suggestion, _add_runs, _ensemble, choose_runs
 
@@ -178,16 +177,12 @@ def _misfit(case: Case) -> tuple[float, float, float]:
     fitted to the whole pool, and its target error fitted to all budgets / to the upper half."""
     levels = sorted(case.runs["level"].unique())
     out = []
-    for pool in (case.runs, case.runs[case.runs["level"] >= levels[len(levels) // 2]]):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fitted = fit(
-                "chinchilla",
-                load_runs(pool[["params", "tokens", "flops", "loss"]]),
-                refine=FIT["refine"],
-            )
-        value = float(fitted.predict(params=case.target.params, tokens=case.target.tokens))
-        out.append((fitted, abs(value - case.truth) / case.truth))
+    for pool in (
+        np.arange(len(case.runs)),
+        np.flatnonzero(case.runs["level"] >= levels[len(levels) // 2]),
+    ):
+        fitted, _ = fit_design(case, pool, bootstrap=0)
+        out.append((fitted, error(case, fitted)))
     (whole, err_all), (_, err_upper) = out
     runs = case.runs
     residual = np.log(runs["loss"]) - np.log(
