@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -219,6 +220,10 @@ def run_benchmark(
             log("  " + _describe(b))
     _, w_iso, e_iso = iso_curve[-1]
     w_half, e_half = _at(sug_curve, total / 2)
+    # Between IsoFLOP's levels: a bought run's own point not within 5 % of any level's compute.
+    between = [
+        b for b in bought if min(abs(math.log(b["point_flops"] / lv)) for lv in levels) > 0.05
+    ]
     return {
         "target": {"params": params, "tokens": tokens, "truth_loss": truth},
         "isoflop_flops": total,
@@ -230,13 +235,21 @@ def run_benchmark(
         "error_half": e_half,
         "isoflop_half": _at(iso_curve, total / 2),
         "met": _met(sug_curve, iso_curve),
+        "levels_flops": levels,
+        "bought_between_levels": len(between),
+        "narrowest_half": min(
+            (c for c in sug_curve if c[0] <= total / 2 * 1.0001), key=lambda c: c[1]
+        ),
         "suggest_s": time.perf_counter() - t1,
     }
 
 
 def _describe(b: dict) -> str:
     """One bought run: its point, its cooldowns, where it resumed, its 6ND and its cost."""
-    text = f"N={b['params']:,.0f} D={b['tokens']:,.0f} (6ND {b['point_flops']:.3g})"
+    text = (
+        f"N={b['params']:,.0f} D={b['tokens']:,.0f} (D/N {b['tokens'] / b['params']:.0f}, "
+        f"6ND {b['point_flops']:.3g})"
+    )
     if b["cooldowns_to_tokens"]:
         text += " + cooldowns to D=" + ", ".join(f"{d:,.0f}" for d in b["cooldowns_to_tokens"])
     if b["resumed_from_tokens"]:
@@ -254,7 +267,21 @@ def _table(result: dict) -> None:
         f"\nsuggest width at ≤ ½ C / IsoFLOP final width: {result['width_ratio_half']:.2f}; "
         f"error at ≤ ½ C {result['error_half']:.4f} against IsoFLOP's final "
         f"{result['error_iso']:.4f}; IsoFLOP's own width at ≤ ½ C "
-        f"{result['isoflop_half'][0]:.4f}; target met: {'yes' if result['met'] else 'NO'}"
+        f"{result['isoflop_half'][0]:.4f}"
+    )
+    spent, width, error = result["narrowest_half"]
+    print(
+        f"narrowest suggest checkpoint at ≤ ½ C: {spent / total:.2f}×C, width {width:.4f} "
+        f"({width / result['isoflop'][-1][1]:.2f} × IsoFLOP's final), error {error:.4f}; "
+        f"target met (a checkpoint ≤ ½ C as narrow, error no worse, as adaptive_design.py "
+        f"counts it): {'yes' if result['met'] else 'NO'}"
+    )
+    target = result["target"]
+    print(
+        f"suggest bought {len(result['bought'])} runs, {result['bought_between_levels']} of them "
+        f"at a compute not within 5 % of an IsoFLOP level "
+        f"({', '.join(f'{lv:.3g}' for lv in result['levels_flops'])} FLOP); the target's D/N is "
+        f"{target['tokens'] / target['params']:.0f}"
     )
 
 
