@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from scalinglab import fit, load_runs
@@ -16,7 +17,7 @@ from scalinglab.counting import count_params
 from scalinglab.store import KeptCheckpoint, Store, stable_dir
 from scalinglab.sweep import information as info
 from scalinglab.sweep.budget import plan_sweep
-from scalinglab.sweep.candidates import family_candidates, spec_table
+from scalinglab.sweep.candidates import family_candidates, new_candidates, spec_table
 from scalinglab.sweep.design import design_runs
 from scalinglab.sweep.executors import run_sweep
 from scalinglab.sweep.spec import load_spec, parse_spec
@@ -382,6 +383,25 @@ def test_a_wsd_design_family_trains_its_suggestions_with_wsd() -> None:
     cands = _family_candidates(text, 1e13)
     assert any(c.branches for c in cands)
     assert all(c.run is not None and c.run.schedule == "wsd" for c in cands)
+
+
+def test_sizes_that_snap_to_one_model_offer_each_run_once() -> None:
+    """Grid sizes below the smallest model all snap to it: each buildable run is one candidate
+    (bought twice, its spec would repeat a point, which the next `sweep run` refuses)."""
+    # The smallest model is one layer of width 16 (3,120 parameters); this grid is the one
+    # suggest made for a store of benchmarks/adaptive_trainer.py's tiny sweep, 16 runs offered
+    # twice before the fix.
+    family = parse_spec(WSD_SPEC.replace("[model]", "[model]\naspect_min = 16") + "min_steps = 50")
+    offered = family_candidates(family, np.geomspace(1560, 14142.1356, 14), 6e9, set(), [])
+    assert len({c.run.key for c in offered if c.run}) < len(offered)  # the duplicates are there
+    held = offered[0]
+    runs = load_runs(
+        pd.DataFrame({"params": [held.params], "tokens": [held.tokens], "loss": [3.0]})
+    )
+    cands = new_candidates(offered, runs)
+    points = [frozenset(c.points) for c in cands]
+    assert len(set(points)) == len(points) == len({frozenset(c.points) for c in offered}) - 1
+    assert frozenset(held.points) not in points  # a point the runs hold is not offered again
 
 
 def test_non_wsd_families_get_no_bundles(store_path: Path) -> None:

@@ -137,6 +137,29 @@ def family_candidates(
     return out
 
 
+def new_candidates(candidates: list[Candidate], runs: Runs) -> list[Candidate]:
+    """Each set of new points once, at its lowest cost: a candidate any of whose points the runs
+    already hold is dropped, and of candidates yielding the same points the cheapest is kept.
+
+    Training is deterministic (one seed), so a point trained again tells the fit nothing new,
+    but the information model would count it as a second measurement. Repeats arise when
+    neighbouring grid sizes snap to the same shape and length, when a plain run or a bundle's
+    cooldown repeats a point the store holds (a cooldown from a kept trunk's stable phase is the
+    run continued to that length), or when a continuation reaches a length the grid also offers
+    from step 0 (a spec that repeats a point is refused by ``sweep run``). Two candidates that
+    share some points but not all are both kept: the greedy may still buy both in one round.
+    """
+    held = set(zip(runs.column("params").tolist(), runs.column("tokens").tolist(), strict=True))
+    best: dict[frozenset[tuple[float, float]], Candidate] = {}
+    for c in candidates:
+        points = frozenset(c.points)
+        if points & held:
+            continue
+        if points not in best or c.cost_flops < best[points].cost_flops:
+            best[points] = c
+    return list(best.values())
+
+
 def _as_candidates(planned: list[RunSpec], budget_flops: float, known: set[str]) -> list[Candidate]:
     """The planned runs not in the store yet, within the budget, every point in the D/N band."""
     return [

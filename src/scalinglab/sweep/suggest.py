@@ -59,6 +59,7 @@ from scalinglab.sweep.candidates import (
     design_point,
     family_candidates,
     grid_sizes,
+    new_candidates,
     plain_candidates,
     resumed_candidates,
     spec_table,
@@ -466,6 +467,7 @@ def suggest(
         notes += wsd_notes(candidates)
     else:
         candidates = plain_candidates(grid, step_tokens, runs, budget_flops)
+    candidates = new_candidates(candidates, runs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fitted = fit(get_law(law), runs, **(fit_options or {}))
