@@ -105,12 +105,15 @@ def ranking(
         budget: float,
         k: int,
         per_flop: bool,
+        excludes: Sequence[np.ndarray],
     ) -> list[tuple[int, float]]:
         assert all(len(g) == 1 for g in groups), "the benchmark offers single runs only"
         if rank == "matched":
             fisher = float(grad @ info.posterior(jac, scale) @ grad)
             c = max(float(grad @ sigma @ grad) / fisher, 1.0)
-            return original(sigma, grad, a / math.sqrt(c), groups, cost, budget, k, per_flop)
+            return original(
+                sigma, grad, a / math.sqrt(c), groups, cost, budget, k, per_flop, excludes
+            )
         if rank == "sandwich":
             state = Sandwich(jac / scale, standardised)
             return info.pick_greedily(
@@ -121,6 +124,7 @@ def ranking(
                 budget,
                 k,
                 per_flop,
+                excludes,
             )
         cov = [member_covariance(fitted, target, np.asarray(points, dtype=float))]
 
@@ -132,7 +136,7 @@ def ranking(
             c = cov[0]
             cov[0] = c - np.outer(c[:, 1 + i], c[1 + i]) / (c[1 + i, 1 + i] + scale**2)
 
-        return info.pick_greedily(cov[0][0, 0], drops, bought, cost, budget, k, per_flop)
+        return info.pick_greedily(cov[0][0, 0], drops, bought, cost, budget, k, per_flop, excludes)
 
     suggest_module._greedy = greedy
     try:

@@ -284,7 +284,7 @@ def test_an_ensemble_chooses_but_the_fisher_model_reports(store_path: Path) -> N
     """With a bootstrap the ensemble's Σ ranks the runs; the intervals now and after (and the
     shares) are the Fisher delta method's, whose predicted shrinkage the benchmark found
     calibrated where the ensemble's was not."""
-    from scalinglab.sweep.suggest import _ensemble, _greedy
+    from scalinglab.sweep.suggest import _ensemble, _greedy, _overlaps
 
     runs = load_runs(store_path)
     fitted = fit("chinchilla", runs, bootstrap=24)
@@ -315,7 +315,7 @@ def test_an_ensemble_chooses_but_the_fisher_model_reports(store_path: Path) -> N
     picks = [
         [
             (cands[i].params, cands[i].tokens)
-            for i, _ in _greedy(ensemble, g, a, groups, cost, 1e13, 3, f)
+            for i, _ in _greedy(ensemble, g, a, groups, cost, 1e13, 3, f, _overlaps(cands))
         ]
         for f in (True, False)
     ]
@@ -440,6 +440,26 @@ def test_a_bundles_information_is_the_sum_of_its_points(store_path: Path) -> Non
         sigma = sigma - np.outer(u, u) / (1 + row @ u)
     assert whole == pytest.approx(steps, rel=1e-9)
     assert s.sd_now**2 - s.sd_after**2 == pytest.approx(whole, rel=1e-6)
+
+
+def test_candidates_sharing_a_point_are_never_bought_together(store_path: Path) -> None:
+    """A bundle and a plain run of one of its points: bought together, that point would be
+    trained twice (the fit counting one loss as two measurements, the spec refused)."""
+    runs = load_runs(store_path)
+    fitted = fit("chinchilla", runs)
+    bundle = Candidate(3e5, 8e6, 6 * 3e5 * 8e6, branches=(1e6, 3e6))
+    shared = Candidate(3e5, 3e6, 6 * 3e5 * 3e6)  # the bundle's second branch, on its own
+    other = Candidate(1e5, 4e7, 6 * 1e5 * 4e7)
+    cands = [bundle, shared, other]
+    unlimited = choose_runs(fitted, runs, Target.parse(TARGET), 1e20, cands, k=3)
+    chosen = [p.candidate for p in unlimited.proposals]
+    assert not (bundle in chosen and shared in chosen)
+    points = [pt for c in chosen for pt in c.points]
+    assert len(points) == len(set(points))
+    # Each alone is worth buying: the exclusion, not the variance, keeps the pair apart.
+    for c in (bundle, shared):
+        alone = choose_runs(fitted, runs, Target.parse(TARGET), 1e20, [c], k=1)
+        assert [p.candidate for p in alone.proposals] == [c]
 
 
 def test_a_bundle_over_budget_is_never_bought_though_its_trunk_fits(store_path: Path) -> None:

@@ -147,7 +147,7 @@ def new_candidates(candidates: list[Candidate], runs: Runs) -> list[Candidate]:
     cooldown repeats a point the store holds (a cooldown from a kept trunk's stable phase is the
     run continued to that length), or when a continuation reaches a length the grid also offers
     from step 0 (a spec that repeats a point is refused by ``sweep run``). Two candidates that
-    share some points but not all are both kept: the greedy may still buy both in one round.
+    share some points but not all are both kept: ``choose_runs`` buys at most one of them.
     """
     held = set(zip(runs.column("params").tolist(), runs.column("tokens").tolist(), strict=True))
     best: dict[frozenset[tuple[float, float]], Candidate] = {}

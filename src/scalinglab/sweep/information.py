@@ -249,11 +249,14 @@ def pick_greedily(
     budget: float,
     k: int,
     per_flop: bool,
+    excludes: Sequence[np.ndarray] | None = None,
 ) -> list[tuple[int, float]]:
     """Budgeted greedy over a variance model: up to ``k`` candidates, each the one whose
     ``drops()`` (the target variance each would remove now) is largest (per FLOP if
     ``per_flop``) among those the budget left still affords; ``bought(i)`` updates the model.
-    ``start`` is the target's variance before any pick. Returns the picks and each one's drop."""
+    ``start`` is the target's variance before any pick; ``excludes[i]``, if given, are the
+    candidates that buying i rules out (they would train one of its points again). Returns the
+    picks and each one's drop."""
     free = np.ones(len(cost), dtype=bool)
     left, picked = budget, []
     for _ in range(k):
@@ -265,5 +268,7 @@ def pick_greedily(
         picked.append((i, float(drop[i])))
         bought(i)
         free[i] = False
+        if excludes is not None:
+            free[excludes[i]] = False
         left -= cost[i]
     return picked

@@ -185,10 +185,11 @@ def _greedy(
     budget: float,
     k: int,
     per_flop: bool,
+    excludes: Sequence[np.ndarray],
 ) -> list[tuple[int, float]]:
     """``info.pick_greedily`` over the linearised model: covariance ``sigma``; candidate i is
     the rows ``groups[i]`` of ``a`` (the j/σ of its points: one run, or a WSD trunk and its
-    branches)."""
+    branches); buying i rules out ``excludes[i]``."""
     state = [sigma]
 
     def bought(i: int) -> None:
@@ -202,7 +203,23 @@ def _greedy(
         budget,
         k,
         per_flop,
+        excludes,
     )
+
+
+def _overlaps(candidates: Sequence[Candidate]) -> list[np.ndarray]:
+    """For each candidate, the others that share one of its points: a bundle and a plain run
+    (or another bundle) yielding the same (N, D) would train that point twice, which the fit
+    would count as two measurements and ``sweep run`` refuses in one spec."""
+    owners: dict[tuple[float, float], list[int]] = {}
+    for i, c in enumerate(candidates):
+        for pt in set(c.points):
+            owners.setdefault(pt, []).append(i)
+    out = []
+    for i, c in enumerate(candidates):
+        shared = {j for pt in set(c.points) for j in owners[pt] if j != i}
+        out.append(np.array(sorted(shared), dtype=int))
+    return out
 
 
 def choose_runs(
@@ -286,9 +303,18 @@ def choose_runs(
             # end than plain runs alone (the README's WSD store at 5e11 FLOP: width ×0.572
             # against ×0.566), so the plain runs' passes run too and the best end is kept.
             pools[" (plain runs)"] = np.array([not c.branches for c in candidates])
+        excludes = _overlaps(candidates)
         options = {
             rule_name + pool: _greedy(
-                choose_with, grad, a, groups, np.where(mask, cost, np.inf), budget_flops, k, pf
+                choose_with,
+                grad,
+                a,
+                groups,
+                np.where(mask, cost, np.inf),
+                budget_flops,
+                k,
+                pf,
+                excludes,
             )
             for pool, mask in pools.items()
             for rule_name, pf in (("per-FLOP greedy", True), ("greedy", False))
