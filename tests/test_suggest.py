@@ -17,7 +17,7 @@ from scalinglab.counting import count_params
 from scalinglab.store import KeptCheckpoint, Store, stable_dir
 from scalinglab.sweep import information as info
 from scalinglab.sweep.budget import plan_sweep
-from scalinglab.sweep.candidates import family_candidates, new_candidates, spec_table
+from scalinglab.sweep.candidates import family_candidates, new_candidates, overlaps, spec_table
 from scalinglab.sweep.design import design_runs
 from scalinglab.sweep.executors import run_sweep
 from scalinglab.sweep.spec import load_spec, parse_spec
@@ -284,7 +284,7 @@ def test_an_ensemble_chooses_but_the_fisher_model_reports(store_path: Path) -> N
     """With a bootstrap the ensemble's Σ ranks the runs; the intervals now and after (and the
     shares) are the Fisher delta method's, whose predicted shrinkage the benchmark found
     calibrated where the ensemble's was not."""
-    from scalinglab.sweep.suggest import _ensemble, _greedy, _overlaps
+    from scalinglab.sweep.suggest import _ensemble, _greedy
 
     runs = load_runs(store_path)
     fitted = fit("chinchilla", runs, bootstrap=24)
@@ -315,7 +315,7 @@ def test_an_ensemble_chooses_but_the_fisher_model_reports(store_path: Path) -> N
     picks = [
         [
             (cands[i].params, cands[i].tokens)
-            for i, _ in _greedy(ensemble, g, a, groups, cost, 1e13, 3, f, _overlaps(cands))
+            for i, _ in _greedy(ensemble, g, a, groups, cost, 1e13, 3, f, overlaps(cands))
         ]
         for f in (True, False)
     ]

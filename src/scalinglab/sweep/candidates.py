@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ __all__ = [
     "design_point",
     "family_candidates",
     "grid_sizes",
+    "new_candidates",
+    "overlaps",
     "plain_candidates",
     "resumed_candidates",
     "spec_table",
@@ -158,6 +161,21 @@ def new_candidates(candidates: list[Candidate], runs: Runs) -> list[Candidate]:
         if points not in best or c.cost_flops < best[points].cost_flops:
             best[points] = c
     return list(best.values())
+
+
+def overlaps(candidates: Sequence[Candidate]) -> list[np.ndarray]:
+    """For each candidate, the others that share one of its points: a bundle and a plain run
+    (or another bundle) yielding the same (N, D) would train that point twice, which the fit
+    would count as two measurements and ``sweep run`` refuses in one spec."""
+    owners: dict[tuple[float, float], list[int]] = {}
+    for i, c in enumerate(candidates):
+        for pt in set(c.points):
+            owners.setdefault(pt, []).append(i)
+    out = []
+    for i, c in enumerate(candidates):
+        shared = {j for pt in set(c.points) for j in owners[pt] if j != i}
+        out.append(np.array(sorted(shared), dtype=int))
+    return out
 
 
 def _as_candidates(planned: list[RunSpec], budget_flops: float, known: set[str]) -> list[Candidate]:

@@ -60,6 +60,7 @@ from scalinglab.sweep.candidates import (
     family_candidates,
     grid_sizes,
     new_candidates,
+    overlaps,
     plain_candidates,
     resumed_candidates,
     spec_table,
@@ -207,21 +208,6 @@ def _greedy(
     )
 
 
-def _overlaps(candidates: Sequence[Candidate]) -> list[np.ndarray]:
-    """For each candidate, the others that share one of its points: a bundle and a plain run
-    (or another bundle) yielding the same (N, D) would train that point twice, which the fit
-    would count as two measurements and ``sweep run`` refuses in one spec."""
-    owners: dict[tuple[float, float], list[int]] = {}
-    for i, c in enumerate(candidates):
-        for pt in set(c.points):
-            owners.setdefault(pt, []).append(i)
-    out = []
-    for i, c in enumerate(candidates):
-        shared = {j for pt in set(c.points) for j in owners[pt] if j != i}
-        out.append(np.array(sorted(shared), dtype=int))
-    return out
-
-
 def choose_runs(
     fitted: Fit,
     runs: Runs,
@@ -303,7 +289,7 @@ def choose_runs(
             # end than plain runs alone (the README's WSD store at 5e11 FLOP: width ×0.572
             # against ×0.566), so the plain runs' passes run too and the best end is kept.
             pools[" (plain runs)"] = np.array([not c.branches for c in candidates])
-        excludes = _overlaps(candidates)
+        excludes = overlaps(candidates)
         options = {
             rule_name + pool: _greedy(
                 choose_with,
