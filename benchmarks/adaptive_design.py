@@ -338,6 +338,9 @@ def _summary(rows: list[dict]) -> None:
 
 
 def main() -> None:
+    # The round shape is the protocol every design shares (suggest, random); the module's
+    # constants are its defaults, set once here for the whole run.
+    global K, ROUNDS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=15, help="Porian configurations to run")
     parser.add_argument(
@@ -348,7 +351,12 @@ def main() -> None:
     parser.add_argument(
         "--alternative", action="append", help="rerun only this rejected option (repeatable)"
     )
+    parser.add_argument("--k", type=int, default=K, help="runs per suggest round at most")
+    parser.add_argument(
+        "--rounds", type=int, default=ROUNDS, help="rounds into which IsoFLOP's compute is cut"
+    )
     args = parser.parse_args()
+    K, ROUNDS = args.k, args.rounds
     alternatives = tuple(
         v
         for v in ALTERNATIVES
