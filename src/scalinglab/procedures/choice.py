@@ -260,9 +260,9 @@ def fit_procedure(
         drift = estimate_drift(
             inner.log_errors[chosen.name],
             inner.factors[chosen.name],
-            inner.cut_ids[chosen.name],
+            inner.cut_ids,
             scatter,
-            inner.continued[chosen.name],
+            inner.continued,
         )
         # The corrected recipe's growth: its corrected inner errors plus the correction's own
         # uncertainty (procedures.drift).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
@@ -87,10 +87,11 @@ class InnerBacktest:
         Mean |log error| of each single recipe fitted (the members of averages among them),
         pooled over every inner cut: what a backtest-weighted average of them weighs by.
     cut_ids:
-        For each procedure, which inner cut (an index into ``cuts_flops``) each of its
-        ``log_errors`` comes from: errors of one cut share one fit, so they are not independent.
+        Which inner cut (an index into ``cuts_flops``) each inner prediction comes from, in
+        the order of every procedure's ``log_errors`` (every procedure predicts the same runs):
+        errors of one cut share one fit, so they are not independent.
     continued:
-        For each procedure, whether each of its ``log_errors`` is a later checkpoint of a run
+        Whether each inner prediction, in that same order, is a later checkpoint of a run
         (``run_id``) whose earlier checkpoints were fitted at that cut: a continuation along
         the run's own schedule, not a prediction of a new run.
     """
@@ -102,8 +103,8 @@ class InnerBacktest:
     cuts_flops: tuple[float, ...]
     n_scored: int
     member_errors: Mapping[str, float]
-    cut_ids: Mapping[str, np.ndarray] = field(default_factory=dict)
-    continued: Mapping[str, np.ndarray] = field(default_factory=dict)
+    cut_ids: np.ndarray
+    continued: np.ndarray
 
     def growth(self, name: str, scatter: float) -> float:
         """Extra log error per e-fold of extrapolation factor of procedure ``name`` (see
@@ -200,7 +201,7 @@ def inner_backtest(
     run_ids = runs.frame["run_id"].to_numpy() if "run_id" in runs.frame else None
     logs: dict[str, list[np.ndarray]] = {p.name: [] for p in procs}
     facs: dict[str, list[np.ndarray]] = {p.name: [] for p in procs}
-    ids: dict[str, list[np.ndarray]] = {p.name: [] for p in procs}
+    ids: list[np.ndarray] = []
     cont: list[np.ndarray] = []
     single_errs: dict[str, list[np.ndarray]] = {s.name: [] for s in singles}
     used_cuts: list[float] = []
@@ -243,6 +244,7 @@ def inner_backtest(
             continue  # no recipe can be fitted on so few runs: this origin says nothing
         used_cuts.append(cut)
         n_scored += int(test_mask.sum())
+        ids.append(np.full(int(test_mask.sum()), len(used_cuts) - 1))
         cont.append(
             np.zeros(int(test_mask.sum()), dtype=bool)
             if run_ids is None
@@ -255,7 +257,6 @@ def inner_backtest(
             else:
                 logs[p.name].append(lp - obs)
             facs[p.name].append(factor)
-            ids[p.name].append(np.full(factor.shape, len(used_cuts) - 1))
     if not used_cuts:
         raise BacktestError(
             f"no inner cut among C_max/{', C_max/'.join(f'{c:g}' for c in cuts)} leaves runs on "
@@ -266,8 +267,6 @@ def inner_backtest(
     log_errors: dict[str, np.ndarray] = {}
     factors: dict[str, np.ndarray] = {}
     cut_errors: dict[str, tuple[float, ...]] = {}
-    cut_ids: dict[str, np.ndarray] = {}
-    continued = np.concatenate(cont)
     for p in procs:
         cut_errors[p.name] = tuple(
             float(np.mean(np.abs(e))) if np.all(np.isfinite(e)) else math.inf for e in logs[p.name]
@@ -275,7 +274,6 @@ def inner_backtest(
         e = np.concatenate(logs[p.name]) if logs[p.name] else np.zeros(0)
         log_errors[p.name] = e
         factors[p.name] = np.concatenate(facs[p.name]) if facs[p.name] else np.zeros(0)
-        cut_ids[p.name] = np.concatenate(ids[p.name]) if ids[p.name] else np.zeros(0, dtype=int)
         errors[p.name] = float(np.mean(np.abs(e))) if e.size and np.all(np.isfinite(e)) else np.inf
     return InnerBacktest(
         errors=MappingProxyType(errors),
@@ -287,6 +285,6 @@ def inner_backtest(
         member_errors=MappingProxyType(
             {k: float(np.mean(np.abs(np.concatenate(v)))) for k, v in single_errs.items() if v}
         ),
-        cut_ids=MappingProxyType(cut_ids),
-        continued=MappingProxyType({p.name: continued for p in procs}),
+        cut_ids=np.concatenate(ids),
+        continued=np.concatenate(cont),
     )
