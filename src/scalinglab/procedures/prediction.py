@@ -220,14 +220,14 @@ class ProcedureFit:
         else:
             params = np.full(mean.shape, np.nan)
         growth = 0.0 if not math.isfinite(self.growth) else self.growth
-        extrap = growth * self._log_factor(flat)
+        log_factor = self._log_factor(flat)
         return {
             "mean": mean - self._drift(flat),
             "parameters": params,
             "members": members,
             "scatter": np.full(mean.shape, self.scatter),
-            "extrapolation": extrap,
-            "factor": np.exp(self._log_factor(flat)),
+            "extrapolation": growth * log_factor,
+            "factor": np.exp(log_factor),
         }
 
     def interval(
